@@ -1,0 +1,49 @@
+# windowner: `make demo` installs and runs the main job; `make test` installs and runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test install dev glove bench plot lint accuracy bench-e2e clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp-core: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[dev]"
+	touch $@ $(VENV)/.stamp-core
+
+install: $(VENV)/.stamp-core
+
+dev: $(VENV)/.stamp-dev
+
+demo: install
+	$(BIN)/windowner train --config configs/adam.yaml
+
+test: dev
+	$(BIN)/python -m pytest
+
+lint: dev
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Optional extras: never needed by the core or by CI.
+glove: install
+	$(PIP) install -e ".[glove]"
+
+bench: install
+	$(PIP) install -e ".[bench]"
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_e2e.py
+
+plot: install
+	$(PIP) install -e ".[plot]"
+
+accuracy: glove
+	$(BIN)/python benchmarks/accuracy.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from windowner.cli import main
+
+main()
