@@ -1,0 +1,238 @@
+"""CoNLL column files, tag schemes, vocabularies and word features.
+
+A CoNLL file has one token per line: whitespace-separated columns, the token first and the tag
+last; a blank line ends a sentence; ``-DOCSTART-`` lines are skipped. Tags are read as IOB1 or
+IOB2 and kept as IOB2 internally.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from windowner.errors import DataError
+
+SCHEMES = ("iob1", "iob2")
+UNK, SENT_START, SENT_END = "<unk>", "<s>", "</s>"
+SPECIALS = (UNK, SENT_START, SENT_END)
+UNK_ID, START_ID, END_ID = 0, 1, 2
+
+_TAG_RE = re.compile(r"^(O|[BI]-[^\s-][^\s]*)$")
+_DIGIT_RE = re.compile(r"\d")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence: tokens and their IOB2 tags; ``line`` is where it starts in its file."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+    line: int = 0
+
+
+# ---------------------------------------------------------------------------- tag schemes
+
+
+def check_tag(tag: str) -> bool:
+    """True when ``tag`` is ``O`` or ``B-X``/``I-X`` with a non-empty type."""
+    return bool(_TAG_RE.match(tag))
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
+    """IOB1 → IOB2 the way conlleval reads a chunk start: an ``I-X`` that does not continue
+    an ``X`` chunk (after ``O``, another type, or at the start) begins one, so becomes ``B-X``."""
+    out: list[str] = []
+    prev = "O"
+    for tag in tags:
+        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out
+
+
+def entity_type(tag: str) -> str:
+    """``B-PER`` → ``PER``; ``O`` → ``""``."""
+    return tag[2:] if len(tag) > 2 else ""
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_conll(path: str | Path, scheme: str = "iob2") -> list[Sentence]:
+    """Read a CoNLL file into sentences with IOB2 tags.
+
+    Raises DataError("file:line: reason") for a missing file, undecodable bytes, a line with
+    fewer than two columns, or an invalid tag; and for a file that holds no sentence.
+    """
+    path = Path(path)
+    if scheme not in SCHEMES:
+        raise DataError(f"{path}: unknown tag scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a CoNLL file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    text = decode_bytes(raw, path)
+    sentences = list(parse_conll(text.splitlines(), str(path), scheme))
+    if not sentences:
+        what = "is empty" if not text.strip() else "holds no sentence"
+        raise DataError(f"{path}:1: file {what}")
+    return sentences
+
+
+def decode_bytes(raw: bytes, path: Path | str) -> str:
+    """UTF-8 (a BOM is dropped); undecodable bytes raise DataError naming the line."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}:{line}: undecodable bytes (not UTF-8) at byte {exc.start}"
+        ) from None
+
+
+def parse_conll(lines: Iterable[str], name: str = "<input>", scheme: str = "iob2"):
+    """Yield Sentence objects from CoNLL lines (CR, tabs and spaces tolerated)."""
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+    for lineno, line in enumerate(lines, 1):
+        cols = line.split()
+        if not cols:
+            if tokens:
+                yield _sentence(tokens, tags, start, scheme)
+                tokens, tags = [], []
+            continue
+        if cols[0] == "-DOCSTART-":
+            continue
+        if len(cols) < 2:
+            raise DataError(f"{name}:{lineno}: too few columns (need token and tag): {line!r}")
+        tag = cols[-1]
+        if not check_tag(tag):
+            raise DataError(f"{name}:{lineno}: invalid tag {tag!r} (expected O, B-TYPE or I-TYPE)")
+        if not tokens:
+            start = lineno
+        tokens.append(cols[0])
+        tags.append(tag)
+    if tokens:
+        yield _sentence(tokens, tags, start, scheme)
+
+
+def _sentence(tokens: list[str], tags: list[str], line: int, scheme: str) -> Sentence:
+    # IOB2 input is normalised too: a stray I-X is read as conlleval reads it (a chunk start).
+    return Sentence(tuple(tokens), tuple(iob1_to_iob2(tags)), line)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def format_conll(sentences: Iterable[Sentence], predicted: Iterable[Sequence[str]] | None = None):
+    """Yield CoNLL lines: ``token<TAB>tag`` (or ``token<TAB>gold<TAB>pred``), blank line after
+    each sentence."""
+    preds = iter(predicted) if predicted is not None else None
+    for sent in sentences:
+        pred = next(preds) if preds is not None else None
+        for i, (token, tag) in enumerate(zip(sent.tokens, sent.tags, strict=True)):
+            yield f"{token}\t{tag}\t{pred[i]}" if pred is not None else f"{token}\t{tag}"
+        yield ""
+
+
+def write_conll(
+    out: str | Path | TextIO,
+    sentences: Iterable[Sentence],
+    predicted: Iterable[Sequence[str]] | None = None,
+) -> None:
+    """Write sentences in CoNLL format to a path (atomically) or an open text stream."""
+    text = "".join(line + "\n" for line in format_conll(sentences, predicted))
+    if isinstance(out, str | Path):
+        from windowner.checkpoint import atomic_write_text
+
+        atomic_write_text(Path(out), text)
+    else:
+        out.write(text)
+
+
+# ---------------------------------------------------------------------------- words and features
+
+
+def normalize_word(word: str, lowercase: bool = True, digits_to_zero: bool = True) -> str:
+    """The vocabulary key of a word: optionally lowercased, every digit replaced by ``0``."""
+    if lowercase:
+        word = word.lower()
+    if digits_to_zero:
+        word = _DIGIT_RE.sub("0", word)
+    return word
+
+
+# Capitalisation classes in the spirit of Collobert et al. (2011); 0 is the sentence padding.
+CAPS_CLASSES = ("<pad>", "lower", "upper", "title", "mixed", "noletters")
+
+
+def caps_feature(word: str) -> int:
+    """Index into CAPS_CLASSES: all lower, all upper, first upper, capital inside, no letters."""
+    letters = [c for c in word if c.isalpha()]
+    if not letters:
+        return 5
+    if all(c.islower() for c in letters):
+        return 1
+    if all(c.isupper() for c in letters):
+        return 2 if len(letters) > 1 else 3
+    if letters[0].isupper() and all(c.islower() for c in letters[1:]):
+        return 3
+    return 4
+
+
+class Vocab:
+    """A list of strings with a dict from string to id; ids 0..2 are ``<unk>``, ``<s>``, ``</s>``
+    for word vocabularies (``specials``), none for tag vocabularies."""
+
+    def __init__(self, items: Sequence[str]) -> None:
+        self.items: list[str] = list(items)
+        self.index: dict[str, int] = {w: i for i, w in enumerate(self.items)}
+        if len(self.index) != len(self.items):
+            raise ValueError("vocabulary items must be unique")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, item: str) -> bool:
+        return item in self.index
+
+    def id(self, item: str, default: int = UNK_ID) -> int:
+        return self.index.get(item, default)
+
+    @classmethod
+    def from_counts(
+        cls, counts: Counter[str], min_count: int = 1, extra: Iterable[str] = ()
+    ) -> Vocab:
+        """Word vocabulary: specials, then words seen ≥ ``min_count`` times (most frequent
+        first, ties alphabetical), then ``extra`` words not yet present."""
+        kept = sorted(
+            (w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w)
+        )
+        items = list(SPECIALS) + [w for w in kept if w not in SPECIALS]
+        seen = set(items)
+        for word in extra:
+            if word not in seen:
+                items.append(word)
+                seen.add(word)
+        return cls(items)
+
+
+def word_counts(sentences: Iterable[Sentence], normalize) -> Counter[str]:
+    """Counts of normalised words over the sentences."""
+    return Counter(normalize(t) for s in sentences for t in s.tokens)
+
+
+def tag_vocab(sentences: Iterable[Sentence]) -> Vocab:
+    """Tags in a fixed order: ``O`` first, then for each type (sorted) ``B-X``, ``I-X``."""
+    types = sorted({entity_type(t) for s in sentences for t in s.tags} - {""})
+    return Vocab(["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")])
