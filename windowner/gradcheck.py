@@ -1,0 +1,272 @@
+"""Central-difference gradient checks of the whole model, in float64.
+
+The default check is the notes' own example: 5-word windows of 4-dim word vectors (x ∈ R^20),
+8 hidden units, for every activation × objective, with L2 on (embeddings included) and dropout
+on with a fixed mask. Inputs are redrawn until every pre-activation and every hinge margin is
+at least ``KINK_GAP`` away from a kink, so the numeric derivative is well defined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from windowner.nn.activations import ACTIVATIONS, KINKS
+from windowner.nn.layers import SparseGrad
+from windowner.nn.losses import OBJECTIVES, multiclass_margins, ranking_margins
+from windowner.nn.model import Batch, ModelSpec, WindowScorer
+
+EPS = 1e-5
+TOLERANCE = 1e-6
+KINK_GAP = 1e-3
+NOTES_TAGS = 5  # O, B-LOC, I-LOC, B-PER, I-PER
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    activation: str
+    objective: str
+    param: str
+    max_rel_error: float
+    n_checked: int
+    max_abs_diff: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_error < TOLERANCE
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray, noise: float = 0.0) -> np.ndarray:
+    """Elementwise |a − n| / max(|a| + |n|, 1e-8), taken as 0 where |a − n| ≤ ``noise``.
+
+    ``noise`` is the rounding error of the central difference itself, 4·u·max(1, |J|)/(2ε)
+    (u = float64 unit roundoff): without it a gradient that is exactly 0 (a saturated unit)
+    would show a "relative" error of ~1e-3 from rounding alone. The raw |a − n| is reported
+    beside it (``max_abs_diff``).
+    """
+    diff = np.abs(analytic - numeric)
+    rel = diff / np.maximum(np.abs(analytic) + np.abs(numeric), 1e-8)
+    return np.where(diff <= noise, 0.0, rel)
+
+
+def roundoff(loss: float, eps: float = EPS) -> float:
+    """Bound on the rounding error of (J(θ+ε) − J(θ−ε)) / 2ε in float64."""
+    return 4.0 * np.finfo(np.float64).eps * max(1.0, abs(loss)) / (2.0 * eps)
+
+
+def dense_grad(grad: np.ndarray | SparseGrad, shape: tuple[int, ...]) -> np.ndarray:
+    """A sparse embedding gradient as a dense array (for checking only)."""
+    if not isinstance(grad, SparseGrad):
+        return grad
+    out = np.zeros(shape, dtype=grad.rows.dtype)
+    out[grad.ids] = grad.rows
+    return out
+
+
+def entries_to_check(
+    name: str,
+    param: np.ndarray,
+    grad: np.ndarray | SparseGrad | None,
+    rng: np.random.Generator,
+    limit: int | None,
+) -> Iterator[tuple[int, ...]]:
+    """Indices to perturb: all entries, or of an embedding only the rows the batch used;
+    at most ``limit`` of them, drawn with ``rng``."""
+    if isinstance(grad, SparseGrad):
+        rows = grad.ids
+        idx = [(int(r), j) for r in rows for j in range(param.shape[1])]
+    else:
+        idx = [tuple(int(i) for i in ix) for ix in np.ndindex(param.shape)]
+    if limit is not None and len(idx) > limit:
+        picks = rng.choice(len(idx), size=limit, replace=False)
+        idx = [idx[i] for i in sorted(picks)]
+    yield from idx
+
+
+def check_gradients(
+    model: WindowScorer,
+    loss_fn: Callable[[], float],
+    grads: dict,
+    rng: np.random.Generator,
+    limit: int | None = None,
+    eps: float = EPS,
+) -> dict[str, tuple[float, int, float]]:
+    """Max relative error per parameter between ``grads`` and central differences of
+    ``loss_fn`` (which reads model.params) → {name: (max_rel_error, n_checked, max_abs_diff)}."""
+    out = {}
+    noise = roundoff(loss_fn(), eps)
+    for name, param in model.params.items():
+        grad = grads.get(name)
+        if grad is None:
+            continue
+        analytic = dense_grad(grad, param.shape)
+        worst, count, worst_abs = 0.0, 0, 0.0
+        for ix in entries_to_check(name, param, grad, rng, limit):
+            old = param[ix]
+            param[ix] = old + eps
+            plus = loss_fn()
+            param[ix] = old - eps
+            minus = loss_fn()
+            param[ix] = old
+            numeric = (plus - minus) / (2 * eps)
+            worst = max(worst, float(relative_error(np.float64(analytic[ix]), numeric, noise)))
+            worst_abs = max(worst_abs, abs(float(analytic[ix]) - numeric))
+            count += 1
+        out[name] = (worst, count, worst_abs)
+    return out
+
+
+def kink_distance(model: WindowScorer, batch: Batch, mask: np.ndarray | None) -> float:
+    """Smallest distance of any pre-activation from an activation kink and of any hinge
+    margin from 0 (inf when there is none)."""
+    words, caps, labels = model._stack(batch)
+    x, _ = model._embed(words, caps)
+    z = x @ model.params["W"].T + model.params["b"]
+    gaps = [np.abs(z - k).min() for k in KINKS[model.spec.activation]]
+    scores = model.forward(words, caps, mask)[0]
+    n = len(batch.words)
+    if model.spec.objective == "ranking":
+        gaps.append(np.abs(ranking_margins(scores[:n, 0], scores[n:, 0], model.spec.margin)).min())
+    elif model.spec.objective == "multiclass":
+        m = multiclass_margins(scores, labels, model.spec.margin)
+        m[np.arange(len(labels)), labels] = np.inf
+        gaps.append(np.abs(m).min())
+    return float(min(gaps, default=np.inf))
+
+
+def notes_example(
+    activation: str,
+    objective: str,
+    rng: np.random.Generator,
+    l2: float = 1e-2,
+    keep_prob: float = 0.8,
+    caps_dim: int = 0,
+    n_windows: int = 3,
+) -> tuple[WindowScorer, Batch, np.ndarray | None]:
+    """The notes' shapes: vocab of 12 words, 5-word windows, 4-dim vectors, 8 hidden units;
+    ``n_windows`` true windows, each with one center-corrupted window."""
+    spec = ModelSpec(
+        vocab_size=12,
+        n_out=1 if objective == "ranking" else NOTES_TAGS,
+        window=5,
+        word_dim=4,
+        caps_dim=caps_dim,
+        hidden=8,
+        activation=activation,
+        objective=objective,
+        margin=1.0,
+        keep_prob=keep_prob,
+        l2=l2,
+        l2_embeddings=l2 > 0,
+        dtype="float64",
+    )
+    model = WindowScorer.create(spec, rng, "xavier_uniform", embed_scale=1.0)
+    words = rng.integers(0, spec.vocab_size, size=(n_windows, 5))
+    caps = rng.integers(0, 6, size=(n_windows, 5))
+    neg_words = words.copy()
+    neg_words[:, 2] = (words[:, 2] + rng.integers(1, spec.vocab_size, n_windows)) % spec.vocab_size
+    tags = rng.integers(0, spec.n_out, size=n_windows)
+    batch = Batch(words, caps, tags, neg_words, caps.copy())
+    mask = None
+    if keep_prob < 1.0:
+        mask = (rng.random((2 * n_windows, spec.hidden)) < keep_prob) / keep_prob
+    return model, batch, mask
+
+
+def check_example(
+    model: WindowScorer,
+    batch: Batch,
+    mask: np.ndarray | None,
+    rng: np.random.Generator,
+    limit: int | None = None,
+) -> dict[str, tuple[float, int, float]]:
+    """Gradient-check one model on one batch with a fixed dropout mask."""
+    _, grads = model.loss_and_grads(batch, dropout_mask=mask)
+    return check_gradients(
+        model, lambda: model.loss_and_grads(batch, dropout_mask=mask)[0], grads, rng, limit
+    )
+
+
+def safe_example(
+    activation: str, objective: str, seed: int = 0, tries: int = 200, **kwargs
+) -> tuple[WindowScorer, Batch, np.ndarray | None, np.random.Generator]:
+    """``notes_example`` redrawn until it is at least KINK_GAP away from every kink."""
+    rng = np.random.default_rng(seed)
+    for _ in range(tries):
+        model, batch, mask = notes_example(activation, objective, rng, **kwargs)
+        if kink_distance(model, batch, mask) > KINK_GAP:
+            return model, batch, mask, rng
+    raise RuntimeError(f"no kink-free example for {activation}/{objective} in {tries} draws")
+
+
+def run_default(
+    activations: tuple[str, ...] = tuple(ACTIVATIONS),
+    objectives: tuple[str, ...] = OBJECTIVES,
+    seed: int = 0,
+    caps_dim: int = 0,
+) -> list[CheckResult]:
+    """Every activation × objective on the notes' example, L2 and fixed-mask dropout on."""
+    results = []
+    for activation in activations:
+        for objective in objectives:
+            model, batch, mask, rng = safe_example(activation, objective, seed, caps_dim=caps_dim)
+            for param, (err, n, diff) in check_example(model, batch, mask, rng).items():
+                results.append(CheckResult(activation, objective, param, err, n, diff))
+    return results
+
+
+def run_for_spec(
+    spec: ModelSpec, seed: int = 0, limit: int = 40, n_windows: int = 4
+) -> list[CheckResult]:
+    """Check a configured architecture (in float64) on random windows, ``limit`` entries per
+    parameter, redrawing until the example is kink-free."""
+    spec = replace(spec, dtype="float64")
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        model = WindowScorer.create(spec, rng, "xavier_uniform", embed_scale=1.0)
+        V, w = spec.vocab_size, spec.window
+        words = rng.integers(0, V, size=(n_windows, w))
+        caps = rng.integers(0, 6, size=(n_windows, w))
+        neg = words.copy()
+        neg[:, w // 2] = (words[:, w // 2] + rng.integers(1, V, n_windows)) % V
+        batch = Batch(words, caps, rng.integers(0, spec.n_out, n_windows), neg, caps.copy())
+        mask = None
+        if spec.keep_prob < 1.0:
+            mask = (rng.random((2 * n_windows, spec.hidden)) < spec.keep_prob) / spec.keep_prob
+        if kink_distance(model, batch, mask) > KINK_GAP:
+            errors = check_example(model, batch, mask, rng, limit)
+            return [
+                CheckResult(spec.activation, spec.objective, p, e, n, d)
+                for p, (e, n, d) in errors.items()
+            ]
+    raise RuntimeError("no kink-free example found")
+
+
+def run_for_config(path) -> list[CheckResult]:
+    """Check the model a config file describes (its activation, objective, sizes, L2 and
+    dropout), with a small vocabulary so every used row can be checked."""
+    from windowner.config import load_config
+
+    conf = load_config(path)
+    m = conf.model
+    n_out = 1 if m.objective == "ranking" else 9
+    spec = ModelSpec(
+        vocab_size=50,
+        n_out=n_out,
+        window=conf.features.window,
+        word_dim=conf.embeddings.dim,
+        caps_dim=conf.features.caps_dim,
+        hidden=m.hidden,
+        activation=m.activation,
+        leaky_slope=m.leaky_slope,
+        objective=m.objective,
+        margin=m.margin,
+        keep_prob=m.keep_prob,
+        l2=m.l2,
+        l2_embeddings=m.l2_embeddings,
+        train_embeddings=conf.embeddings.train,
+        dtype="float64",
+    )
+    return run_for_spec(spec, seed=conf.seed)

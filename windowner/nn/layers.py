@@ -1,0 +1,100 @@
+"""Layers as forward/backward function pairs, in the style of CS231n.
+
+``*_forward`` returns ``(out, cache)``; ``*_backward(dout, cache)`` returns the gradients.
+Caches are plain local values handed from one call to the other, never stored on objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from windowner.nn.activations import ACTIVATIONS, DERIVATIVES
+from windowner.registry import lookup
+
+
+@dataclass(frozen=True)
+class SparseGrad:
+    """Gradient of an embedding table restricted to the rows a batch used.
+
+    ids: (M,) int, unique and sorted; rows: (M, d), the summed gradient of each of those rows.
+    """
+
+    ids: np.ndarray
+    rows: np.ndarray
+
+
+def sum_rows(ids: np.ndarray, rows: np.ndarray) -> SparseGrad:
+    """Sum gradient rows that share an id: (n,) ids and (n, d) rows → SparseGrad.
+
+    Sorts the ids once and adds runs with ``np.add.reduceat`` (no ``np.add.at``, no dense table).
+    """
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
+    return SparseGrad(sorted_ids[starts], np.add.reduceat(rows[order], starts, axis=0))
+
+
+def embedding_forward(table: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Look up and concatenate: table (V, d), ids (B, w) → out (B, w·d)."""
+    out = np.take(table, ids, axis=0).reshape(ids.shape[0], -1)
+    return out, (ids, table.shape[1])
+
+
+def embedding_backward(dout: np.ndarray, cache: tuple) -> SparseGrad:
+    """dout (B, w·d) → SparseGrad over the rows that were looked up."""
+    ids, dim = cache
+    return sum_rows(ids.reshape(-1), dout.reshape(-1, dim))
+
+
+def affine_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """z = W x + b for a batch: x (B, D), W (H, D), b (H,) → z (B, H)."""
+    return x @ W.T + b, (x, W)
+
+
+def affine_backward(dz: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dz (B, H) → dx (B, D), dW = Σ_batch δ xᵀ (H, D), db = Σ_batch δ (H,)."""
+    x, W = cache
+    return dz @ W, dz.T @ x, dz.sum(axis=0)
+
+
+def linear_forward(a: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Scores s = Uᵀ a for a batch: a (B, H), U (H, C) → s (B, C)."""
+    return a @ U, (a, U)
+
+
+def linear_backward(ds: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """ds (B, C) → da = U δ (B, H), dU = Σ_batch a δᵀ (H, C)."""
+    a, U = cache
+    return ds @ U.T, a.T @ ds
+
+
+def activation_forward(z: np.ndarray, name: str, slope: float = 0.01) -> tuple[np.ndarray, tuple]:
+    """a = f(z), elementwise; the cache keeps the output a (derivatives are written from it)."""
+    a = lookup(ACTIVATIONS, name, "activation")(z, slope)
+    return a, (a, name, slope)
+
+
+def activation_backward(da: np.ndarray, cache: tuple) -> np.ndarray:
+    """dz = f′(z) ∘ da, with f′ computed from the cached output."""
+    a, name, slope = cache
+    return da * DERIVATIVES[name](a, slope)
+
+
+def dropout_mask(
+    rng: np.random.Generator, shape: tuple[int, ...], keep: float, dtype: type = np.float32
+) -> np.ndarray:
+    """Inverted-dropout mask: 1/keep with probability keep, else 0; drawn from ``rng``."""
+    scale = np.asarray(1.0 / keep, dtype=dtype)
+    return (rng.random(shape, dtype=np.float32) < keep).astype(dtype) * scale
+
+
+def dropout_forward(x: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """x ∘ mask during training; ``mask=None`` (evaluation, or keep = 1) passes x through."""
+    return (x if mask is None else x * mask), mask
+
+
+def dropout_backward(dout: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Gradient flows only through the units that were kept, scaled as in the forward pass."""
+    return dout if mask is None else dout * mask

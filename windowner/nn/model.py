@@ -1,0 +1,223 @@
+"""The window scorer: embeddings → one hidden layer → scores, with a hand-written backward pass.
+
+For a window of w word ids (and w capitalisation ids):
+
+    x = [E_word[w_1], …, E_word[w_w], E_caps[c_1], …, E_caps[c_w]]    (D = w·d + w·d_caps)
+    z = W x + b            W ∈ R^(H×D), b ∈ R^H
+    a = f(z) ∘ mask        (inverted dropout, training only)
+    s = Uᵀ a               U ∈ R^(H×C)   (C = 1 for the ranking objective, else the tag count)
+
+Parameters live in one dict keyed by name: ``E_word`` (V, d), ``E_caps`` (6, d_caps) when
+d_caps > 0, ``W`` (H, D), ``b`` (H,), ``U`` (H, C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from windowner.corpus import CAPS_CLASSES
+from windowner.nn import layers
+from windowner.nn.initializers import init_weight
+from windowner.nn.layers import SparseGrad
+from windowner.nn.losses import multiclass_hinge, ranking_hinge, softmax_cross_entropy
+
+EMBEDDINGS = ("E_word", "E_caps")
+WEIGHTS = ("W", "U")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that fixes the architecture and the objective (stored in model files)."""
+
+    vocab_size: int
+    n_out: int
+    window: int = 5
+    word_dim: int = 50
+    caps_dim: int = 5
+    hidden: int = 100
+    activation: str = "tanh"
+    leaky_slope: float = 0.01
+    objective: str = "multiclass"
+    margin: float = 1.0
+    keep_prob: float = 1.0
+    l2: float = 0.0
+    l2_embeddings: bool = False
+    train_embeddings: bool = True
+    dtype: str = "float32"
+
+    @property
+    def input_dim(self) -> int:
+        return self.window * (self.word_dim + self.caps_dim)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch.
+
+    words, caps: (B, w) int windows; tags: (B,) int tag ids (ignored by ``ranking``, whose
+    windows are all true ones); neg_words, neg_caps: (k·B, w) corrupted windows or None
+    (row j·B + i corrupts window i).
+    """
+
+    words: np.ndarray
+    caps: np.ndarray
+    tags: np.ndarray
+    neg_words: np.ndarray | None = None
+    neg_caps: np.ndarray | None = None
+
+
+class WindowScorer:
+    """The model: a params dict plus ``loss_and_grads(batch)`` and ``scores(words, caps)``."""
+
+    def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray]) -> None:
+        self.spec = spec
+        self.params = params
+
+    @classmethod
+    def create(
+        cls,
+        spec: ModelSpec,
+        rng: np.random.Generator,
+        initializer: str = "xavier_uniform",
+        init_scale: float = 0.1,
+        word_table: np.ndarray | None = None,
+        embed_scale: float = 0.1,
+    ) -> WindowScorer:
+        """Fresh parameters: embeddings U[±embed_scale] (or ``word_table``), W and U from the
+        named initialiser, b = 0."""
+        dtype = np.dtype(spec.dtype)
+        params: dict[str, np.ndarray] = {}
+        if word_table is None:
+            word_table = rng.uniform(-embed_scale, embed_scale, (spec.vocab_size, spec.word_dim))
+        params["E_word"] = np.ascontiguousarray(word_table, dtype=dtype)
+        if spec.caps_dim > 0:
+            caps = rng.uniform(-embed_scale, embed_scale, (len(CAPS_CLASSES), spec.caps_dim))
+            params["E_caps"] = caps.astype(dtype)
+        params["W"] = init_weight(initializer, rng, spec.hidden, spec.input_dim, init_scale, dtype)
+        params["b"] = np.zeros(spec.hidden, dtype=dtype)
+        params["U"] = init_weight(initializer, rng, spec.n_out, spec.hidden, init_scale, dtype).T
+        params["U"] = np.ascontiguousarray(params["U"])
+        return cls(spec, params)
+
+    # ------------------------------------------------------------------ forward / backward
+
+    def forward(
+        self, words: np.ndarray, caps: np.ndarray, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, tuple]:
+        """Windows (N, w) → scores (N, C) and the cache for ``backward``."""
+        p = self.params
+        x, emb_cache = self._embed(words, caps)
+        z, affine_cache = layers.affine_forward(x, p["W"], p["b"])
+        a, act_cache = layers.activation_forward(z, self.spec.activation, self.spec.leaky_slope)
+        a, mask = layers.dropout_forward(a, mask)
+        s, lin_cache = layers.linear_forward(a, p["U"])
+        return s, (emb_cache, affine_cache, act_cache, mask, lin_cache)
+
+    def backward(self, dscores: np.ndarray, cache: tuple) -> dict[str, np.ndarray | SparseGrad]:
+        """dJ/ds (N, C) → gradients keyed like ``params`` (embeddings as SparseGrad)."""
+        emb_cache, affine_cache, act_cache, mask, lin_cache = cache
+        grads: dict[str, np.ndarray | SparseGrad] = {}
+        da, grads["U"] = layers.linear_backward(dscores, lin_cache)
+        da = layers.dropout_backward(da, mask)
+        dz = layers.activation_backward(da, act_cache)
+        dx, grads["W"], grads["b"] = layers.affine_backward(dz, affine_cache)
+        if self.spec.train_embeddings or self.spec.caps_dim > 0:
+            grads.update(self._embed_backward(dx, emb_cache))
+        return grads
+
+    def _embed(self, words: np.ndarray, caps: np.ndarray) -> tuple[np.ndarray, tuple]:
+        xw, word_cache = layers.embedding_forward(self.params["E_word"], words)
+        if self.spec.caps_dim == 0:
+            return xw, (word_cache, None, xw.shape[1])
+        xc, caps_cache = layers.embedding_forward(self.params["E_caps"], caps)
+        return np.concatenate([xw, xc], axis=1), (word_cache, caps_cache, xw.shape[1])
+
+    def _embed_backward(self, dx: np.ndarray, cache: tuple) -> dict[str, SparseGrad]:
+        word_cache, caps_cache, split = cache
+        grads = {}
+        if self.spec.train_embeddings:
+            grads["E_word"] = layers.embedding_backward(dx[:, :split], word_cache)
+        if caps_cache is not None:
+            grads["E_caps"] = layers.embedding_backward(dx[:, split:], caps_cache)
+        return grads
+
+    # ------------------------------------------------------------------ objectives
+
+    def loss_and_grads(
+        self,
+        batch: Batch,
+        rng: np.random.Generator | None = None,
+        dropout_mask: np.ndarray | None = None,
+    ) -> tuple[float, dict[str, np.ndarray | SparseGrad]]:
+        """Mean objective plus L2 over the batch → (J, grads).
+
+        Dropout (keep_prob < 1) uses ``dropout_mask`` if given (N_total, H), else draws one
+        from ``rng``.
+        """
+        words, caps, labels = self._stack(batch)
+        mask = dropout_mask
+        if mask is None and self.spec.keep_prob < 1.0:
+            if rng is None:
+                raise ValueError("dropout needs a Generator or a fixed mask")
+            shape = (len(words), self.spec.hidden)
+            mask = layers.dropout_mask(rng, shape, self.spec.keep_prob, self.params["W"].dtype)
+        scores, cache = self.forward(words, caps, mask)
+        loss, dscores = self._objective(scores, labels, len(batch.words))
+        grads = self.backward(dscores, cache)
+        return loss + self._l2(grads), grads
+
+    def _stack(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """True and corrupted windows in one array; corrupted ones are labelled O (id 0)."""
+        if batch.neg_words is None:
+            if self.spec.objective == "ranking":
+                raise ValueError("the ranking objective needs corrupted windows in the batch")
+            return batch.words, batch.caps, batch.tags
+        words = np.concatenate([batch.words, batch.neg_words])
+        caps = np.concatenate([batch.caps, batch.neg_caps])
+        labels = np.concatenate([batch.tags, np.zeros(len(batch.neg_words), batch.tags.dtype)])
+        return words, caps, labels
+
+    def _objective(
+        self, scores: np.ndarray, labels: np.ndarray, n_true: int
+    ) -> tuple[float, np.ndarray]:
+        objective, margin = self.spec.objective, self.spec.margin
+        if objective == "multiclass":
+            return multiclass_hinge(scores, labels, margin)
+        if objective == "softmax":
+            return softmax_cross_entropy(scores, labels)
+        loss, d_true, d_corrupt = ranking_hinge(scores[:n_true, 0], scores[n_true:, 0], margin)
+        return loss, np.concatenate([d_true, d_corrupt])[:, None].astype(scores.dtype)
+
+    def _l2(self, grads: dict[str, np.ndarray | SparseGrad]) -> float:
+        """λ Σ ||W||_F² over W, U (and the embedding rows used, if asked); adds 2λW to grads."""
+        lam = self.spec.l2
+        if lam == 0.0:
+            return 0.0
+        penalty = 0.0
+        for name in WEIGHTS:
+            w = self.params[name]
+            penalty += float(np.sum(w * w))
+            grads[name] = grads[name] + (2.0 * lam) * w
+        if self.spec.l2_embeddings:
+            for name in EMBEDDINGS:
+                g = grads.get(name)
+                if isinstance(g, SparseGrad):
+                    rows = self.params[name][g.ids]
+                    penalty += float(np.sum(rows * rows))
+                    grads[name] = SparseGrad(g.ids, g.rows + (2.0 * lam) * rows)
+        return lam * penalty
+
+    # ------------------------------------------------------------------ inference
+
+    def scores(self, words: np.ndarray, caps: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Evaluation scores (N, C) for windows (N, w), without dropout, in chunks."""
+        out = np.empty((len(words), self.spec.n_out), dtype=self.params["W"].dtype)
+        for start in range(0, len(words), batch_size):
+            stop = start + batch_size
+            out[start:stop] = self.forward(words[start:stop], caps[start:stop])[0]
+        return out
