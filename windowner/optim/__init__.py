@@ -1,0 +1,1 @@
+"""Optimizers (state keyed by parameter name) and learning-rate schedules (lr = schedule(t))."""
