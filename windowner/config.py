@@ -1,0 +1,380 @@
+"""Run configuration: frozen dataclasses with defaults, read from YAML with ``yaml.safe_load``.
+
+Every problem in a file (unknown key, wrong type, value out of range, unknown name) is collected
+and reported together, each with its key path; unknown keys get a "did you mean" suggestion.
+``--set key.path=value`` overrides are parsed as YAML scalars and checked the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from windowner.corpus import SCHEMES
+from windowner.decode import DECODERS
+from windowner.errors import ConfigError
+from windowner.nn.activations import ACTIVATIONS
+from windowner.nn.initializers import INITIALIZERS
+from windowner.nn.losses import OBJECTIVES
+from windowner.optim.optimizers import OPTIMIZERS
+from windowner.optim.schedules import SCHEDULES, UNITS
+from windowner.windows import NEGATIVE_STRATEGIES
+
+PREPROCESSING = ("none", "mean", "standardize", "whiten")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Paths may use ``${VAR}`` or ``${VAR:-default}`` environment references."""
+
+    train: str = "data/train.conll"
+    dev: str | None = "data/dev.conll"
+    test: str | None = "data/test.conll"
+    scheme: str = "iob2"
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    window: int = 5
+    lowercase: bool = True
+    digits_to_zero: bool = True
+    min_count: int = 1
+    caps_dim: int = 5
+
+
+@dataclass(frozen=True)
+class EmbeddingsConfig:
+    dim: int = 50
+    init: str = "random"
+    scale: float = 0.1
+    train: bool = True
+    preprocess: str = "none"
+    keep_pretrained: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: int = 100
+    activation: str = "tanh"
+    leaky_slope: float = 0.01
+    initializer: str = "xavier_uniform"
+    init_scale: float = 0.1
+    keep_prob: float = 1.0
+    objective: str = "multiclass"
+    margin: float = 1.0
+    l2: float = 0.0
+    l2_embeddings: bool = False
+    decode: str = "viterbi"
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class NegativesConfig:
+    strategy: str = "center"
+    k: int = 0
+    power: float = 0.75
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 0.001
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    decay: float = 0.9
+    eps: float = 1e-8
+    fan_in_scaling: bool = False
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "constant"
+    factor: float = 0.5
+    every: float = 1.0
+    k: float = 0.1
+    tau: float = 1.0
+    unit: str = "epochs"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    patience: int = 0
+    shuffle: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    negatives: NegativesConfig = field(default_factory=NegativesConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------- choices and ranges
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.scheme": SCHEMES,
+    "model.activation": tuple(ACTIVATIONS),
+    "model.initializer": tuple(INITIALIZERS),
+    "model.objective": OBJECTIVES,
+    "model.decode": DECODERS,
+    "model.dtype": DTYPES,
+    "embeddings.preprocess": PREPROCESSING,
+    "negatives.strategy": NEGATIVE_STRATEGIES,
+    "optimizer.name": OPTIMIZERS,
+    "schedule.name": SCHEDULES,
+    "schedule.unit": UNITS,
+}
+
+# key path → (test, what the value must be)
+RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "features.window": (lambda v: v > 0 and v % 2 == 1, "a positive odd number"),
+    "features.min_count": (lambda v: v >= 1, ">= 1"),
+    "features.caps_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
+    "embeddings.dim": (lambda v: v > 0, "> 0"),
+    "embeddings.scale": (lambda v: v > 0, "> 0"),
+    "embeddings.keep_pretrained": (lambda v: v >= 0, ">= 0"),
+    "model.hidden": (lambda v: v > 0, "> 0"),
+    "model.leaky_slope": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "model.init_scale": (lambda v: v > 0, "> 0"),
+    "model.keep_prob": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "model.margin": (lambda v: v > 0, "> 0"),
+    "model.l2": (lambda v: v >= 0, ">= 0"),
+    "negatives.k": (lambda v: v >= 0, ">= 0"),
+    "negatives.power": (lambda v: v >= 0, ">= 0"),
+    "optimizer.lr": (lambda v: v > 0, "> 0"),
+    "optimizer.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optimizer.beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optimizer.beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optimizer.decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optimizer.eps": (lambda v: v > 0, "> 0"),
+    "schedule.factor": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "schedule.every": (lambda v: v > 0, "> 0"),
+    "schedule.k": (lambda v: v >= 0, ">= 0"),
+    "schedule.tau": (lambda v: v > 0, "> 0"),
+    "train.epochs": (lambda v: v > 0, "> 0"),
+    "train.batch_size": (lambda v: v > 0, "> 0"),
+    "train.patience": (lambda v: v >= 0, ">= 0 (0 turns early stopping off)"),
+}
+
+
+# ------------------------------------------------------------------------- reading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults ← YAML file ← ``--set`` overrides; raises ConfigError listing every problem."""
+    raw: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        source = str(path)
+        raw = read_yaml(Path(path))
+    problems: list[str] = []
+    for item in overrides:
+        apply_override(raw, item, problems)
+    config = build(Config, raw, "", problems)
+    if not problems:
+        problems += validate(config)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping read with safe_load; tags such as ``!!python/object`` are refused."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"invalid YAML: {reason}", where) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the top level must be a mapping, got {type(data).__name__}", str(path))
+    return data
+
+
+def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
+    """Apply one ``key.path=value`` (value parsed as a YAML scalar) to the raw mapping."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        problems.append(f"--set {item!r}: expected key.path=value")
+        return
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, recording problems instead of raising."""
+    if not isinstance(raw, dict):
+        problems.append(f"{prefix or 'config'}: expected a mapping, got {_show(raw)}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    for key in raw:
+        if key not in names:
+            problems.append(_unknown(prefix, str(key), names))
+    values = {}
+    for name in names:
+        if name not in raw:
+            continue
+        path = f"{prefix}{name}"
+        kind = hints[name]
+        if is_dataclass(kind):
+            values[name] = build(kind, raw[name], path + ".", problems)
+        else:
+            ok, value = _coerce(raw[name], kind)
+            if ok:
+                values[name] = value
+            else:
+                problems.append(f"{path}: expected {_type_name(kind)}, got {_show(raw[name])}")
+    return cls(**values)
+
+
+def _unknown(prefix: str, key: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {prefix}{close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
+    return f"{prefix}{key}: unknown key{hint}"
+
+
+def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
+    """(ok, value) for the simple field types used here: bool, int, float, str, X | None."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        args = typing.get_args(kind)
+        if value is None and type(None) in args:
+            return True, None
+        kind = next(a for a in args if a is not type(None))
+    if kind is bool:
+        return isinstance(value, bool), value
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if kind is str:
+        return isinstance(value, str), value
+    return False, value
+
+
+def _type_name(kind: Any) -> str:
+    if isinstance(kind, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(kind))
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        kind, "null" if kind is type(None) else str(kind)
+    )
+
+
+def _show(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if value is not None else "null"
+
+
+def _get(config: Config, path: str) -> Any:
+    node: Any = config
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def validate(config: Config) -> list[str]:
+    """Range and choice checks, plus the few that involve two keys."""
+    problems = []
+    for path, choices in CHOICES.items():
+        value = _get(config, path)
+        if value not in choices:
+            problems.append(f"{path}: unknown value {value!r}; choose from: {', '.join(choices)}")
+    for path, (test, what) in RANGES.items():
+        if not test(_get(config, path)):
+            problems.append(f"{path}: must be {what}, got {_get(config, path)!r}")
+    if config.model.objective == "ranking" and config.negatives.k < 1:
+        problems.append("negatives.k: the ranking objective needs k >= 1 corrupted windows")
+    if config.embeddings.init == "":
+        problems.append("embeddings.init: must be 'random', 'glove-6b-50d' or a file path")
+    return problems
+
+
+# ------------------------------------------------------------------------- paths and output
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_path(value: str) -> str:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` and ``~`` in a data path."""
+
+    def sub(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise ConfigError(f"environment variable {name} is not set", "data path")
+        return default
+
+    return os.path.expanduser(_ENV_RE.sub(sub, value))
+
+
+def resolved(config: Config) -> Config:
+    """The config with its data paths' environment references expanded."""
+    data = config.data
+    return replace(
+        config,
+        data=replace(
+            data,
+            train=expand_path(data.train),
+            dev=expand_path(data.dev) if data.dev else None,
+            test=expand_path(data.test) if data.test else None,
+        ),
+    )
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """A Config from a stored mapping (e.g. a model's metadata); raises ConfigError."""
+    problems: list[str] = []
+    config = build(Config, data, "", problems)
+    problems += [] if problems else validate(config)
+    if problems:
+        raise ConfigError(problems, "stored config")
+    return config

@@ -1,0 +1,257 @@
+"""Tagging with a trained model: tokenisation, the Tagger, and model files.
+
+The Tagger bundles what prediction needs besides the parameters: the word vocabulary and its
+normalisation, the tag list, the decoder and (for the ranking objective) the score threshold.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from windowner.checkpoint import array_text, load_npz, save_npz, text_array
+from windowner.corpus import Sentence, Vocab, decode_bytes, normalize_word, parse_conll
+from windowner.decode import decode_sentences
+from windowner.errors import ModelFileError, UsageError
+from windowner.metrics import get_entities
+from windowner.nn.model import ModelSpec, WindowScorer
+from windowner.windows import Encoded, encode
+
+_TOKEN_RE = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
+_SENTENCE_END = {".", "!", "?"}
+ENTITY = "ENT"
+
+
+def tokenize(text: str) -> list[list[str]]:
+    """Raw text → sentences of tokens: one sentence per line, also split after ``. ! ?``
+    when the next token starts with an uppercase letter; punctuation is split off."""
+    sentences: list[list[str]] = []
+    for line in text.splitlines():
+        current: list[str] = []
+        tokens = _TOKEN_RE.findall(line)
+        for i, token in enumerate(tokens):
+            current.append(token)
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+            if token in _SENTENCE_END and nxt[:1].isupper():
+                sentences.append(current)
+                current = []
+        if current:
+            sentences.append(current)
+    return sentences
+
+
+@dataclass
+class Tagger:
+    """A trained model ready to tag token lists."""
+
+    model: WindowScorer
+    words: Vocab
+    tags: list[str]
+    lowercase: bool = True
+    digits_to_zero: bool = True
+    decode: str = "viterbi"
+    threshold: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> str:
+        return self.model.spec.objective
+
+    @property
+    def output_tags(self) -> list[str]:
+        """Tags this tagger predicts (untyped ``B-ENT``/``I-ENT`` for a ranking model)."""
+        return ["O", f"B-{ENTITY}", f"I-{ENTITY}"] if self.objective == "ranking" else self.tags
+
+    def normalize(self, word: str) -> str:
+        return normalize_word(word, self.lowercase, self.digits_to_zero)
+
+    def encode(self, sentences: Sequence[Sentence]) -> Encoded:
+        tag_vocab = Vocab(self.tags)
+        return encode(sentences, self.words, tag_vocab, self.model.spec.window, self.normalize)
+
+    def scores(self, encoded: Encoded) -> np.ndarray:
+        """(N, C) scores for every token of the encoded corpus (C = 1 for ranking)."""
+        words, caps = encoded.windows()
+        return self.model.scores(words, caps)
+
+    def tag_encoded(self, encoded: Encoded, scores: np.ndarray | None = None) -> list[list[str]]:
+        """Decoded tag strings per sentence."""
+        scores = self.scores(encoded) if scores is None else scores
+        if self.objective == "ranking":
+            return ranking_tags(scores[:, 0] > self.threshold, encoded.sent_bounds)
+        if self.objective == "softmax" and self.decode == "viterbi":
+            from windowner.nn.losses import log_softmax
+
+            scores = log_softmax(scores.astype(np.float64))
+        return decode_sentences(scores, encoded.sent_bounds, self.tags, self.decode)
+
+    def tag(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
+        sentences = [Sentence(tuple(t), ("O",) * len(t)) for t in token_lists]
+        return self.tag_encoded(self.encode(sentences))
+
+    # ------------------------------------------------------------------ files
+
+    def save(
+        self,
+        path: Path,
+        extra_meta: dict[str, Any] | None = None,
+        extra_arrays: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
+        arrays["vocab"] = text_array("\n".join(self.words.items))
+        arrays["tags"] = text_array("\n".join(self.tags))
+        arrays.update(extra_arrays or {})
+        meta = {
+            "spec": self.model.spec.to_dict(),
+            "lowercase": self.lowercase,
+            "digits_to_zero": self.digits_to_zero,
+            "decode": self.decode,
+            "threshold": self.threshold,
+            "config": self.config,
+        }
+        meta.update(extra_meta or {})
+        save_npz(path, arrays, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], dict[str, Any]]:
+        """(tagger, all arrays, meta) from a model or checkpoint file."""
+        arrays, meta = load_npz(path)
+        try:
+            spec = ModelSpec(**meta["spec"])
+            params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+            words = Vocab(array_text(arrays["vocab"]).split("\n"))
+            tags = array_text(arrays["tags"]).split("\n")
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{path}: incomplete or inconsistent model file ({exc})") from None
+        _check_params(Path(path), spec, params, len(words), len(tags))
+        tagger = cls(
+            WindowScorer(spec, params),
+            words,
+            tags,
+            meta.get("lowercase", True),
+            meta.get("digits_to_zero", True),
+            meta.get("decode", "viterbi"),
+            float(meta.get("threshold", 0.0)),
+            meta.get("config", {}),
+        )
+        return tagger, arrays, meta
+
+
+def _check_params(path: Path, spec: ModelSpec, params: dict, n_words: int, n_tags: int) -> None:
+    """Shapes of the parameters against the spec and the vocabulary sizes."""
+    n_out = 1 if spec.objective == "ranking" else n_tags
+    expected = {
+        "E_word": (spec.vocab_size, spec.word_dim),
+        "W": (spec.hidden, spec.input_dim),
+        "b": (spec.hidden,),
+        "U": (spec.hidden, spec.n_out),
+    }
+    if spec.caps_dim:
+        expected["E_caps"] = (6, spec.caps_dim)
+    problems = []
+    if n_words != spec.vocab_size:
+        problems.append(f"vocabulary has {n_words} words, spec says {spec.vocab_size}")
+    if spec.n_out != n_out:
+        problems.append(f"{n_tags} tags do not fit {spec.n_out} outputs")
+    for name, shape in expected.items():
+        if name not in params:
+            problems.append(f"parameter {name} is missing")
+        elif params[name].shape != shape or params[name].dtype != np.dtype(spec.dtype):
+            problems.append(
+                f"parameter {name} is {params[name].dtype}{params[name].shape}, "
+                f"expected {spec.dtype}{shape}"
+            )
+    if problems:
+        raise ModelFileError(f"{path}: " + "; ".join(problems))
+
+
+def ranking_tags(is_entity: np.ndarray, bounds: np.ndarray) -> list[list[str]]:
+    """Entity/non-entity decisions (N,) → untyped IOB2 tags: each run of entity tokens is
+    one ``ENT`` span."""
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        tags, prev = [], False
+        for flag in is_entity[a:b]:
+            tags.append(("I-" if prev else "B-") + ENTITY if flag else "O")
+            prev = bool(flag)
+        out.append(tags)
+    return out
+
+
+def untyped(tags: Sequence[str]) -> list[str]:
+    """IOB2 tags with every type replaced by ``ENT`` (for the ranking model's span F1)."""
+    return [t if t == "O" else t[:2] + ENTITY for t in tags]
+
+
+def entity_records(tokens: Sequence[str], tags: Sequence[str]) -> list[dict[str, Any]]:
+    """Entity spans as dicts: text, type, start, end (token offsets, end exclusive)."""
+    return [
+        {"text": " ".join(tokens[s:e]), "type": kind, "start": s, "end": e}
+        for kind, s, e in get_entities(tags)
+    ]
+
+
+# ----------------------------------------------------------------------------- CLI input/output
+
+
+def read_input(text: str | None, path: Path | None, input_format: str) -> list[list[str]]:
+    """Sentences of tokens from the TEXT argument, a file, or stdin; UsageError when empty.
+
+    ``conll`` input takes the first column of each line (a tag column, if any, is ignored)."""
+    if text is not None and path is not None:
+        raise UsageError("give TEXT or --input FILE, not both")
+    if path is not None:
+        try:
+            text = decode_bytes(path.read_bytes(), path)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    elif text is None:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("nothing to tag: give TEXT, --input FILE, or pipe text to stdin")
+        text = sys.stdin.read()
+    if input_format == "conll":
+        lines = [f"{ln.split()[0]} O" if ln.split() else "" for ln in text.splitlines()]
+        sentences = [list(s.tokens) for s in parse_conll(lines, str(path or "<input>"))]
+    else:
+        sentences = tokenize(text)
+    if not sentences:
+        raise UsageError("nothing to tag: the input is empty or only whitespace")
+    return sentences
+
+
+def render_predictions(
+    console, sentences: list[list[str]], tags: list[list[str]], output_format: str
+) -> None:
+    """Print predictions as a table (default), JSON (one object per sentence) or CoNLL."""
+    if output_format == "conll":
+        lines = []
+        for tokens, sent_tags in zip(sentences, tags, strict=True):
+            lines += [f"{t}\t{g}" for t, g in zip(tokens, sent_tags, strict=True)] + [""]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
+    records = [
+        {"tokens": list(tok), "tags": list(tg), "entities": entity_records(tok, tg)}
+        for tok, tg in zip(sentences, tags, strict=True)
+    ]
+    if output_format == "json":
+        import json
+
+        sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    for i, rec in enumerate(records, 1):
+        table = Table(title=f"sentence {i}" if len(records) > 1 else None, title_justify="left")
+        table.add_column("token")
+        table.add_column("tag")
+        for token, tag in zip(rec["tokens"], rec["tags"], strict=True):
+            table.add_row(token, tag, style=None if tag == "O" else "bold")
+        console.print(table)
+        ents = ", ".join(f"{e['text']} ({e['type']})" for e in rec["entities"]) or "none"
+        console.print(f"entities: {ents}", highlight=False, markup=False)
