@@ -277,17 +277,35 @@ def gradcheck(
         Path | None, typer.Option("--config", "-c", help="Check this config's model instead.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of results.")] = False,
+    trace: Annotated[
+        bool,
+        typer.Option("--trace", help="Walk the notes' example forward and backward, step by step."),
+    ] = False,
 ) -> None:
     """Check every backward pass against central differences (float64, ε = 1e-5).
 
     Without --config: the notes' example (5-word windows of 4-dim vectors, 8 hidden units) for
     every activation × objective, with L2 and a fixed dropout mask. Exits 1 if any relative
-    error is ≥ 1e-6.
+    error is ≥ 1e-6. --trace prints the notes' backprop walk-through (s, s_c, J, δ, ∇W, ∇b, the
+    word vectors, W₁₄ analytic vs numeric) instead.
 
     Example: windowner gradcheck --json
     """
     from windowner import gradcheck as gc
 
+    if trace:
+        from windowner.trace import notes_trace, print_trace
+
+        if config is not None:
+            raise UsageError("--trace follows the notes' fixed example; drop --config")
+        result = notes_trace()
+        if as_json:
+            emit_json(result.to_dict())
+        else:
+            print_trace(out, result)
+        if not result.ok:
+            raise typer.Exit(1)
+        return
     results = gc.run_default() if config is None else gc.run_for_config(config)
     if as_json:
         emit_json(

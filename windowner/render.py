@@ -134,3 +134,39 @@ def gradcheck_table(results: list) -> Table:
             style=None if r.ok else "bold red",
         )
     return table
+
+
+# ----------------------------------------------------------------------------- report helpers
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def window_text(words: list[str], center: int | None = None) -> str:
+    """A window's words as text with the center word in brackets: ``in [paris] are``."""
+    center = len(words) // 2 if center is None else center
+    return " ".join(f"[{w}]" if i == center else w for i, w in enumerate(words))
+
+
+def scale(value: float, lo: float, hi: float) -> float:
+    """``value`` mapped to [0, 1] between ``lo`` and ``hi`` (1 when they coincide)."""
+    return 1.0 if hi <= lo else min(max((value - lo) / (hi - lo), 0.0), 1.0)
+
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    """Values as one line of block characters (min → ▁, max → █), at most ``width`` long:
+    longer series are resampled by taking evenly spaced points (first and last kept)."""
+    if not values:
+        return ""
+    if len(values) > width:
+        picks = [round(i * (len(values) - 1) / (width - 1)) for i in range(width)]
+        values = [values[i] for i in picks]
+    lo, hi = min(values), max(values)
+    return "".join(BLOCKS[1 + round(scale(v, lo, hi) * 7)] for v in values)
+
+
+def bar(value: float, lo: float, hi: float, width: int = 12) -> str:
+    """A horizontal bar of ``width`` cells in eighths: ``lo`` → an empty bar, ``hi`` → full."""
+    eighths = round(scale(value, lo, hi) * width * 8)
+    full, rest = divmod(eighths, 8)
+    return ("█" * full + (EIGHTHS[rest] if rest else "")).ljust(width)
