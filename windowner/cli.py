@@ -254,6 +254,10 @@ def predict(
     output_format: Annotated[
         OutputFormat, typer.Option("--output-format", "-f", help="table, json or conll.")
     ] = OutputFormat.table,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Show each token's window, every tag's score, the margin."),
+    ] = False,
 ) -> None:
     """Tag text and list its entities.
 
@@ -263,6 +267,11 @@ def predict(
 
     sentences = read_input(text, input_file, input_format.value)
     tagger, _, _ = Tagger.load(resolve_model(model))
+    if explain:
+        from windowner.explain import print_explanations
+
+        print_explanations(out, tagger, sentences, output_format.value)
+        return
     tags = tagger.tag(sentences)
     render_predictions(out, sentences, tags, output_format.value)
 
