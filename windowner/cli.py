@@ -339,6 +339,40 @@ def gradcheck(
         raise typer.Exit(1)
 
 
+# ----------------------------------------------------------------------------- report
+
+
+@app.command()
+@handle_errors
+def report(
+    run: Annotated[
+        Path | None, typer.Argument(help="Run directory (default: runs/latest).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="CoNLL file (default: the run's dev set).")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="How many frequent errors to list.")] = 10,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also draw the curves as a PNG (needs matplotlib).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Learning curves, best epoch, per-type scores, tag confusion and frequent errors of a run.
+
+    Example: windowner report runs/latest --png report.png
+    """
+    from windowner import report as rp
+
+    result = rp.collect(run, data, top)
+    if png is not None:
+        rp.write_png(result, png)
+        err.print(f"wrote {png}", highlight=False, markup=False)
+    if as_json:
+        emit_json(result)
+    else:
+        rp.render(out, result)
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
