@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -191,14 +192,53 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         source = str(path)
         raw = read_yaml(Path(path))
     problems: list[str] = []
+    from_set: set[str] = set()
     for item in overrides:
-        apply_override(raw, item, problems)
-    config = build(Config, raw, "", problems)
-    if not problems:
-        problems += validate(config)
+        key = apply_override(raw, item, problems)
+        if key:
+            from_set.add(key)
+    bad: set[str] = set()
+    config = build(Config, raw, "", problems, bad)
+    problems += validate(config, skip=bad)
     if problems:
-        raise ConfigError(problems, source)
+        raise ConfigError([_mark_override(p, from_set) for p in problems], source)
     return config
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load plus a clear refusal of tags (``!!python/object`` …) and of duplicate keys."""
+
+    def construct_undefined(self, node: yaml.Node) -> Any:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"the YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')!r} is not allowed "
+            "(windowner reads plain YAML: no tags, nothing is constructed or run)",
+            node.start_mark,
+        )
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(None, _Loader.construct_undefined)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` semantics with the refusals of ``_Loader``."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -207,35 +247,45 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("no such file", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a YAML config file", str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"undecodable bytes (not UTF-8) at byte {exc.start}", str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read ({exc.strerror})", str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"invalid YAML: {reason}", where) from None
+        if not isinstance(exc, yaml.constructor.ConstructorError):
+            reason = f"invalid YAML: {reason}"
+        raise ConfigError(reason, where) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"the top level must be a mapping, got {type(data).__name__}", str(path))
+        raise ConfigError(f"the top level must be a mapping, got {_show(data)}", str(path))
     return data
 
 
-def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
-    """Apply one ``key.path=value`` (value parsed as a YAML scalar) to the raw mapping."""
+def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> str | None:
+    """Apply one ``key.path=value`` (value parsed as a YAML scalar) to the raw mapping; returns
+    the key path, or None (with a problem recorded) when the override is malformed."""
     key, sep, text = item.partition("=")
     key = key.strip()
-    if not sep or not key:
-        problems.append(f"--set {item!r}: expected key.path=value")
-        return
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
-    node = raw
     parts = key.split(".")
+    if not sep or not key or not all(parts):
+        problems.append(f"--set {item!r}: expected key.path=value")
+        return None
+    try:
+        value = parse_yaml(text) if text.strip() else ""
+    except yaml.constructor.ConstructorError as exc:
+        problems.append(f"--set {item!r}: {exc.problem}")
+        return None
+    except yaml.YAMLError:
+        value = text  # not YAML (e.g. a path with brackets): take it as a string
+    node = raw
     for part in parts[:-1]:
         child = node.get(part)
         if not isinstance(child, dict):
@@ -243,12 +293,25 @@ def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
             node[part] = child
         node = child
     node[parts[-1]] = value
+    return key
 
 
-def build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
-    """Instantiate dataclass ``cls`` from a mapping, recording problems instead of raising."""
+def _mark_override(problem: str, keys: set[str]) -> str:
+    path = problem.split(":", 1)[0]
+    from_set = any(k == path or k.startswith(path + ".") for k in keys)
+    return f"{problem} (from --set)" if from_set else problem
+
+
+def build(
+    cls: type, raw: Any, prefix: str, problems: list[str], bad: set[str] | None = None
+) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, recording problems instead of raising;
+    the key paths of values that could not be used are added to ``bad``."""
+    bad = set() if bad is None else bad
     if not isinstance(raw, dict):
-        problems.append(f"{prefix or 'config'}: expected a mapping, got {_show(raw)}")
+        where = prefix.rstrip(".") or "config"
+        problems.append(f"{where}: expected a mapping of keys, got {_show(raw)}")
+        bad.add(where)
         return cls()
     hints = typing.get_type_hints(cls)
     names = [f.name for f in fields(cls)]
@@ -262,19 +325,23 @@ def build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
         path = f"{prefix}{name}"
         kind = hints[name]
         if is_dataclass(kind):
-            values[name] = build(kind, raw[name], path + ".", problems)
+            values[name] = build(kind, raw[name], path + ".", problems, bad)
         else:
             ok, value = _coerce(raw[name], kind)
             if ok:
                 values[name] = value
             else:
                 problems.append(f"{path}: expected {_type_name(kind)}, got {_show(raw[name])}")
+                bad.add(path)
     return cls(**values)
 
 
 def _unknown(prefix: str, key: str, names: list[str]) -> str:
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-    hint = f"; did you mean {prefix}{close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
+    if close:
+        hint = f"; did you mean {prefix + close[0]!r}?"
+    else:
+        hint = f"; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}"
     return f"{prefix}{key}: unknown key{hint}"
 
 
@@ -290,14 +357,23 @@ def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if kind is float:
+        if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            return False, value
         return ok, float(value) if ok else value
     if kind is str:
         return isinstance(value, str), value
     return False, value
 
 
+_SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _type_name(kind: Any) -> str:
+    if kind is float:
+        return "a finite number"
     if isinstance(kind, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(kind))
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
@@ -316,19 +392,25 @@ def _get(config: Config, path: str) -> Any:
     return node
 
 
-def validate(config: Config) -> list[str]:
-    """Range and choice checks, plus the few that involve two keys."""
+def validate(config: Config, skip: set[str] = frozenset()) -> list[str]:
+    """Range and choice checks, plus the few that involve two keys; key paths in ``skip``
+    (values already reported as unusable, and whole sections that were) are not checked."""
+
+    def wanted(path: str) -> bool:
+        return not any(path == s or path.startswith(s + ".") for s in skip)
+
     problems = []
     for path, choices in CHOICES.items():
         value = _get(config, path)
-        if value not in choices:
+        if wanted(path) and value not in choices:
             problems.append(f"{path}: unknown value {value!r}; choose from: {', '.join(choices)}")
     for path, (test, what) in RANGES.items():
-        if not test(_get(config, path)):
+        if wanted(path) and not test(_get(config, path)):
             problems.append(f"{path}: must be {what}, got {_get(config, path)!r}")
-    if config.model.objective == "ranking" and config.negatives.k < 1:
+    ranking = config.model.objective == "ranking"
+    if ranking and config.negatives.k < 1 and wanted("negatives.k"):
         problems.append("negatives.k: the ranking objective needs k >= 1 corrupted windows")
-    if config.embeddings.init == "":
+    if config.embeddings.init == "" and wanted("embeddings.init"):
         problems.append("embeddings.init: must be 'random', 'glove-6b-50d' or a file path")
     return problems
 
@@ -373,8 +455,9 @@ def dump_yaml(config: Config) -> str:
 def from_dict(data: dict[str, Any]) -> Config:
     """A Config from a stored mapping (e.g. a model's metadata); raises ConfigError."""
     problems: list[str] = []
-    config = build(Config, data, "", problems)
-    problems += [] if problems else validate(config)
+    bad: set[str] = set()
+    config = build(Config, data, "", problems, bad)
+    problems += validate(config, skip=bad)
     if problems:
         raise ConfigError(problems, "stored config")
     return config
