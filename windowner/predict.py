@@ -129,6 +129,7 @@ class Tagger:
             tags = array_text(arrays["tags"]).split("\n")
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             raise ModelFileError(f"{path}: incomplete or inconsistent model file ({exc})") from None
+        _check_spec(Path(path), spec, meta.get("decode", "viterbi"))
         _check_params(Path(path), spec, params, len(words), len(tags))
         tagger = cls(
             WindowScorer(spec, params),
@@ -141,6 +142,32 @@ class Tagger:
             meta.get("config", {}),
         )
         return tagger, arrays, meta
+
+
+def _check_spec(path: Path, spec: ModelSpec, decode: Any) -> None:
+    """The stored architecture names things this windowner knows, with sane sizes."""
+    from windowner.decode import DECODERS
+    from windowner.nn.activations import ACTIVATIONS
+    from windowner.nn.losses import OBJECTIVES
+
+    problems = [
+        f"{name} {value!r} is unknown"
+        for name, value, known in (
+            ("activation", spec.activation, ACTIVATIONS),
+            ("objective", spec.objective, OBJECTIVES),
+            ("dtype", spec.dtype, ("float32", "float64")),
+            ("decoder", decode, DECODERS),
+        )
+        if not isinstance(value, str) or value not in known
+    ]
+    for name in ("vocab_size", "n_out", "window", "word_dim", "caps_dim", "hidden"):
+        value = getattr(spec, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.append(f"{name} {value!r} is not a size")
+    if isinstance(spec.window, int) and spec.window % 2 == 0:
+        problems.append(f"window {spec.window} is not odd")
+    if problems:
+        raise ModelFileError(f"{path}: inconsistent model spec: " + "; ".join(problems))
 
 
 def _check_params(path: Path, spec: ModelSpec, params: dict, n_words: int, n_tags: int) -> None:
@@ -244,14 +271,28 @@ def render_predictions(
 
         sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
         return
-    from rich.table import Table
-
     for i, rec in enumerate(records, 1):
-        table = Table(title=f"sentence {i}" if len(records) > 1 else None, title_justify="left")
-        table.add_column("token")
-        table.add_column("tag")
-        for token, tag in zip(rec["tokens"], rec["tags"], strict=True):
-            table.add_row(token, tag, style=None if tag == "O" else "bold")
-        console.print(table)
+        if len(rec["tokens"]) > TABLE_MAX_TOKENS:  # a rich table that long is slow and unreadable
+            width = max(len(t) for t in rec["tokens"][:TABLE_MAX_TOKENS])
+            lines = [f"{t:<{width}}  {g}" for t, g in zip(rec["tokens"], rec["tags"], strict=True)]
+            title = f"sentence {i}: " if len(records) > 1 else ""
+            console.print(f"{title}{len(lines)} tokens", highlight=False, markup=False)
+            sys.stdout.write("\n".join(lines) + "\n")
+        else:
+            console.print(_table(rec, f"sentence {i}" if len(records) > 1 else None))
         ents = ", ".join(f"{e['text']} ({e['type']})" for e in rec["entities"]) or "none"
         console.print(f"entities: {ents}", highlight=False, markup=False)
+
+
+TABLE_MAX_TOKENS = 2000
+
+
+def _table(rec: dict[str, Any], title: str | None):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("token")
+    table.add_column("tag")
+    for token, tag in zip(rec["tokens"], rec["tags"], strict=True):
+        table.add_row(token, tag, style=None if tag == "O" else "bold")
+    return table
