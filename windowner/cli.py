@@ -153,6 +153,8 @@ def train(
     if resume is not None:
         if config is not None or set_:
             raise UsageError("--resume takes the run's own config.yaml; drop --config/--set")
+        if not (resume / "config.yaml").is_file():
+            raise UsageError(f"{resume}: not a run directory (no config.yaml)")
         conf = cfg.load_config(resume / "config.yaml")
         if not (resume / "last.npz").exists():
             raise UsageError(f"{resume}: no last.npz to resume from")
@@ -167,12 +169,15 @@ def train(
                 f"{run_dir} already holds a run; resume it with "
                 f"windowner train --resume {run_dir}, or pick another --out"
             )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
     reporter = ConsoleReporter(err)
-    reporter.log(f"run directory: {run_dir}")
     try:
-        summary = Trainer(conf, run_dir, reporter, resume=resume is not None).run()
+        # Data and checkpoint problems surface here, before a new run directory is made.
+        trainer = Trainer(conf, run_dir, reporter, resume=resume is not None)
+        if resume is None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
+        reporter.log(f"run directory: {run_dir}")
+        summary = trainer.run()
     finally:
         reporter.close()
     point_latest(run_dir)
@@ -207,7 +212,7 @@ def eval_(
     from windowner.corpus import read_conll
     from windowner.predict import Tagger
     from windowner.render import print_evaluation
-    from windowner.train import evaluate_split
+    from windowner.train import evaluate_split, unseen_tags_message
 
     tagger, _, _ = Tagger.load(resolve_model(model))
     if data is None:
@@ -216,6 +221,9 @@ def eval_(
             raise UsageError("the model's run has no dev set; give --data FILE")
         data = Path(dev)
     sents = read_conll(data, tagger.config.get("data", {}).get("scheme", "iob2"))
+    warning = unseen_tags_message(str(data), sents, tagger.tags)
+    if warning and tagger.objective != "ranking":
+        err.print(warning, markup=False, highlight=False)
     result = evaluate_split(tagger, sents, tagger.encode(sents))
     result["data"] = str(data)
     if as_json:

@@ -8,8 +8,9 @@ IOB2 and kept as IOB2 internally.
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -25,7 +26,7 @@ _TAG_RE = re.compile(r"^(O|[BI]-[^\s-][^\s]*)$")
 _DIGIT_RE = re.compile(r"\d")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sentence:
     """One sentence: tokens and their IOB2 tags; ``line`` is where it starts in its file."""
 
@@ -69,23 +70,51 @@ def read_conll(path: str | Path, scheme: str = "iob2") -> list[Sentence]:
     Raises DataError("file:line: reason") for a missing file, undecodable bytes, a line with
     fewer than two columns, or an invalid tag; and for a file that holds no sentence.
     """
+    return list(iter_conll(path, scheme))
+
+
+def iter_conll(path: str | Path, scheme: str = "iob2") -> Iterator[Sentence]:
+    """Stream the sentences of a CoNLL file, reading it line by line (never whole), with the
+    errors of ``read_conll``. Tokens and tags are interned: a repeated word is stored once."""
     path = Path(path)
     if scheme not in SCHEMES:
         raise DataError(f"{path}: unknown tag scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
     try:
-        raw = path.read_bytes()
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the last sentence
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a CoNLL file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    text = decode_bytes(raw, path)
-    sentences = list(parse_conll(text.splitlines(), str(path), scheme))
-    if not sentences:
-        what = "is empty" if not text.strip() else "holds no sentence"
-        raise DataError(f"{path}:1: file {what}")
-    return sentences
+    found = False
+    with fh:
+        try:
+            for sentence in _parse(_decoded_lines(fh, path), str(path), scheme):
+                found = True
+                yield sentence
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not found:
+        with open(path, "rb") as again:
+            blank = not again.read().decode("utf-8-sig", errors="replace").strip()
+        raise DataError(f"{path}:1: file {'is empty' if blank else 'holds no sentence'}")
+
+
+def _decoded_lines(raw_lines: Iterable[bytes], path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a binary stream: UTF-8 (a leading BOM dropped);
+    undecodable bytes raise DataError naming the line. A lone CR also ends a line."""
+    offset = 0
+    for lineno, raw in enumerate(raw_lines, 1):
+        try:
+            text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path}:{lineno}: undecodable bytes (not UTF-8) at byte {offset + exc.start}"
+            ) from None
+        offset += len(raw)
+        for part in text.splitlines() or [""]:
+            yield lineno, part
 
 
 def decode_bytes(raw: bytes, path: Path | str) -> str:
@@ -101,10 +130,16 @@ def decode_bytes(raw: bytes, path: Path | str) -> str:
 
 def parse_conll(lines: Iterable[str], name: str = "<input>", scheme: str = "iob2"):
     """Yield Sentence objects from CoNLL lines (CR, tabs and spaces tolerated)."""
+    numbered = ((n, part) for n, line in enumerate(lines, 1) for part in line.splitlines() or [""])
+    return _parse(numbered, name, scheme)
+
+
+def _parse(lines: Iterable[tuple[int, str]], name: str, scheme: str) -> Iterator[Sentence]:
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
-    for lineno, line in enumerate(lines, 1):
+    intern = sys.intern
+    for lineno, line in lines:
         cols = line.split()
         if not cols:
             if tokens:
@@ -120,7 +155,7 @@ def parse_conll(lines: Iterable[str], name: str = "<input>", scheme: str = "iob2
             raise DataError(f"{name}:{lineno}: invalid tag {tag!r} (expected O, B-TYPE or I-TYPE)")
         if not tokens:
             start = lineno
-        tokens.append(cols[0])
+        tokens.append(intern(cols[0]))
         tags.append(tag)
     if tokens:
         yield _sentence(tokens, tags, start, scheme)
@@ -128,7 +163,7 @@ def parse_conll(lines: Iterable[str], name: str = "<input>", scheme: str = "iob2
 
 def _sentence(tokens: list[str], tags: list[str], line: int, scheme: str) -> Sentence:
     # IOB2 input is normalised too: a stray I-X is read as conlleval reads it (a chunk start).
-    return Sentence(tuple(tokens), tuple(iob1_to_iob2(tags)), line)
+    return Sentence(tuple(tokens), tuple(map(sys.intern, iob1_to_iob2(tags))), line)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -234,5 +269,10 @@ def word_counts(sentences: Iterable[Sentence], normalize) -> Counter[str]:
 
 def tag_vocab(sentences: Iterable[Sentence]) -> Vocab:
     """Tags in a fixed order: ``O`` first, then for each type (sorted) ``B-X``, ``I-X``."""
-    types = sorted({entity_type(t) for s in sentences for t in s.tags} - {""})
+    return tag_vocab_of(t for s in sentences for t in s.tags)
+
+
+def tag_vocab_of(tags: Iterable[str]) -> Vocab:
+    """``tag_vocab`` from the tags alone."""
+    types = sorted({entity_type(t) for t in tags} - {""})
     return Vocab(["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")])

@@ -9,20 +9,30 @@ Every file is written atomically.
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from windowner import config as cfg
-from windowner.checkpoint import atomic_write_text
-from windowner.corpus import Sentence, Vocab, normalize_word, read_conll, tag_vocab, word_counts
-from windowner.errors import DataError, TrainingDiverged, WindownerError
+from windowner.checkpoint import atomic_write_text, remove_stale_temporaries
+from windowner.corpus import (
+    Sentence,
+    Vocab,
+    iter_conll,
+    normalize_word,
+    read_conll,
+    tag_vocab_of,
+)
+from windowner.errors import DataError, ModelFileError, TrainingDiverged, WindownerError
 from windowner.metrics import evaluate
 from windowner.nn.model import Batch, ModelSpec, WindowScorer
 from windowner.optim.optimizers import Optimizer, OptimizerSettings
@@ -69,10 +79,13 @@ class Interrupted(WindownerError):
 
 @dataclass
 class Prepared:
+    """The vocabularies and the encoded splits. The training sentences themselves are not
+    kept: the training file is streamed twice (counts, then encoding), so memory holds the
+    index arrays of ``train_enc``, never the whole corpus as Python objects."""
+
     words: Vocab
     tags: Vocab
     normalize: Callable[[str], str]
-    train: list[Sentence]
     dev: list[Sentence] | None
     test: list[Sentence] | None
     train_enc: Encoded
@@ -80,50 +93,110 @@ class Prepared:
     test_enc: Encoded | None = None
     word_counts: dict[str, int] = field(default_factory=dict)
     n_extra: int = 0
+    n_train_sentences: int = 0
+
+
+ENCODE_CHUNK = 4096  # sentences encoded at a time
+SCORE_CHUNK = 65536  # training windows scored at a time (the ranking threshold)
 
 
 def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] = ()) -> Prepared:
     """Read the splits, build vocabularies from training data, encode every split."""
     f = config.features
     normalize = partial(normalize_word, lowercase=f.lowercase, digits_to_zero=f.digits_to_zero)
-    train = read_conll(config.data.train, config.data.scheme)
+    train = training_source(config.data.train, config.data.scheme)
+    counts: Counter[str] = Counter()
+    seen_tags: set[str] = set()
+    n_sents = n_tokens = 0
+    for sent in train():
+        counts.update(map(normalize, sent.tokens))
+        seen_tags.update(sent.tags)
+        n_sents += 1
+        n_tokens += len(sent.tokens)
     dev = read_conll(config.data.dev, config.data.scheme) if config.data.dev else None
     test = read_conll(config.data.test, config.data.scheme) if config.data.test else None
-    counts = word_counts(train, normalize)
     words = Vocab.from_counts(counts, f.min_count, extra_words)
     n_extra = len(words) - len(Vocab.from_counts(counts, f.min_count))
-    tags = tag_vocab(train)
+    tags = tag_vocab_of(seen_tags)
     for name, sents in (("dev", dev), ("test", test)):
         if sents:
             report_unseen_tags(name, sents, tags, reporter)
     enc = partial(encode, word_vocab=words, tag_vocab=tags, window=f.window, normalize=normalize)
+    train_enc = encode_stream(train(), n_sents, n_tokens, enc, f.window, config.data.train)
     return Prepared(
         words,
         tags,
         normalize,
-        train,
         dev,
         test,
-        enc(train),
+        train_enc,
         enc(dev) if dev else None,
         enc(test) if test else None,
         dict(counts),
         n_extra,
+        n_sents,
     )
+
+
+def training_source(path: str, scheme: str) -> Callable[[], Iterator[Sentence]]:
+    """A function that streams the sentences of ``path`` afresh on each call; a pipe or other
+    non-regular file, which can be read only once, is read into memory first."""
+    if Path(path).is_file():
+        return partial(iter_conll, path, scheme)
+    sentences = read_conll(path, scheme)
+    return partial(iter, sentences)
+
+
+def encode_stream(
+    sentences: Iterable[Sentence],
+    n_sents: int,
+    n_tokens: int,
+    enc: Callable[[list[Sentence]], Encoded],
+    window: int,
+    name: str,
+    chunk_size: int = ENCODE_CHUNK,
+) -> Encoded:
+    """``enc`` (windows.encode) applied chunk by chunk into preallocated arrays: the same
+    Encoded as encoding all sentences at once, without their Python lists in memory."""
+    half = window // 2
+    words = np.empty(n_tokens + 2 * half * n_sents, dtype=np.int32)
+    caps = np.empty_like(words)
+    centers = np.empty(n_tokens, dtype=np.int64)
+    tags = np.empty(n_tokens, dtype=np.int32)
+    bounds = np.zeros(n_sents + 1, dtype=np.int64)
+    w = t = s = 0
+    changed = DataError(f"{name}: the file changed while it was being read; try again")
+    stream = iter(sentences)
+    while chunk := list(islice(stream, chunk_size)):
+        part = enc(chunk)
+        nw, nt, ns = len(part.words), part.n_tokens, len(chunk)
+        if w + nw > len(words) or t + nt > n_tokens or s + ns > n_sents:
+            raise changed
+        words[w : w + nw] = part.words
+        caps[w : w + nw] = part.caps
+        centers[t : t + nt] = part.centers + w
+        tags[t : t + nt] = part.tags
+        bounds[s + 1 : s + ns + 1] = part.sent_bounds[1:] + t
+        w, t, s = w + nw, t + nt, s + ns
+    if (w, t, s) != (len(words), n_tokens, n_sents):
+        raise changed
+    return Encoded(words, caps, centers, tags, bounds, window)
+
+
+def unseen_tags_message(name: str, sents: list[Sentence], known: Container[str]) -> str | None:
+    """A warning (with counts) about tags that training never saw, or None."""
+    unseen = Counter(t for s in sents for t in s.tags if t not in known)
+    if not unseen:
+        return None
+    listed = ", ".join(f"{t} ×{n}" for t, n in sorted(unseen.items()))
+    return f"warning: {name} has tags never seen in training ({listed}); they are scored as errors"
 
 
 def report_unseen_tags(name: str, sents: list[Sentence], tags: Vocab, reporter: Reporter) -> None:
     """Warn (with counts) about tags that training never saw; they are scored as errors."""
-    unseen: dict[str, int] = {}
-    for s in sents:
-        for t in s.tags:
-            if t not in tags:
-                unseen[t] = unseen.get(t, 0) + 1
-    if unseen:
-        listed = ", ".join(f"{t} ×{n}" for t, n in sorted(unseen.items()))
-        reporter.log(
-            f"warning: {name} has tags never seen in training ({listed}); they are scored as errors"
-        )
+    message = unseen_tags_message(name, sents, tags)
+    if message:
+        reporter.log(message)
 
 
 # ------------------------------------------------------------------------- model
@@ -252,6 +325,7 @@ class LoopState:
     best_epoch: int = 0
     bad_epochs: int = 0
     stopped_early: bool = False
+    in_epoch: bool = False  # the epoch's permutation is drawn (and saved with the state)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -326,8 +400,12 @@ class Trainer:
         t = self.config.train
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while self.state.epoch < t.epochs and not self.state.stopped_early:
-                self._run_epoch()
+            # Overflow is detected (and explained) by the finite checks, not by numpy warnings.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                while self.state.epoch < t.epochs and not self.state.stopped_early:
+                    self._run_epoch()
+            if self._signal is not None:  # arrived during the last epoch's evaluation
+                self._interrupt()
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -338,10 +416,12 @@ class Trainer:
 
     def _run_epoch(self) -> None:
         st, B = self.state, self.config.train.batch_size
-        if st.batch_pos == 0:
+        if not st.in_epoch:
             st.loss_sum, st.windows_done, st.epoch_seconds = 0.0, 0, 0.0
             if self.config.train.shuffle:
+                self.perm = self.perm[:0]  # free the old one first: one permutation in memory
                 self.perm = self.rng.permutation(len(self.train_idx))
+            st.in_epoch = True
         self.reporter.epoch_start(
             st.epoch + 1, self.config.train.epochs, self.n_batches, st.batch_pos
         )
@@ -383,7 +463,11 @@ class Trainer:
     def _diverged(self, what: str) -> None:
         lr = self.config.optimizer.lr
         best = self.run_dir / "model.npz"
-        kept = f"; the best model so far is in {best}" if best.exists() else ""
+        kept = (
+            f"; the best model so far is in {best}"
+            if best.exists()
+            else "; no epoch finished, so no model was saved"
+        )
         raise TrainingDiverged(
             f"training diverged at step {self.state.step} (epoch {self.state.epoch + 1}): {what}. "
             f"Try a lower learning rate, e.g. --set optimizer.lr={lr / 10:g}{kept}"
@@ -396,6 +480,7 @@ class Trainer:
                 self._diverged(f"parameter {name} holds NaN or inf")
         st.epoch += 1
         st.batch_pos = 0
+        st.in_epoch = False
         record: dict[str, Any] = {
             "epoch": st.epoch,
             "step": st.step,
@@ -438,9 +523,13 @@ class Trainer:
         return result["f1"]
 
     def _fit_threshold(self) -> float:
+        """The ranking threshold from the scores of every training window, in chunks."""
         enc = self.data.train_enc
-        scores = self.tagger.scores(enc)[:, 0]
-        return choose_threshold(scores.astype(np.float64), enc.tags > 0)
+        scores = np.empty(enc.n_tokens, dtype=np.float64)
+        for a in range(0, enc.n_tokens, SCORE_CHUNK):
+            idx = np.arange(a, min(a + SCORE_CHUNK, enc.n_tokens))
+            scores[idx] = self.tagger.model.scores(*enc.windows(idx))[:, 0]
+        return choose_threshold(scores, enc.tags > 0)
 
     # ---------------------------------------------------------------- files
 
@@ -460,26 +549,45 @@ class Trainer:
 
     def _load_last(self) -> None:
         path = self.run_dir / "last.npz"
+        stale = remove_stale_temporaries(self.run_dir)
+        if stale:
+            self.reporter.log(f"removed {len(stale)} partial file(s) left by an interrupted write")
         tagger, arrays, meta = Tagger.load(path)
+        if tagger.words.items != self.data.words.items or tagger.tags != self.data.tags.items:
+            raise ModelFileError(
+                f"{path}: the training data changed since this run started "
+                f"({self.config.data.train}); resume needs the same data"
+            )
         if tagger.model.spec != self.tagger.model.spec:
-            raise WindownerError(f"{path}: the checkpoint does not match the run's config")
+            raise ModelFileError(f"{path}: the checkpoint does not match the run's config.yaml")
+        try:
+            perm = arrays["loop/perm"]
+            if perm.shape != (len(self.train_idx),) or perm.dtype.kind not in "iu":
+                raise ValueError("loop/perm does not fit the training data")
+            self.optimizer.load_state_arrays(arrays)
+            self.rng.bit_generator.state = meta["rng"]
+            state = LoopState(**meta["loop"])
+            metrics = list(meta["metrics"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: not a usable training checkpoint ({exc})") from None
         self.tagger.model.params = tagger.model.params
         self.tagger.threshold = tagger.threshold
-        self.optimizer.load_state_arrays(arrays)
-        self.perm = arrays["loop/perm"]
-        self.rng.bit_generator.state = meta["rng"]
-        self.state = LoopState(**meta["loop"])
-        self.metrics = meta["metrics"]
+        self.perm, self.state, self.metrics = perm, state, metrics
 
     def _interrupt(self) -> None:
         self._save_last()
         signum = self._signal or signal.SIGINT
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        st = self.state
+        where = (
+            f"in epoch {st.epoch + 1} after batch {st.batch_pos} of {self.n_batches}"
+            if st.in_epoch
+            else f"after epoch {st.epoch}"
+        )
         raise Interrupted(
             signum,
-            f"{name}: stopped at step {self.state.step} (epoch {self.state.epoch + 1}); "
-            f"saved {self.run_dir / 'last.npz'}. Resume with: "
-            f"windowner train --resume {self.run_dir}",
+            f"{name}: stopped at step {st.step}, {where}; saved {self.run_dir / 'last.npz'}. "
+            f"Resume with: windowner train --resume {shlex.quote(str(self.run_dir))}",
         )
 
     def _finish(self) -> dict[str, Any]:
