@@ -13,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -109,16 +110,17 @@ def kill_at_random(workdir: Path, kills: int, seed: int | None = None) -> list[d
     """Start a real ``windowner train`` and SIGKILL it at a random moment, ``kills`` times,
     each time in a fresh run directory; check what is left. One report per kill."""
     rng = random.Random(seed)
-    config = write_config(workdir / "data", n_train=30, n_dev=10, train__epochs=400)
+    config = write_config(workdir / "data", n_train=30, n_dev=10, train__epochs=5000)
     reports = []
     for i in range(kills):
         run = workdir / f"run{i}"
         proc = start(train_command("--config", config, "--out", run), workdir)
         wait_for_line(proc, "run directory:")
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # never block on a pipe
         delay = rng.uniform(0.0, 1.5)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         found = check_run_files(run)
         temporaries = sorted(p.name for p in run.glob(".*.tmp"))
         reports.append(
