@@ -44,16 +44,54 @@ def viterbi(scores: np.ndarray, allowed: np.ndarray, start: np.ndarray) -> np.nd
     return path
 
 
+def viterbi_batch(
+    scores: np.ndarray, bounds: np.ndarray, allowed: np.ndarray, start: np.ndarray
+) -> np.ndarray:
+    """``viterbi`` for every sentence at once: scores (N, C) of sentences delimited by
+    ``bounds`` (S + 1,) → tag ids (N,), equal to running ``viterbi`` on each sentence.
+
+    The loop runs over positions t = 0 … T−1 (T the longest sentence), each step one set of
+    array operations over all sentences still that long; sentences are ordered longest first so
+    those are a prefix. Back-pointers are stored per token, (N, C).
+    """
+    N, C = scores.shape
+    lengths = np.diff(bounds)
+    by_length = np.argsort(-lengths, kind="stable")
+    lengths = lengths[by_length]
+    lengths = lengths[lengths > 0]
+    path = np.zeros(N, dtype=np.int64)
+    if len(lengths) == 0:
+        return path
+    first = bounds[:-1][by_length][: len(lengths)]
+    # active[t]: how many sentences (a prefix, longest first) have a token at position t
+    active = len(lengths) - np.searchsorted(lengths[::-1], np.arange(lengths[0]), side="right")
+    penalty = np.where(allowed, 0.0, -np.inf)
+    best = np.where(start, scores[first].astype(np.float64), -np.inf)  # (S, C)
+    back = np.zeros((N, C), dtype=np.int64)
+    cols = np.arange(C)
+    for t in range(1, len(active)):
+        k = int(active[t])
+        rows = first[:k] + t
+        cand = best[:k, :, None] + penalty  # (k, prev, next)
+        prev = cand.argmax(axis=1)  # (k, C)
+        back[rows] = prev
+        best[:k] = cand[np.arange(k)[:, None], prev, cols] + scores[rows]
+    last = first + lengths - 1
+    path[last] = best.argmax(axis=1)
+    for t in range(len(active) - 1, 0, -1):
+        rows = first[: int(active[t])] + t
+        path[rows - 1] = back[rows, path[rows]]
+    return path
+
+
 def decode_sentences(
     scores: np.ndarray, bounds: np.ndarray, tags: Sequence[str], method: str = "viterbi"
 ) -> list[list[str]]:
     """Per-token scores (N, C) for sentences delimited by ``bounds`` (S + 1,) → tag strings."""
     if method == "argmax":
         ids = scores.argmax(axis=1)
-        return [[tags[i] for i in ids[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    allowed, start = allowed_transitions(tags)
-    out = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        path = viterbi(scores[a:b], allowed, start) if b > a else []
-        out.append([tags[i] for i in path])
-    return out
+    else:
+        allowed, start = allowed_transitions(tags)
+        ids = viterbi_batch(scores, bounds, allowed, start)
+    names = [tags[i] for i in ids.tolist()]
+    return [names[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]

@@ -98,3 +98,107 @@ def dropout_forward(x: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray,
 def dropout_backward(dout: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Gradient flows only through the units that were kept, scaled as in the forward pass."""
     return dout if mask is None else dout * mask
+
+
+# ----------------------------------------------------------------------------- fast kernels
+#
+# The training fast path (WindowScorer.loss_and_grads_fast) uses these instead of the pairs
+# above: same math, written into preallocated buffers with ``out=``. Tests check them against
+# the reference functions.
+
+
+def sort_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable sort of (n,) non-negative ids → (sorted ids, order), both int64.
+
+    One sort of int64 keys ``id << b | position`` (b bits hold any position), which is faster
+    than a stable argsort and gives the same order: ties keep their original order.
+    """
+    n = len(ids)
+    shift = max(int(n - 1).bit_length(), 1)
+    key = ids.astype(np.int64)
+    key <<= shift
+    key |= np.arange(n, dtype=np.int64)
+    key.sort()
+    order = key & ((1 << shift) - 1)
+    key >>= shift
+    return key, order
+
+
+def sum_window_rows(ids: np.ndarray, rows: np.ndarray) -> SparseGrad:
+    """``embedding_backward`` for window-shaped gradients: ids (B, w) and rows (B, w, d), any
+    strides (e.g. a column block of dx) → SparseGrad with unique sorted ids.
+
+    The ids are sorted once (``sort_ids``). An id seen once (most of them) takes its row as it
+    is; only the ids seen more than once go through ``np.add.reduceat``, whose cost grows with
+    the number of runs it sums.
+    """
+    B, w = ids.shape
+    sorted_ids, order = sort_ids(ids.reshape(-1))
+    window, slot = np.divmod(order, w)  # sorted position k is rows[window[k], slot[k]]
+    n = len(sorted_ids)
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    out = rows[window[starts], slot[starts]]
+    if len(starts) == n:
+        return SparseGrad(sorted_ids[starts], out)
+    last = np.empty(n, dtype=bool)
+    last[-1] = True
+    last[:-1] = first[1:]
+    repeated = np.flatnonzero(~(first & last))  # positions in runs of length ≥ 2
+    run_starts = np.flatnonzero(first[repeated])
+    summed = rows[window[repeated], slot[repeated]]
+    sums = np.add.reduceat(_pairs(summed), run_starts, axis=0)
+    multi_runs = np.flatnonzero(~last[starts])  # a run of length ≥ 2 does not end at its start
+    out[multi_runs] = sums.view(rows.dtype)
+    return SparseGrad(sorted_ids[starts], out)
+
+
+def _pairs(rows: np.ndarray) -> np.ndarray:
+    """Float32 rows of even width viewed as complex64 (two floats per element), which halves
+    the inner-loop calls of ``reduceat``; complex addition adds each float on its own."""
+    if rows.dtype == np.float32 and rows.shape[1] % 2 == 0:
+        return rows.view(np.complex64)
+    if rows.dtype == np.float64 and rows.shape[1] % 2 == 0:
+        return rows.view(np.complex128)
+    return rows
+
+
+def activation_forward_into(z: np.ndarray, name: str, slope: float, out: np.ndarray) -> None:
+    """``a = f(z)`` written into ``out`` (may be z itself); same values as activation_forward."""
+    if name == "tanh":
+        np.tanh(z, out=out)
+    elif name == "relu":
+        np.maximum(z, 0.0, out=out)
+    elif name == "hardtanh":
+        np.clip(z, -1.0, 1.0, out=out)
+    else:
+        out[...] = lookup(ACTIVATIONS, name, "activation")(z, slope)
+
+
+def activation_backward_into(
+    da: np.ndarray, a: np.ndarray, name: str, slope: float, scratch: np.ndarray
+) -> np.ndarray:
+    """dz = f′(a) ∘ da, in place in ``da``; ``scratch`` is a buffer shaped like ``a``."""
+    if name == "tanh":
+        np.multiply(a, a, out=scratch)
+        np.subtract(1.0, scratch, out=scratch)
+        np.multiply(da, scratch, out=da)
+    elif name == "relu":
+        np.greater(a, 0, out=scratch)
+        np.multiply(da, scratch, out=da)
+    else:
+        np.multiply(da, DERIVATIVES[name](a, slope), out=da)
+    return da
+
+
+def dropout_mask_into(
+    rng: np.random.Generator, keep: float, draws: np.ndarray, out: np.ndarray
+) -> np.ndarray:
+    """``dropout_mask`` drawn into preallocated float32 ``draws`` and ``out`` (same draws from
+    ``rng``, same values)."""
+    rng.random(dtype=np.float32, out=draws)
+    np.less(draws, keep, out=out)
+    out *= np.asarray(1.0 / keep, dtype=out.dtype)
+    return out

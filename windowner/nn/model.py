@@ -14,6 +14,7 @@ d_caps > 0, ``W`` (H, D), ``b`` (H,), ``U`` (H, C).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from windowner.nn import layers
 from windowner.nn.initializers import init_weight
 from windowner.nn.layers import SparseGrad
 from windowner.nn.losses import multiclass_hinge, ranking_hinge, softmax_cross_entropy
+
+if TYPE_CHECKING:
+    from windowner.optim.optimizers import Optimizer
 
 EMBEDDINGS = ("E_word", "E_caps")
 WEIGHTS = ("W", "U")
@@ -77,6 +81,7 @@ class WindowScorer:
     def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray]) -> None:
         self.spec = spec
         self.params = params
+        self._workspaces: dict[int, _Workspace] = {}
 
     @classmethod
     def create(
@@ -212,12 +217,166 @@ class WindowScorer:
                     grads[name] = SparseGrad(g.ids, g.rows + (2.0 * lam) * rows)
         return lam * penalty
 
+    # ------------------------------------------------------------------ fast path
+
+    def loss_and_grads_fast(
+        self,
+        batch: Batch,
+        rng: np.random.Generator | None = None,
+        dropout_mask: np.ndarray | None = None,
+    ) -> tuple[float, dict[str, np.ndarray | SparseGrad]]:
+        """``loss_and_grads`` for training: the same math and the same draws from ``rng``,
+        equal to it up to float rounding, computed in buffers reused from step to step.
+
+        The returned gradients are views of those buffers: the next call overwrites them, so
+        use them (``Optimizer.step``) before calling again. The embedding lookups write into
+        the two column blocks of one x buffer, and their gradients are read from the same
+        blocks of dx, so nothing is concatenated or copied. Every operation is the reference's,
+        in its order, except the sums of repeated embedding rows (``sum_window_rows``: one
+        int64 key sort, ``reduceat`` over the repeated ids only), which add in another order.
+        """
+        spec = self.spec
+        words, caps, labels = self._stack(batch)
+        n = len(words)
+        ws = self._workspace(n)
+        p = self.params
+        W, U = p["W"], p["U"]
+        has_caps = spec.caps_dim > 0
+
+        # forward: z = W x + b; a = f(z) ∘ mask; s = Uᵀ a
+        x = ws.x
+        ws.x_words[...] = np.take(p["E_word"], words, axis=0)
+        if has_caps:
+            ws.x_caps[...] = np.take(p["E_caps"], caps, axis=0)
+        z = np.matmul(x, W.T, out=ws.z)
+        z += p["b"]
+        a = ws.a
+        layers.activation_forward_into(z, spec.activation, spec.leaky_slope, a)
+        mask = dropout_mask
+        if mask is None and spec.keep_prob < 1.0:
+            if rng is None:
+                raise ValueError("dropout needs a Generator or a fixed mask")
+            mask = layers.dropout_mask_into(rng, spec.keep_prob, ws.draws, ws.mask)
+        a_out = a if mask is None else np.multiply(a, mask, out=ws.a_drop)
+        scores = np.matmul(a_out, U, out=ws.s)
+        if spec.objective == "multiclass":
+            loss, dscores = _multiclass_hinge_into(scores, labels, spec.margin, ws)
+        else:
+            loss, dscores = self._objective(scores, labels, len(batch.words))
+
+        # backward
+        grads: dict[str, np.ndarray | SparseGrad] = {}
+        grads["U"] = np.matmul(a_out.T, dscores, out=ws.dU)
+        dz = np.matmul(dscores, U.T, out=ws.da)
+        if mask is not None:
+            dz *= mask
+        layers.activation_backward_into(dz, a, spec.activation, spec.leaky_slope, ws.scratch)
+        grads["W"] = np.matmul(dz.T, x, out=ws.dW)
+        grads["b"] = np.sum(dz, axis=0, out=ws.db)
+        if spec.train_embeddings or has_caps:
+            np.matmul(dz, W, out=ws.dx)
+        if spec.train_embeddings:
+            grads["E_word"] = layers.sum_window_rows(words, ws.dx_words)
+        if has_caps:
+            grads["E_caps"] = layers.sum_window_rows(caps, ws.dx_caps)
+        return loss + self._l2(grads), grads
+
+    def train_step(
+        self,
+        batch: Batch,
+        optimizer: Optimizer,
+        lr: float,
+        rng: np.random.Generator | None = None,
+    ) -> float:
+        """One training step on the fast path: loss, gradients and the optimizer update.
+        Returns the loss; a non-finite loss leaves the parameters untouched."""
+        loss, grads = self.loss_and_grads_fast(batch, rng)
+        if np.isfinite(loss):
+            optimizer.step(self.params, grads, lr)
+        return loss
+
+    def _workspace(self, n: int) -> _Workspace:
+        """Buffers for n windows, kept for the batch sizes seen last (usually two: the batch
+        size and the epoch's last, smaller batch)."""
+        cache = self._workspaces
+        ws = cache.get(n)
+        if ws is None or ws.dtype != self.params["W"].dtype:
+            if len(cache) >= 4:
+                cache.clear()
+            ws = cache[n] = _Workspace(self.spec, n, self.params["W"].dtype)
+        return ws
+
     # ------------------------------------------------------------------ inference
 
     def scores(self, words: np.ndarray, caps: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Evaluation scores (N, C) for windows (N, w), without dropout, in chunks."""
-        out = np.empty((len(words), self.spec.n_out), dtype=self.params["W"].dtype)
-        for start in range(0, len(words), batch_size):
-            stop = start + batch_size
-            out[start:stop] = self.forward(words[start:stop], caps[start:stop])[0]
+        """Evaluation scores (N, C) for windows (N, w), without dropout, in chunks.
+
+        The same operations as ``forward`` (so the same values), with x, z and the output
+        written in place: one pair of chunk buffers serves every chunk.
+        """
+        spec, p = self.spec, self.params
+        n, dtype = len(words), p["W"].dtype
+        out = np.empty((n, spec.n_out), dtype=dtype)
+        chunk = max(1, min(batch_size, n))
+        split = spec.window * spec.word_dim
+        x_buf = np.empty((chunk, spec.input_dim), dtype=dtype)
+        z_buf = np.empty((chunk, spec.hidden), dtype=dtype)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            m = stop - start
+            x, z = x_buf[:m], z_buf[:m]
+            word_part = x[:, :split].reshape(m, spec.window, spec.word_dim)
+            word_part[...] = np.take(p["E_word"], words[start:stop], axis=0)
+            if spec.caps_dim > 0:
+                caps_part = x[:, split:].reshape(m, spec.window, spec.caps_dim)
+                caps_part[...] = np.take(p["E_caps"], caps[start:stop], axis=0)
+            np.matmul(x, p["W"].T, out=z)
+            z += p["b"]
+            layers.activation_forward_into(z, spec.activation, spec.leaky_slope, z)
+            np.matmul(z, p["U"], out=out[start:stop])
         return out
+
+
+class _Workspace:
+    """Preallocated arrays for one batch of n windows (see ``loss_and_grads_fast``)."""
+
+    def __init__(self, spec: ModelSpec, n: int, dtype: np.dtype) -> None:
+        H, C = spec.hidden, spec.n_out
+        split, caps = spec.window * spec.word_dim, spec.window * spec.caps_dim
+        self.dtype = dtype
+
+        def buf(*shape: int) -> np.ndarray:
+            return np.empty(shape, dtype=dtype)
+
+        self.x, self.dx = buf(n, split + caps), buf(n, split + caps)
+        # (n, w, d) and (n, w, d_caps) views of the word and caps column blocks (splitting the
+        # last axis of a column slice never copies)
+        self.x_words, self.dx_words = (
+            v[:, :split].reshape(n, spec.window, spec.word_dim) for v in (self.x, self.dx)
+        )
+        self.x_caps, self.dx_caps = (
+            v[:, split:].reshape(n, spec.window, spec.caps_dim) for v in (self.x, self.dx)
+        )
+        self.z, self.a, self.a_drop, self.scratch = (buf(n, H) for _ in range(4))
+        self.mask, self.draws = buf(n, H), np.empty((n, H), dtype=np.float32)
+        self.s, self.margins, self.active = buf(n, C), buf(n, C), buf(n, C)
+        self.flat = np.arange(n, dtype=np.int64) * C
+        self.flat_y = np.empty(n, dtype=np.int64)
+        self.da, self.dW, self.db, self.dU = buf(n, H), buf(H, split + caps), buf(H), buf(H, C)
+
+
+def _multiclass_hinge_into(
+    scores: np.ndarray, y: np.ndarray, margin: float, ws: _Workspace
+) -> tuple[float, np.ndarray]:
+    """``losses.multiclass_hinge`` in workspace buffers, with the same operations in the same
+    order (so the same values): margins, hinge, loss, dJ/ds."""
+    n = len(y)
+    flat = np.add(ws.flat, y, out=ws.flat_y)  # row i, column y_i of a (n, C) array
+    m = np.add(scores, margin, out=ws.margins)
+    m -= np.take(scores, flat)[:, None]
+    np.put(m, flat, 0.0)
+    active = np.greater(m, 0, out=ws.active)
+    loss = float(np.sum(np.multiply(m, active, out=m))) / n
+    np.put(active, flat, -active.sum(axis=1))
+    active /= n
+    return loss, active

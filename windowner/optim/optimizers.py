@@ -24,6 +24,14 @@ from windowner.nn.layers import SparseGrad
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 FAN_IN_AXIS = {"W": 1, "U": 0}  # W (H, D): fan-in D; U (H, C): fan-in H
+SLOTS = {
+    "sgd": (),
+    "momentum": ("v",),
+    "nesterov": ("v",),
+    "adagrad": ("cache",),
+    "rmsprop": ("cache",),
+    "adam": ("m", "v"),
+}
 
 
 @dataclass(frozen=True)
@@ -49,11 +57,19 @@ class Optimizer:
         self.settings = settings
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
+        self._buffers: dict[tuple[int, np.dtype], np.ndarray] = {}
 
     def _slot(self, key: str, like: np.ndarray) -> np.ndarray:
         if key not in self.state:
             self.state[key] = np.zeros_like(like)
         return self.state[key]
+
+    def _scratch(self, i: int, like: np.ndarray) -> np.ndarray:
+        """Scratch buffer number ``i`` shaped like ``like`` (kept between steps, never saved)."""
+        buf = self._buffers.get((i, like.dtype))
+        if buf is None or buf.size < like.size:
+            buf = self._buffers[(i, like.dtype)] = np.empty(like.size, dtype=like.dtype)
+        return buf[: like.size].reshape(like.shape)
 
     def step(self, params: dict[str, np.ndarray], grads: dict, lr: float) -> None:
         """One update of every parameter that has a gradient."""
@@ -69,61 +85,76 @@ class Optimizer:
                 self._update_dense(name, param, grad, rate)
 
     def _update_dense(self, name: str, param: np.ndarray, g: np.ndarray, lr: float) -> None:
-        param += self._delta(name, param, None, g, lr)
+        slots = [self._slot(f"{name}.{suffix}", param) for suffix in SLOTS[self.settings.name]]
+        self._apply(param, g, slots, lr)
 
     def _update_rows(
         self, name: str, param: np.ndarray, ids: np.ndarray, g: np.ndarray, lr: float
     ) -> None:
-        param[ids] += self._delta(name, param, ids, g, lr)
+        """The dense rule on rows ``ids`` of θ and of its state: gather, update, scatter."""
+        theta = np.take(param, ids, axis=0)
+        full = [self._slot(f"{name}.{suffix}", param) for suffix in SLOTS[self.settings.name]]
+        rows = [np.take(f, ids, axis=0) for f in full]
+        self._apply(theta, g, rows, lr)
+        param[ids] = theta
+        for f, r in zip(full, rows, strict=True):
+            f[ids] = r
 
-    def _delta(
-        self, name: str, param: np.ndarray, ids: np.ndarray | None, g: np.ndarray, lr: float
-    ) -> np.ndarray:
-        """The change to θ (or to rows ``ids`` of θ); reads and writes the matching state rows."""
+    def _apply(self, theta: np.ndarray, g: np.ndarray, slots: list[np.ndarray], lr: float) -> None:
+        """θ and its state updated in place by the rule in the module docstring.
+
+        Each line is the formula's arithmetic in the formula's order, so the result is the
+        same to the last bit as evaluating the formula with temporaries.
+        """
         s = self.settings
         kind = s.name
-        dtype = param.dtype.type
+        f = theta.dtype.type
+        tmp = self._scratch(0, g)
         if kind == "sgd":
-            return -dtype(lr) * g
-
-        def slot(suffix: str) -> tuple[np.ndarray, np.ndarray]:
-            full = self._slot(f"{name}.{suffix}", param)
-            return full, (full if ids is None else full[ids])
-
-        def store(full: np.ndarray, value: np.ndarray) -> None:
-            if ids is None:
-                full[...] = value
-            else:
-                full[ids] = value
-
+            theta += np.multiply(g, -f(lr), out=tmp)  # θ += −α g
+            return
         if kind in ("momentum", "nesterov"):
-            v_full, v = slot("v")
-            v_new = dtype(s.momentum) * v - dtype(lr) * g
-            delta = (
-                v_new
-                if kind == "momentum"
-                else (-dtype(s.momentum) * v + dtype(1.0 + s.momentum) * v_new)
-            )
-            store(v_full, v_new)  # after delta: for dense params v is a view of the state
-            return delta
+            (v,) = slots
+            if kind == "nesterov":
+                old = np.multiply(v, -f(s.momentum), out=self._scratch(1, g))  # −μ v
+            v *= f(s.momentum)
+            v -= np.multiply(g, f(lr), out=tmp)  # v ← μ v − α g
+            if kind == "momentum":
+                theta += v
+            else:
+                old += np.multiply(v, f(1.0 + s.momentum), out=tmp)  # −μ v + (1 + μ) v'
+                theta += old
+            return
         if kind in ("adagrad", "rmsprop"):
-            c_full, c = slot("cache")
-            c_new = (
-                c + g * g if kind == "adagrad" else dtype(s.decay) * c + dtype(1 - s.decay) * g * g
-            )
-            store(c_full, c_new)
-            return -dtype(lr) * g / (np.sqrt(c_new) + dtype(s.eps))
-        m_full, m = slot("m")
-        v_full, v = slot("v")
-        m_new = dtype(s.beta1) * m + dtype(1 - s.beta1) * g
-        v_new = dtype(s.beta2) * v + dtype(1 - s.beta2) * g * g
-        store(m_full, m_new)
-        store(v_full, v_new)
+            (cache,) = slots
+            if kind == "adagrad":
+                cache += np.multiply(g, g, out=tmp)  # G ← G + g²
+            else:
+                np.multiply(g, f(1 - s.decay), out=tmp)
+                tmp *= g
+                cache *= f(s.decay)
+                cache += tmp  # G ← ρ G + (1 − ρ) g²
+            denom = np.sqrt(cache, out=tmp)
+            denom += f(s.eps)
+            step = np.multiply(g, -f(lr), out=self._scratch(1, g))
+            step /= denom
+            theta += step
+            return
+        m, v = slots
+        m *= f(s.beta1)
+        m += np.multiply(g, f(1 - s.beta1), out=tmp)  # m ← β₁ m + (1 − β₁) g
+        np.multiply(g, f(1 - s.beta2), out=tmp)
+        tmp *= g
+        v *= f(s.beta2)
+        v += tmp  # v ← β₂ v + (1 − β₂) g²
         m_hat_scale = 1.0 / (1.0 - s.beta1**self.t)
         v_hat_scale = 1.0 / (1.0 - s.beta2**self.t)
-        return (
-            -dtype(lr * m_hat_scale) * m_new / (np.sqrt(v_new * dtype(v_hat_scale)) + dtype(s.eps))
-        )
+        denom = np.multiply(v, f(v_hat_scale), out=tmp)
+        np.sqrt(denom, out=denom)
+        denom += f(s.eps)  # √v̂ + ε
+        step = np.multiply(m, -f(lr * m_hat_scale), out=self._scratch(1, g))
+        step /= denom
+        theta += step  # θ ← θ − α m̂ / (√v̂ + ε)
 
     # ----------------------------------------------------------------- saving and resuming
 

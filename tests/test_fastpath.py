@@ -1,0 +1,275 @@
+"""The fast paths against the reference: fused training step, optimizer, row sums, inference,
+batched Viterbi. Fast paths may sum in a different order, so float64 comparisons allow
+rounding (1e-12); float32 ones 1e-5; what is exact is tested exactly."""
+
+import numpy as np
+import pytest
+
+from windowner.decode import allowed_transitions, decode_sentences, viterbi, viterbi_batch
+from windowner.gradcheck import dense_grad
+from windowner.nn import layers
+from windowner.nn.activations import ACTIVATIONS
+from windowner.nn.layers import SparseGrad
+from windowner.nn.losses import OBJECTIVES
+from windowner.nn.model import Batch, ModelSpec, WindowScorer
+from windowner.optim.optimizers import OPTIMIZERS, Optimizer, OptimizerSettings
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
+
+
+def make_model(dtype="float64", **kw):
+    args = dict(vocab_size=40, n_out=5, window=5, word_dim=4, caps_dim=2, hidden=8, dtype=dtype)
+    args.update(kw)
+    if args.get("objective") == "ranking":
+        args["n_out"] = 1
+    spec = ModelSpec(**args)
+    return WindowScorer.create(spec, np.random.default_rng(0))
+
+
+def make_batch(spec, rng, n=13, k=0):
+    """Windows drawn from a few ids so that rows repeat, as in text."""
+    w = rng.integers(0, 8, (n, spec.window)) * 5
+    c = rng.integers(0, 6, (n, spec.window))
+    t = rng.integers(0, spec.n_out, n)
+    if k == 0:
+        return Batch(w, c, t)
+    nw = rng.integers(0, spec.vocab_size, (k * n, spec.window))
+    return Batch(w, c, t, nw, rng.integers(0, 6, (k * n, spec.window)))
+
+
+def assert_grads_close(ref, got, shapes, rtol, atol=0.0):
+    assert set(ref) == set(got)
+    for name in ref:
+        if isinstance(ref[name], SparseGrad):
+            assert isinstance(got[name], SparseGrad)
+            np.testing.assert_array_equal(got[name].ids, ref[name].ids)
+        np.testing.assert_allclose(
+            dense_grad(got[name], shapes[name]),
+            dense_grad(ref[name], shapes[name]),
+            rtol=rtol,
+            atol=atol,
+            err_msg=name,
+        )
+
+
+# ----------------------------------------------------------------------------- row sums
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+def test_sort_ids_is_a_stable_argsort(n):
+    ids = np.random.default_rng(n).integers(0, 5, n).astype(np.int32)
+    sorted_ids, order = layers.sort_ids(ids)
+    np.testing.assert_array_equal(order, np.argsort(ids, kind="stable"))
+    np.testing.assert_array_equal(sorted_ids, np.sort(ids))
+
+
+@pytest.mark.parametrize("vocab", [1, 3, 50, 10_000])  # all repeated … all distinct
+@pytest.mark.parametrize("dim", [4, 5])  # even widths take the complex64 view, odd do not
+def test_sum_window_rows_equals_sum_rows(vocab, dim):
+    rng = np.random.default_rng(vocab)
+    ids = rng.integers(0, vocab, (64, 5))
+    block = rng.standard_normal((64, 5 * dim + 3)).astype(np.float32)
+    rows = block[:, : 5 * dim].reshape(64, 5, dim)  # a strided column block, like dx's
+    ref = layers.sum_rows(ids.reshape(-1), np.ascontiguousarray(rows).reshape(-1, dim))
+    got = layers.sum_window_rows(ids, rows)
+    np.testing.assert_array_equal(got.ids, ref.ids)
+    np.testing.assert_allclose(got.rows, ref.rows, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- training step
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_fast_loss_and_grads_equal_reference(activation, objective):
+    """Dropout, L2 on embeddings and corrupted windows on: every branch of the fast path."""
+    model = make_model(
+        activation=activation, objective=objective, keep_prob=0.7, l2=0.01, l2_embeddings=True
+    )
+    batch = make_batch(model.spec, np.random.default_rng(1), k=2)
+    rng_ref, rng_fast = np.random.default_rng(5), np.random.default_rng(5)
+    loss_ref, ref = model.loss_and_grads(batch, rng_ref)
+    loss, got = model.loss_and_grads_fast(batch, rng_fast)
+    assert loss == pytest.approx(loss_ref, rel=1e-12)
+    shapes = {k: v.shape for k, v in model.params.items()}
+    assert_grads_close(ref, got, shapes, rtol=1e-12, atol=1e-15)
+    assert rng_ref.bit_generator.state == rng_fast.bit_generator.state  # the same draws
+
+
+@pytest.mark.parametrize(
+    "kw", [{"caps_dim": 0}, {"train_embeddings": False}, {"keep_prob": 1.0, "window": 3}]
+)
+def test_fast_path_without_caps_or_embedding_training(kw):
+    model = make_model(**kw)
+    batch = make_batch(model.spec, np.random.default_rng(2))
+    loss_ref, ref = model.loss_and_grads(batch)
+    loss, got = model.loss_and_grads_fast(batch)
+    assert loss == pytest.approx(loss_ref, rel=1e-12)
+    assert_grads_close(ref, got, {k: v.shape for k, v in model.params.items()}, rtol=1e-12)
+
+
+def test_fast_path_float32_and_fixed_mask():
+    model = make_model("float32", keep_prob=0.5, hidden=16)
+    batch = make_batch(model.spec, np.random.default_rng(3), n=50)
+    mask = layers.dropout_mask(np.random.default_rng(0), (50, 16), 0.5, np.float32)
+    loss_ref, ref = model.loss_and_grads(batch, dropout_mask=mask)
+    loss, got = model.loss_and_grads_fast(batch, dropout_mask=mask)
+    assert loss == pytest.approx(loss_ref, rel=1e-6)
+    assert all(g.dtype == np.float32 for g in got.values() if isinstance(g, np.ndarray))
+    assert_grads_close(ref, got, {k: v.shape for k, v in model.params.items()}, 1e-5, 1e-7)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_train_step_equals_reference_steps(name):
+    """Several steps of different sizes (the workspace is per size): same parameters and state."""
+    fast, ref = make_model(keep_prob=0.8), make_model(keep_prob=0.8)
+    opt_fast, opt_ref = Optimizer(OptimizerSettings(name)), Optimizer(OptimizerSettings(name))
+    rng_fast, rng_ref, data = (np.random.default_rng(s) for s in (7, 7, 8))
+    for n in (13, 5, 13, 13):
+        batch = make_batch(fast.spec, data, n=n)
+        fast.train_step(batch, opt_fast, 0.05, rng_fast)
+        _, grads = ref.loss_and_grads(batch, rng_ref)
+        opt_ref.step(ref.params, grads, 0.05)
+    for k in ref.params:
+        np.testing.assert_allclose(fast.params[k], ref.params[k], rtol=1e-10, atol=1e-12)
+    assert opt_fast.state.keys() == opt_ref.state.keys()
+    for k in opt_ref.state:
+        np.testing.assert_allclose(opt_fast.state[k], opt_ref.state[k], rtol=1e-9, atol=1e-12)
+
+
+def test_train_step_is_deterministic():
+    """Bit for bit, given the seed (resumed runs depend on it)."""
+    runs = []
+    for _ in range(2):
+        model = make_model("float32", keep_prob=0.8, hidden=16)
+        opt = Optimizer(OptimizerSettings("adam"))
+        rng, data = np.random.default_rng(1), np.random.default_rng(2)
+        for _ in range(5):
+            model.train_step(make_batch(model.spec, data, n=40), opt, 0.01, rng)
+        runs.append((model.params, opt.state))
+    for (p1, s1), (p2, s2) in zip(runs[:1], runs[1:], strict=True):
+        for k in p1:
+            np.testing.assert_array_equal(p1[k], p2[k])
+        for k in s1:
+            np.testing.assert_array_equal(s1[k], s2[k])
+
+
+def test_train_step_skips_the_update_when_the_loss_is_not_finite():
+    model = make_model()
+    model.params["b"][0] = np.nan
+    before = {k: v.copy() for k, v in model.params.items()}
+    loss = model.train_step(make_batch(model.spec, np.random.default_rng(0)), Optimizer(
+        OptimizerSettings("adam")), 0.1)  # fmt: skip
+    assert not np.isfinite(loss)
+    for k, v in before.items():
+        np.testing.assert_array_equal(model.params[k], v)
+
+
+def test_fast_path_rejects_bad_ids():
+    model = make_model()
+    batch = make_batch(model.spec, np.random.default_rng(0))
+    batch.words[0, 0] = model.spec.vocab_size
+    with pytest.raises(IndexError):
+        model.loss_and_grads_fast(batch)
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+
+def formula_step(name, params, grads, state, t, lr):
+    """The update rules exactly as written in the optimizers' docstring, with temporaries."""
+    s = OptimizerSettings()
+    for key, g in grads.items():
+        theta, ids = params[key], None
+        if isinstance(g, SparseGrad):
+            ids, g = g.ids, g.rows
+
+        def rows(a, ids=ids):
+            return a if ids is None else a[ids]
+
+        f = theta.dtype.type
+
+        def get(slot, key=key, theta=theta):
+            return rows(state.setdefault(f"{key}.{slot}", np.zeros_like(theta)))
+
+        def put(slot, value, key=key, ids=ids):
+            state[f"{key}.{slot}"][... if ids is None else ids] = value
+
+        if name == "sgd":
+            delta = -f(lr) * g
+        elif name in ("momentum", "nesterov"):
+            v = get("v")
+            v_new = f(s.momentum) * v - f(lr) * g
+            delta = v_new if name == "momentum" else -f(s.momentum) * v + f(1 + s.momentum) * v_new
+            put("v", v_new)
+        elif name in ("adagrad", "rmsprop"):
+            c = get("cache")
+            c = c + g * g if name == "adagrad" else f(s.decay) * c + f(1 - s.decay) * g * g
+            put("cache", c)
+            delta = -f(lr) * g / (np.sqrt(c) + f(s.eps))
+        else:
+            m = f(s.beta1) * get("m") + f(1 - s.beta1) * g
+            v = f(s.beta2) * get("v") + f(1 - s.beta2) * g * g
+            put("m", m)
+            put("v", v)
+            mh, vh = 1 / (1 - s.beta1**t), 1 / (1 - s.beta2**t)
+            delta = -f(lr * mh) * m / (np.sqrt(v * f(vh)) + f(s.eps))
+        theta[... if ids is None else ids] = rows(theta) + delta
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_in_place_optimizer_is_the_formula_bit_for_bit(name, dtype):
+    rng = np.random.default_rng(0)
+    params = {
+        "W": rng.standard_normal((3, 7)).astype(dtype),
+        "E_word": rng.standard_normal((20, 4)).astype(dtype),
+    }
+    expected = {k: v.copy() for k, v in params.items()}
+    opt, state = Optimizer(OptimizerSettings(name)), {}
+    for t in range(1, 5):
+        ids = np.unique(rng.integers(0, 20, 6 + t))  # the row count changes step to step
+        grads = {
+            "W": rng.standard_normal((3, 7)).astype(dtype),
+            "E_word": SparseGrad(ids, rng.standard_normal((len(ids), 4)).astype(dtype)),
+        }
+        opt.step(params, grads, 0.01 * t)
+        formula_step(name, expected, grads, state, t, 0.01 * t)
+    for k in params:
+        np.testing.assert_array_equal(params[k], expected[k])
+    assert opt.state.keys() == state.keys()
+    for k in state:
+        np.testing.assert_array_equal(opt.state[k], state[k])
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_scores_equal_forward(activation):
+    model = make_model("float32", activation=activation)
+    rng = np.random.default_rng(0)
+    words, caps = rng.integers(0, 40, (300, 5)), rng.integers(0, 6, (300, 5))
+    expected = np.concatenate([model.forward(words[i : i + 64], caps[i : i + 64])[0]
+                               for i in range(0, 300, 64)])  # fmt: skip
+    np.testing.assert_array_equal(model.scores(words, caps, batch_size=64), expected)
+    assert model.scores(words[:0], caps[:0]).shape == (0, 5)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_viterbi_batch_equals_viterbi_per_sentence(seed):
+    rng = np.random.default_rng(seed)
+    allowed, start = allowed_transitions(TAGS)
+    lengths = rng.integers(0, 9, rng.integers(1, 12))
+    bounds = np.r_[0, np.cumsum(lengths)]
+    scores = rng.integers(-2, 3, (bounds[-1], len(TAGS))).astype(np.float32)  # many ties
+    if seed % 2:
+        scores += rng.standard_normal(scores.shape).astype(np.float32)
+    expected = [
+        viterbi(scores[a:b], allowed, start) if b > a else np.zeros(0, int)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    got = viterbi_batch(scores, bounds, allowed, start)
+    np.testing.assert_array_equal(got, np.concatenate([np.zeros(0, int), *expected]))
+    decoded = decode_sentences(scores, bounds, TAGS)
+    assert decoded == [[TAGS[i] for i in e] for e in expected]
