@@ -160,7 +160,7 @@ def test_shapes_dtypes_vocabulary_and_version_are_validated(tmp_path, model_file
     path = rewrite(model_file, tmp_path / "b.npz", {**arrays, "param/W": arrays["param/W"][:, 1:]})
     refused(path, r"parameter W is float32\(6, 29\), expected float32\(6, 30\)")
     path = rewrite(model_file, tmp_path / "c.npz", {**arrays, "param/U": arrays["param/U"] * 1.0})
-    loaded, _, _ = Tagger.load(path)  # same dtype: fine
+    assert Tagger.load(path)[0].model.params["U"].dtype == np.float32  # same dtype: fine
     path = rewrite(
         model_file, tmp_path / "d.npz", {**arrays, "param/U": arrays["param/U"].astype(np.float64)}
     )
