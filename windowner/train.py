@@ -484,7 +484,7 @@ class Trainer:
         record: dict[str, Any] = {
             "epoch": st.epoch,
             "step": st.step,
-            "lr": self.schedule(st.step),
+            "lr": self.schedule(max(st.step - 1, 0)),  # the rate of the epoch's last step
             "train_loss": st.loss_sum / max(st.windows_done, 1),
         }
         if self.tagger.objective == "ranking":
