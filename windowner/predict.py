@@ -58,6 +58,7 @@ class Tagger:
     decode: str = "viterbi"
     threshold: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    frozen_rows: int = 0
 
     @property
     def objective(self) -> str:
@@ -104,6 +105,7 @@ class Tagger:
         extra_arrays: dict[str, np.ndarray] | None = None,
     ) -> None:
         arrays = {f"param/{k}": v for k, v in self.model.params.items()}
+        arrays.update(self._split_frozen())
         arrays["vocab"] = text_array("\n".join(self.words.items))
         arrays["tags"] = text_array("\n".join(self.tags))
         arrays.update(extra_arrays or {})
@@ -114,9 +116,20 @@ class Tagger:
             "decode": self.decode,
             "threshold": self.threshold,
             "config": self.config,
+            "frozen_rows": self.frozen_rows,
         }
         meta.update(extra_meta or {})
         save_npz(path, arrays, meta)
+
+    def _split_frozen(self) -> dict[str, np.ndarray]:
+        """Pretrained rows that training never touches (words absent from the training data,
+        kept for prediction) are stored once, as float16 — they were rounded to float16 when
+        the table was built, so the round trip is exact: (V − n, d) float32 + (n, d) float16."""
+        n = self.frozen_rows
+        if n == 0:
+            return {}
+        table = self.model.params["E_word"]
+        return {"param/E_word": table[:-n], "frozen/E_word": table[-n:].astype(np.float16)}
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], dict[str, Any]]:
@@ -125,6 +138,12 @@ class Tagger:
         try:
             spec = ModelSpec(**meta["spec"])
             params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+            frozen_rows = int(meta.get("frozen_rows", 0))
+            if frozen_rows:
+                frozen = arrays["frozen/E_word"]
+                if len(frozen) != frozen_rows:
+                    raise ValueError(f"{len(frozen)} frozen rows, metadata says {frozen_rows}")
+                params["E_word"] = np.concatenate([params["E_word"], frozen.astype(spec.dtype)])
             words = Vocab(array_text(arrays["vocab"]).split("\n"))
             tags = array_text(arrays["tags"]).split("\n")
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
@@ -140,6 +159,7 @@ class Tagger:
             meta.get("decode", "viterbi"),
             float(meta.get("threshold", 0.0)),
             meta.get("config", {}),
+            frozen_rows,
         )
         return tagger, arrays, meta
 

@@ -8,6 +8,7 @@ Every file is written atomically.
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import signal
@@ -115,7 +116,9 @@ def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] 
         n_tokens += len(sent.tokens)
     dev = read_conll(config.data.dev, config.data.scheme) if config.data.dev else None
     test = read_conll(config.data.test, config.data.scheme) if config.data.test else None
-    words = Vocab.from_counts(counts, f.min_count, extra_words)
+    # Pretrained words kept for prediction are only those absent from the training data: they
+    # are never updated, so they form a frozen block at the end of the table.
+    words = Vocab.from_counts(counts, f.min_count, [w for w in extra_words if w not in counts])
     n_extra = len(words) - len(Vocab.from_counts(counts, f.min_count))
     tags = tag_vocab_of(seen_tags)
     for name, sents in (("dev", dev), ("test", test)):
@@ -237,6 +240,7 @@ def build_tagger(
         m.decode,
         0.0,
         config.to_dict(),
+        frozen_rows=data.n_extra,
     )
 
 
@@ -252,7 +256,8 @@ def initial_word_table(
 
     pretrained = None
     if e.init != "random":
-        pretrained = embeddings.load_pretrained(e.init, data.normalize)
+        f = config.features
+        pretrained = load_pretrained_cached(e.init, f.lowercase, f.digits_to_zero)
     table, found = embeddings.build_table(data.words.items, pretrained, rng, e.dim, e.scale)
     if pretrained is not None:
         n_train = len(data.words) - data.n_extra
@@ -263,7 +268,19 @@ def initial_word_table(
             "prediction"
         )
     counts = np.array([data.word_counts.get(w, 0) for w in data.words.items], dtype=np.float64)
-    return preprocess_table(table, counts, e.preprocess)
+    table = preprocess_table(table, counts, e.preprocess)
+    if data.n_extra:  # frozen rows are stored as float16: round them now so saving is exact
+        table[-data.n_extra :] = table[-data.n_extra :].astype(np.float16)
+    return table
+
+
+@functools.lru_cache(maxsize=2)
+def load_pretrained_cached(spec: str, lowercase: bool, digits_to_zero: bool):
+    """Pretrained vectors matched under the run's normalisation, loaded once per process."""
+    from windowner import embeddings
+
+    normalize = partial(normalize_word, lowercase=lowercase, digits_to_zero=digits_to_zero)
+    return embeddings.load_pretrained(spec, normalize)
 
 
 # ------------------------------------------------------------------------- evaluation
@@ -365,11 +382,9 @@ class Trainer:
         e = self.config.embeddings
         if e.init == "random" or e.keep_pretrained == 0:
             return []
-        from windowner import embeddings
-
         f = self.config.features
-        normalize = partial(normalize_word, lowercase=f.lowercase, digits_to_zero=f.digits_to_zero)
-        return embeddings.load_pretrained(e.init, normalize).words[: e.keep_pretrained]
+        pretrained = load_pretrained_cached(e.init, f.lowercase, f.digits_to_zero)
+        return pretrained.words[: e.keep_pretrained]
 
     def _training_tokens(self) -> np.ndarray:
         """Indices of the training windows: all tokens, or entity tokens for ranking."""
@@ -539,6 +554,9 @@ class Trainer:
 
     def _save_last(self) -> None:
         arrays = self.optimizer.state_arrays()
+        n = self.tagger.frozen_rows
+        for key in [k for k in arrays if n and k.startswith("opt/E_word.")]:
+            arrays[key] = arrays[key][:-n]  # frozen rows have no optimizer state (all zero)
         arrays["loop/perm"] = self.perm
         meta = {
             "loop": self.state.to_dict(),
@@ -564,7 +582,7 @@ class Trainer:
             perm = arrays["loop/perm"]
             if perm.shape != (len(self.train_idx),) or perm.dtype.kind not in "iu":
                 raise ValueError("loop/perm does not fit the training data")
-            self.optimizer.load_state_arrays(arrays)
+            self.optimizer.load_state_arrays(self._padded_state(arrays))
             self.rng.bit_generator.state = meta["rng"]
             state = LoopState(**meta["loop"])
             metrics = list(meta["metrics"])
@@ -573,6 +591,15 @@ class Trainer:
         self.tagger.model.params = tagger.model.params
         self.tagger.threshold = tagger.threshold
         self.perm, self.state, self.metrics = perm, state, metrics
+
+    def _padded_state(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Optimizer state with the frozen rows' zeros put back (see ``_save_last``)."""
+        n = self.tagger.frozen_rows
+        out = dict(arrays)
+        for key in [k for k in arrays if n and k.startswith("opt/E_word.")]:
+            value = arrays[key]
+            out[key] = np.concatenate([value, np.zeros((n, *value.shape[1:]), value.dtype)])
+        return out
 
     def _interrupt(self) -> None:
         self._save_last()
