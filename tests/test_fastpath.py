@@ -63,7 +63,7 @@ def test_sort_ids_is_a_stable_argsort(n):
     np.testing.assert_array_equal(sorted_ids, np.sort(ids))
 
 
-@pytest.mark.parametrize("vocab", [1, 3, 50, 10_000])  # all repeated … all distinct
+@pytest.mark.parametrize("vocab", [1, 3, 50, 2_000])  # all repeated … all distinct
 @pytest.mark.parametrize("dim", [4, 5])  # even widths take the complex64 view, odd do not
 def test_sum_window_rows_equals_sum_rows(vocab, dim):
     rng = np.random.default_rng(vocab)
@@ -71,9 +71,31 @@ def test_sum_window_rows_equals_sum_rows(vocab, dim):
     block = rng.standard_normal((64, 5 * dim + 3)).astype(np.float32)
     rows = block[:, : 5 * dim].reshape(64, 5, dim)  # a strided column block, like dx's
     ref = layers.sum_rows(ids.reshape(-1), np.ascontiguousarray(rows).reshape(-1, dim))
-    got = layers.sum_window_rows(ids, rows)
+    for got in (layers.sum_window_rows(ids, rows), layers.sum_window_rows_small(ids, rows, vocab)):
+        np.testing.assert_array_equal(got.ids, ref.ids)
+        np.testing.assert_allclose(got.rows, ref.rows, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("short", [1, 4, 8, 100])
+def test_sum_window_rows_by_run_length(short):
+    """Many runs of every length: singletons, short runs (passes), long runs (reduceat)."""
+    rng = np.random.default_rng(short)
+    ids = (rng.zipf(1.3, (600, 5)) % 3000).astype(np.int32)
+    block = rng.standard_normal((600, 5 * 6 + 2))
+    rows = block[:, :30].reshape(600, 5, 6)
+    ref = layers.sum_rows(ids.reshape(-1), np.ascontiguousarray(rows).reshape(-1, 6))
+    got = layers.sum_window_rows(ids, rows, layers.RowSource(rows), short=short)
+    lengths = np.bincount(ids.reshape(-1))
+    assert (lengths == 1).any() and ((lengths > 1) & (lengths <= 8)).sum() >= 128
+    assert (lengths > 100).any()
     np.testing.assert_array_equal(got.ids, ref.ids)
-    np.testing.assert_allclose(got.rows, ref.rows, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.rows, ref.rows, rtol=1e-12, atol=1e-12)
+
+
+def test_sum_window_rows_small_rejects_bad_ids():
+    rows = np.zeros((2, 5, 3), dtype=np.float32)
+    with pytest.raises(IndexError):
+        layers.sum_window_rows_small(np.full((2, 5), 6), rows, 6)
 
 
 # ----------------------------------------------------------------------------- training step

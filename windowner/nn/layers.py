@@ -124,35 +124,93 @@ def sort_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return key, order
 
 
-def sum_window_rows(ids: np.ndarray, rows: np.ndarray) -> SparseGrad:
+class RowSource:
+    """The rows of a (B, w, d) array with any strides, e.g. the word block of dx, as one
+    (R, d) read-only view plus the view row of each (window i, position p): row i·w + p of the
+    flattened windows is ``view[offsets[i·w + p]]``. Fancy indexing of that view gathers rows
+    with one index array and no copy of the source."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        B, w, d = rows.shape
+        s0, s1, s2 = (s // rows.itemsize for s in rows.strides)
+        extent = (B - 1) * s0 + (w - 1) * s1 + 1 if B and w else 0
+        self.view = np.lib.stride_tricks.as_strided(
+            rows, shape=(extent, d), strides=(rows.itemsize, rows.strides[2]), writeable=False
+        )
+        self.offsets = (np.arange(B)[:, None] * s0 + np.arange(w) * s1).reshape(-1)
+        self.dtype = rows.dtype
+
+
+def sum_window_rows(
+    ids: np.ndarray, rows: np.ndarray, source: RowSource | None = None, short: int = 8
+) -> SparseGrad:
     """``embedding_backward`` for window-shaped gradients: ids (B, w) and rows (B, w, d), any
     strides (e.g. a column block of dx) → SparseGrad with unique sorted ids.
 
-    The ids are sorted once (``sort_ids``). An id seen once (most of them) takes its row as it
-    is; only the ids seen more than once go through ``np.add.reduceat``, whose cost grows with
-    the number of runs it sums.
+    The ids are sorted once (``sort_ids``); then each run of equal ids is summed by its length:
+    an id seen once (most of them) takes its row as it is; short runs (≤ ``short`` rows, when
+    there are many of them) add their k-th rows in one vectorised pass per k; the long runs of
+    the few frequent ids go through ``np.add.reduceat``, whose cost grows with the number of
+    runs it sums. ``source``: a ``RowSource`` of ``rows``, to reuse when the same buffer serves
+    every step.
     """
-    B, w = ids.shape
+    source = RowSource(rows) if source is None else source
+    view = source.view
     sorted_ids, order = sort_ids(ids.reshape(-1))
-    window, slot = np.divmod(order, w)  # sorted position k is rows[window[k], slot[k]]
     n = len(sorted_ids)
+    src = np.take(source.offsets, order)  # view row of each sorted position
     first = np.empty(n, dtype=bool)
-    first[0] = True
+    first[:1] = True
     np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
     starts = np.flatnonzero(first)
-    out = rows[window[starts], slot[starts]]
+    out = view[src[starts]]
     if len(starts) == n:
         return SparseGrad(sorted_ids[starts], out)
-    last = np.empty(n, dtype=bool)
-    last[-1] = True
-    last[:-1] = first[1:]
-    repeated = np.flatnonzero(~(first & last))  # positions in runs of length ≥ 2
-    run_starts = np.flatnonzero(first[repeated])
-    summed = rows[window[repeated], slot[repeated]]
-    sums = np.add.reduceat(_pairs(summed), run_starts, axis=0)
-    multi_runs = np.flatnonzero(~last[starts])  # a run of length ≥ 2 does not end at its start
-    out[multi_runs] = sums.view(rows.dtype)
+    lengths = np.diff(starts, append=n)
+    multi = np.flatnonzero(lengths > 1)
+    if len(multi) < 128:  # few runs: one reduceat is cheaper than the passes
+        short = 1
+    multi_lengths = lengths[multi]
+    short_runs = multi[multi_lengths <= short]
+    if len(short_runs):
+        runs = short_runs[np.argsort(-lengths[short_runs], kind="stable")]  # longest first
+        run_lengths, first_pos = lengths[runs], starts[runs]
+        acc = out[runs]
+        # pass k adds the k-th row of the runs longer than k: a prefix of ``runs``
+        longer = np.searchsorted(-run_lengths, -np.arange(1, run_lengths[0]), side="left")
+        for k, count in enumerate(longer.tolist(), start=1):
+            acc[:count] += view[src[first_pos[:count] + k]]
+        out[runs] = acc
+    long_runs = multi[multi_lengths > short]
+    if len(long_runs):
+        long_lengths = lengths[long_runs]
+        run_starts = np.cumsum(long_lengths) - long_lengths  # in the gathered rows
+        positions = np.repeat(starts[long_runs] - run_starts, long_lengths)
+        positions += np.arange(len(positions))
+        sums = np.add.reduceat(_pairs(view[src[positions]]), run_starts, axis=0)
+        out[long_runs] = sums.view(source.dtype)
     return SparseGrad(sorted_ids[starts], out)
+
+
+def sum_window_rows_small(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> SparseGrad:
+    """``sum_window_rows`` for a small table (e.g. the 6 caps classes): one-hot products.
+
+    With O (B, w·n_rows) the one-hot code of (position, id) and R (B, w·d) the rows, Oᵀ R holds
+    for every position p the (n_rows, d) sums of that position's rows per id in its diagonal
+    block (p, p); the gradient is the sum of those blocks. One small matrix product instead of
+    a sort, a gather and a ``reduceat`` over B·w rows.
+    """
+    B, w = ids.shape
+    d = rows.shape[2]
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n_rows):
+        raise IndexError(f"id out of range for a table of {n_rows} rows")
+    onehot = np.zeros((B, w * n_rows), dtype=rows.dtype)
+    # flat index of (window i, position p, id) in onehot: i·w·n_rows + p·n_rows + id
+    np.put(onehot, ids + np.arange(0, B * w * n_rows, n_rows).reshape(B, w), 1.0)
+    blocks = (onehot.T @ rows.reshape(B, w * d)).reshape(w, n_rows, w, d)
+    table = np.einsum("pipd->id", blocks)
+    used = np.flatnonzero(np.bincount(ids.reshape(-1), minlength=n_rows))
+    return SparseGrad(used, table[used])
 
 
 def _pairs(rows: np.ndarray) -> np.ndarray:

@@ -276,9 +276,9 @@ class WindowScorer:
         if spec.train_embeddings or has_caps:
             np.matmul(dz, W, out=ws.dx)
         if spec.train_embeddings:
-            grads["E_word"] = layers.sum_window_rows(words, ws.dx_words)
+            grads["E_word"] = layers.sum_window_rows(words, ws.dx_words, ws.dx_word_rows)
         if has_caps:
-            grads["E_caps"] = layers.sum_window_rows(caps, ws.dx_caps)
+            grads["E_caps"] = layers.sum_window_rows_small(caps, ws.dx_caps, len(p["E_caps"]))
         return loss + self._l2(grads), grads
 
     def train_step(
@@ -357,6 +357,7 @@ class _Workspace:
         self.x_caps, self.dx_caps = (
             v[:, split:].reshape(n, spec.window, spec.caps_dim) for v in (self.x, self.dx)
         )
+        self.dx_word_rows = layers.RowSource(self.dx_words)
         self.z, self.a, self.a_drop, self.scratch = (buf(n, H) for _ in range(4))
         self.mask, self.draws = buf(n, H), np.empty((n, H), dtype=np.float32)
         self.s, self.margins, self.active = buf(n, C), buf(n, C), buf(n, C)
