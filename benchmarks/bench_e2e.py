@@ -1,0 +1,275 @@
+"""End-to-end speed on CoNLL-2003: training epochs, prediction, cold start, peak memory.
+
+    python benchmarks/bench_e2e.py [TRAIN_FILE] [--dev FILE] [--config FILE] [--json] [--quick]
+
+TRAIN_FILE defaults to ../shared/data/conll2003/train.txt (relative to the working
+directory), the dev file to valid.txt beside it. The config (default configs/conll03.yaml;
+a built-in equivalent when the file is missing) is run three ways, each training run in a
+fresh process so its peak RSS (resource.getrusage) is its own:
+
+    config          the config as it is (GloVe 6B 50d when it asks for it): epoch seconds, RSS
+    target shape    the config at batch 256, hidden 100: epoch seconds (the issue's target)
+    random init     the config without pretrained vectors: RSS without GloVe
+
+Epoch seconds are the trainer's own (metrics.jsonl "seconds": the batch loop, after data
+loading and without dev evaluation). Then, with the config run's model:
+
+    predict         tokens/s tagging the dev file: from encoded windows (model + Viterbi), and
+                    from token lists (also encoding)
+    cold start      wall seconds of ``windowner predict --model FILE "…"`` in a new process
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_TRAIN = Path("../shared/data/conll2003/train.txt")
+DEFAULT_CONFIG = Path("configs/conll03.yaml")
+SENTENCE = "EU rejects German call to boycott British lamb ."
+
+# The shape of configs/conll03.yaml, for when that file is not there.
+BUILTIN_CONFIG = """\
+seed: 0
+features: {window: 5, caps_dim: 5}
+embeddings: {dim: 50, init: random}
+model: {hidden: 100, activation: tanh, objective: multiclass, margin: 1.0}
+optimizer: {name: adam, lr: 0.001}
+train: {epochs: 1, batch_size: 256}
+"""
+
+
+# ----------------------------------------------------------------------------- child process
+
+
+def child(spec: dict) -> dict:
+    """Train in this process (a fresh one) and report epoch times and peak RSS."""
+    import numpy as np
+
+    from windowner import config as cfg
+    from windowner.train import SilentReporter, Trainer
+
+    conf = cfg.resolved(cfg.load_config(spec["config"], spec["sets"]))
+    run_dir = Path(spec["out"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    trainer = Trainer(conf, run_dir, SilentReporter())
+    setup = time.perf_counter() - started
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        trainer.run()
+    metrics = trainer.metrics
+    return {
+        "setup_seconds": setup,
+        "epoch_seconds": [m["seconds"] for m in metrics],
+        "windows": int(len(trainer.train_idx)),
+        "vocab": len(trainer.data.words),
+        "dev_f1": metrics[-1].get("dev_f1"),
+        "batch_size": conf.train.batch_size,
+        "hidden": conf.model.hidden,
+        "init": conf.embeddings.init,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "model": str(run_dir / "model.npz"),
+    }
+
+
+def run_child(config: Path, sets: list[str], out: Path) -> dict:
+    spec = {"config": str(config), "sets": sets, "out": str(out)}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        cwd=os.getcwd(),
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"training run failed ({' '.join(sets)}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def predict_speed(model: Path, dev: Path, repeats: int = 3) -> dict:
+    """Tokens/s tagging the dev file with the model, median of ``repeats``."""
+    from windowner.corpus import read_conll
+    from windowner.predict import Tagger
+
+    tagger, _, _ = Tagger.load(model)
+    sentences = read_conll(dev)
+    tokens = [list(s.tokens) for s in sentences]
+    n = sum(len(t) for t in tokens)
+    enc = tagger.encode(sentences)
+    encoded, from_tokens = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        tagger.tag_encoded(enc)
+        encoded.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        tagger.tag(tokens)
+        from_tokens.append(time.perf_counter() - t0)
+    return {
+        "tokens": n,
+        "encoded_tokens_per_s": n / statistics.median(encoded),
+        "tokens_per_s": n / statistics.median(from_tokens),
+    }
+
+
+def cold_start(model: Path, repeats: int = 5) -> float:
+    """Median wall seconds of ``windowner predict`` on one sentence, in a new process."""
+    cmd = [sys.executable, "-m", "windowner", "predict", "--model", str(model), SENTENCE]
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def trainer_step() -> str:
+    """Which model method the trainer's step calls (the fast path or the reference)."""
+    from windowner.train import Trainer
+
+    source = inspect.getsource(Trainer._step)
+    for name in ("train_step", "loss_and_grads_fast", "loss_and_grads"):
+        if f".{name}(" in source:
+            return name
+    return "unknown"
+
+
+def blas() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            return (
+                f"{pool.get('internal_api')} {pool.get('version')} (kernel "
+                f"{pool.get('architecture')}, {pool.get('num_threads')} threads)"
+            )
+    return "not found"
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("train", nargs="?", type=Path, default=DEFAULT_TRAIN)
+    ap.add_argument("--dev", type=Path, default=None, help="default: valid.txt beside TRAIN")
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    ap.add_argument("--epochs", type=int, default=2, help="epochs of the target-shape run")
+    ap.add_argument("--quick", action="store_true", help="the target-shape run only")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+
+    train = args.train.resolve()
+    dev = (args.dev or args.train.parent / "valid.txt").resolve()
+    for path in (train, dev):
+        if not path.is_file():
+            raise SystemExit(f"{path}: not found (give TRAIN_FILE and/or --dev)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_e2e-"))
+    config = args.config
+    if not config.is_file():
+        config = tmp / "builtin.yaml"
+        config.write_text(BUILTIN_CONFIG)
+    data = [f"data.train={train}", f"data.dev={dev}", "data.test=null"]
+    once = ["train.epochs=1", "train.patience=0"]
+    target = ["train.batch_size=256", "model.hidden=100", f"train.epochs={args.epochs}"]
+    random_init = ["embeddings.init=random", "embeddings.keep_pretrained=0"]
+
+    err = sys.stderr if args.json else sys.stdout
+    print(
+        f"bench_e2e: {train} / {dev}\n  config {args.config}"
+        f"{'' if config == args.config else ' (missing: built-in equivalent)'}; trainer step: "
+        f"{trainer_step()}; BLAS {blas()}\n  load average before: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        file=err,
+        flush=True,
+    )
+    runs = {}
+    plan = [("target shape", data + ["train.patience=0"] + target)]
+    if not args.quick:
+        plan = [("config", data + once), *plan, ("random init", data + once + random_init)]
+    for name, sets in plan:
+        runs[name] = run_child(config, sets, tmp / name.replace(" ", "_"))
+        if not args.json:
+            print_run(name, runs[name], first=len(runs) == 1)
+    model = Path(runs.get("config", runs["target shape"])["model"])
+    predict = predict_speed(model, dev)
+    cold = cold_start(model)
+    result = {
+        "runs": runs,
+        "predict": predict,
+        "cold_start_seconds": cold,
+        "trainer_step": trainer_step(),
+        "load_average_after": os.getloadavg(),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"\npredict, dev file ({predict['tokens']:,} tokens, model of the "
+            f"{'config' if 'config' in runs else 'target shape'} run):\n"
+            f"  from encoded windows (model + Viterbi): {predict['encoded_tokens_per_s']:>11,.0f}"
+            f" tokens/s\n"
+            f"  from token lists (encode + model + Viterbi): "
+            f"{predict['tokens_per_s']:>7,.0f} tokens/s\n"
+            f'cold start, windowner predict "…" (one sentence): {cold:.2f} s\n'
+            "  load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        )
+        print_targets(result)
+    return 0
+
+
+def print_run(name: str, r: dict, first: bool) -> None:
+    if first:
+        print(
+            f"\n{'run':<13} {'init':<13} {'batch':>5} {'hidden':>6} {'vocab':>7} "
+            f"{'windows':>8} {'setup s':>7} {'epoch s':>8} {'windows/s':>10} {'dev F1':>6} "
+            f"{'peak RSS':>9}"
+        )
+    epoch = min(r["epoch_seconds"])
+    f1 = "—" if r["dev_f1"] is None else f"{r['dev_f1']:.2f}"
+    print(
+        f"{name:<13} {r['init']:<13} {r['batch_size']:>5} {r['hidden']:>6} {r['vocab']:>7,} "
+        f"{r['windows']:>8,} {r['setup_seconds']:>7.1f} {epoch:>8.2f} "
+        f"{r['windows'] / epoch:>10,.0f} {f1:>6} {r['peak_rss_mb']:>6.0f} MB",
+        flush=True,
+    )
+
+
+def print_targets(result: dict) -> None:
+    runs = result["runs"]
+    lines = []
+    epoch = min(runs["target shape"]["epoch_seconds"])
+    lines.append((epoch <= 2.0, f"epoch ≤ 2 s at batch 256, hidden 100: {epoch:.2f} s"))
+    tps = result["predict"]["encoded_tokens_per_s"]
+    lines.append((tps >= 200_000, f"predict ≥ 200k tokens/s in batch: {tps:,.0f}"))
+    cold = result["cold_start_seconds"]
+    lines.append((cold <= 0.6, f"cold start ≤ 0.6 s: {cold:.2f} s"))
+    if "config" in runs and runs["config"]["init"] != "random":
+        rss = runs["config"]["peak_rss_mb"]
+        lines.append((rss <= 400, f"peak RSS with {runs['config']['init']} ≤ 400 MB: {rss:.0f} MB"))
+    print("\ntargets:")
+    for ok, text in lines:
+        print(f"  {'met   ' if ok else 'MISSED'} {text}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
