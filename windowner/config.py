@@ -71,6 +71,7 @@ class ModelConfig:
     initializer: str = "xavier_uniform"
     init_scale: float = 0.1
     keep_prob: float = 1.0
+    input_keep_prob: float = 1.0
     objective: str = "multiclass"
     margin: float = 1.0
     l2: float = 0.0
@@ -161,6 +162,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "model.leaky_slope": (lambda v: 0 < v < 1, "in (0, 1)"),
     "model.init_scale": (lambda v: v > 0, "> 0"),
     "model.keep_prob": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "model.input_keep_prob": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "model.margin": (lambda v: v > 0, "> 0"),
     "model.l2": (lambda v: v >= 0, ">= 0"),
     "negatives.k": (lambda v: v >= 0, ">= 0"),

@@ -118,14 +118,29 @@ def check_gradients(
     return out
 
 
-def kink_distance(model: WindowScorer, batch: Batch, mask: np.ndarray | None) -> float:
+Masks = tuple  # (input mask (N, D) or None, hidden mask (N, H) or None)
+
+
+def fixed_masks(rng: np.random.Generator, spec: ModelSpec, n: int) -> Masks:
+    """Dropout masks drawn once and then held fixed, so the loss is a function of θ alone."""
+
+    def draw(keep: float, width: int) -> np.ndarray | None:
+        return None if keep >= 1.0 else (rng.random((n, width)) < keep) / keep
+
+    return draw(spec.input_keep_prob, spec.input_dim), draw(spec.keep_prob, spec.hidden)
+
+
+def kink_distance(model: WindowScorer, batch: Batch, masks: Masks) -> float:
     """Smallest distance of any pre-activation from an activation kink and of any hinge
     margin from 0 (inf when there is none)."""
+    input_mask, mask = masks
     words, caps, labels = model._stack(batch)
     x, _ = model._embed(words, caps)
+    if input_mask is not None:
+        x = x * input_mask
     z = x @ model.params["W"].T + model.params["b"]
     gaps = [np.abs(z - k).min() for k in KINKS[model.spec.activation]]
-    scores = model.forward(words, caps, mask)[0]
+    scores = model.forward(words, caps, mask, input_mask)[0]
     n = len(batch.words)
     if model.spec.objective == "ranking":
         gaps.append(np.abs(ranking_margins(scores[:n, 0], scores[n:, 0], model.spec.margin)).min())
@@ -144,7 +159,8 @@ def notes_example(
     keep_prob: float = 0.8,
     caps_dim: int = 0,
     n_windows: int = 3,
-) -> tuple[WindowScorer, Batch, np.ndarray | None]:
+    input_keep_prob: float = 0.9,
+) -> tuple[WindowScorer, Batch, Masks]:
     """The notes' shapes: vocab of 12 words, 5-word windows, 4-dim vectors, 8 hidden units;
     ``n_windows`` true windows, each with one center-corrupted window."""
     spec = ModelSpec(
@@ -158,6 +174,7 @@ def notes_example(
         objective=objective,
         margin=1.0,
         keep_prob=keep_prob,
+        input_keep_prob=input_keep_prob,
         l2=l2,
         l2_embeddings=l2 > 0,
         dtype="float64",
@@ -169,35 +186,34 @@ def notes_example(
     neg_words[:, 2] = (words[:, 2] + rng.integers(1, spec.vocab_size, n_windows)) % spec.vocab_size
     tags = rng.integers(0, spec.n_out, size=n_windows)
     batch = Batch(words, caps, tags, neg_words, caps.copy())
-    mask = None
-    if keep_prob < 1.0:
-        mask = (rng.random((2 * n_windows, spec.hidden)) < keep_prob) / keep_prob
-    return model, batch, mask
+    return model, batch, fixed_masks(rng, spec, 2 * n_windows)
 
 
 def check_example(
     model: WindowScorer,
     batch: Batch,
-    mask: np.ndarray | None,
+    masks: Masks,
     rng: np.random.Generator,
     limit: int | None = None,
 ) -> dict[str, tuple[float, int, float]]:
-    """Gradient-check one model on one batch with a fixed dropout mask."""
-    _, grads = model.loss_and_grads(batch, dropout_mask=mask)
-    return check_gradients(
-        model, lambda: model.loss_and_grads(batch, dropout_mask=mask)[0], grads, rng, limit
-    )
+    """Gradient-check one model on one batch with fixed dropout masks."""
+    input_mask, mask = masks
+
+    def loss_and_grads() -> tuple[float, dict]:
+        return model.loss_and_grads(batch, dropout_mask=mask, input_mask=input_mask)
+
+    return check_gradients(model, lambda: loss_and_grads()[0], loss_and_grads()[1], rng, limit)
 
 
 def safe_example(
     activation: str, objective: str, seed: int = 0, tries: int = 200, **kwargs
-) -> tuple[WindowScorer, Batch, np.ndarray | None, np.random.Generator]:
+) -> tuple[WindowScorer, Batch, Masks, np.random.Generator]:
     """``notes_example`` redrawn until it is at least KINK_GAP away from every kink."""
     rng = np.random.default_rng(seed)
     for _ in range(tries):
-        model, batch, mask = notes_example(activation, objective, rng, **kwargs)
-        if kink_distance(model, batch, mask) > KINK_GAP:
-            return model, batch, mask, rng
+        model, batch, masks = notes_example(activation, objective, rng, **kwargs)
+        if kink_distance(model, batch, masks) > KINK_GAP:
+            return model, batch, masks, rng
     raise RuntimeError(f"no kink-free example for {activation}/{objective} in {tries} draws")
 
 
@@ -207,7 +223,8 @@ def run_default(
     seed: int = 0,
     caps_dim: int = 0,
 ) -> list[CheckResult]:
-    """Every activation × objective on the notes' example, L2 and fixed-mask dropout on."""
+    """Every activation × objective on the notes' example, L2 and fixed-mask dropout (on the
+    hidden layer and on the input) on."""
     results = []
     for activation in activations:
         for objective in objectives:
@@ -232,11 +249,9 @@ def run_for_spec(
         neg = words.copy()
         neg[:, w // 2] = (words[:, w // 2] + rng.integers(1, V, n_windows)) % V
         batch = Batch(words, caps, rng.integers(0, spec.n_out, n_windows), neg, caps.copy())
-        mask = None
-        if spec.keep_prob < 1.0:
-            mask = (rng.random((2 * n_windows, spec.hidden)) < spec.keep_prob) / spec.keep_prob
-        if kink_distance(model, batch, mask) > KINK_GAP:
-            errors = check_example(model, batch, mask, rng, limit)
+        masks = fixed_masks(rng, spec, 2 * n_windows)
+        if kink_distance(model, batch, masks) > KINK_GAP:
+            errors = check_example(model, batch, masks, rng, limit)
             return [
                 CheckResult(spec.activation, spec.objective, p, e, n, d)
                 for p, (e, n, d) in errors.items()
@@ -264,6 +279,7 @@ def run_for_config(path) -> list[CheckResult]:
         objective=m.objective,
         margin=m.margin,
         keep_prob=m.keep_prob,
+        input_keep_prob=m.input_keep_prob,
         l2=m.l2,
         l2_embeddings=m.l2_embeddings,
         train_embeddings=conf.embeddings.train,

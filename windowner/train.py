@@ -225,6 +225,7 @@ def build_tagger(
         objective=m.objective,
         margin=m.margin,
         keep_prob=m.keep_prob,
+        input_keep_prob=m.input_keep_prob,
         l2=m.l2,
         l2_embeddings=m.l2_embeddings,
         train_embeddings=e.train,

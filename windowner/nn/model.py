@@ -3,6 +3,7 @@
 For a window of w word ids (and w capitalisation ids):
 
     x = [E_word[w_1], …, E_word[w_w], E_caps[c_1], …, E_caps[c_w]]    (D = w·d + w·d_caps)
+    x ← x ∘ mask_in        (inverted input dropout, keep probability input_keep_prob)
     z = W x + b            W ∈ R^(H×D), b ∈ R^H
     a = f(z) ∘ mask        (inverted dropout, training only)
     s = Uᵀ a               U ∈ R^(H×C)   (C = 1 for the ranking objective, else the tag count)
@@ -46,6 +47,7 @@ class ModelSpec:
     objective: str = "multiclass"
     margin: float = 1.0
     keep_prob: float = 1.0
+    input_keep_prob: float = 1.0
     l2: float = 0.0
     l2_embeddings: bool = False
     train_embeddings: bool = True
@@ -112,26 +114,33 @@ class WindowScorer:
     # ------------------------------------------------------------------ forward / backward
 
     def forward(
-        self, words: np.ndarray, caps: np.ndarray, mask: np.ndarray | None = None
+        self,
+        words: np.ndarray,
+        caps: np.ndarray,
+        mask: np.ndarray | None = None,
+        input_mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, tuple]:
-        """Windows (N, w) → scores (N, C) and the cache for ``backward``."""
+        """Windows (N, w) → scores (N, C) and the cache for ``backward``; ``mask`` (N, H) and
+        ``input_mask`` (N, D) are dropout masks (None: no dropout)."""
         p = self.params
         x, emb_cache = self._embed(words, caps)
+        x, input_mask = layers.dropout_forward(x, input_mask)
         z, affine_cache = layers.affine_forward(x, p["W"], p["b"])
         a, act_cache = layers.activation_forward(z, self.spec.activation, self.spec.leaky_slope)
         a, mask = layers.dropout_forward(a, mask)
         s, lin_cache = layers.linear_forward(a, p["U"])
-        return s, (emb_cache, affine_cache, act_cache, mask, lin_cache)
+        return s, (emb_cache, input_mask, affine_cache, act_cache, mask, lin_cache)
 
     def backward(self, dscores: np.ndarray, cache: tuple) -> dict[str, np.ndarray | SparseGrad]:
         """dJ/ds (N, C) → gradients keyed like ``params`` (embeddings as SparseGrad)."""
-        emb_cache, affine_cache, act_cache, mask, lin_cache = cache
+        emb_cache, input_mask, affine_cache, act_cache, mask, lin_cache = cache
         grads: dict[str, np.ndarray | SparseGrad] = {}
         da, grads["U"] = layers.linear_backward(dscores, lin_cache)
         da = layers.dropout_backward(da, mask)
         dz = layers.activation_backward(da, act_cache)
         dx, grads["W"], grads["b"] = layers.affine_backward(dz, affine_cache)
         if self.spec.train_embeddings or self.spec.caps_dim > 0:
+            dx = layers.dropout_backward(dx, input_mask)
             grads.update(self._embed_backward(dx, emb_cache))
         return grads
 
@@ -158,20 +167,23 @@ class WindowScorer:
         batch: Batch,
         rng: np.random.Generator | None = None,
         dropout_mask: np.ndarray | None = None,
+        input_mask: np.ndarray | None = None,
     ) -> tuple[float, dict[str, np.ndarray | SparseGrad]]:
         """Mean objective plus L2 over the batch → (J, grads).
 
-        Dropout (keep_prob < 1) uses ``dropout_mask`` if given (N_total, H), else draws one
-        from ``rng``.
+        Dropout uses the fixed masks if given — ``input_mask`` (N_total, D) on x when
+        input_keep_prob < 1, ``dropout_mask`` (N_total, H) on a when keep_prob < 1 — else
+        draws them from ``rng``, input mask first.
         """
         words, caps, labels = self._stack(batch)
+        dtype, spec = self.params["W"].dtype, self.spec
+        if input_mask is None and spec.input_keep_prob < 1.0:
+            shape = (len(words), spec.input_dim)
+            input_mask = layers.dropout_mask(_need(rng), shape, spec.input_keep_prob, dtype)
         mask = dropout_mask
-        if mask is None and self.spec.keep_prob < 1.0:
-            if rng is None:
-                raise ValueError("dropout needs a Generator or a fixed mask")
-            shape = (len(words), self.spec.hidden)
-            mask = layers.dropout_mask(rng, shape, self.spec.keep_prob, self.params["W"].dtype)
-        scores, cache = self.forward(words, caps, mask)
+        if mask is None and spec.keep_prob < 1.0:
+            mask = layers.dropout_mask(_need(rng), (len(words), spec.hidden), spec.keep_prob, dtype)
+        scores, cache = self.forward(words, caps, mask, input_mask)
         loss, dscores = self._objective(scores, labels, len(batch.words))
         grads = self.backward(dscores, cache)
         return loss + self._l2(grads), grads
@@ -224,6 +236,7 @@ class WindowScorer:
         batch: Batch,
         rng: np.random.Generator | None = None,
         dropout_mask: np.ndarray | None = None,
+        input_mask: np.ndarray | None = None,
     ) -> tuple[float, dict[str, np.ndarray | SparseGrad]]:
         """``loss_and_grads`` for training: the same math and the same draws from ``rng``,
         equal to it up to float rounding, computed in buffers reused from step to step.
@@ -248,15 +261,19 @@ class WindowScorer:
         ws.x_words[...] = np.take(p["E_word"], words, axis=0)
         if has_caps:
             ws.x_caps[...] = np.take(p["E_caps"], caps, axis=0)
+        if input_mask is None and spec.input_keep_prob < 1.0:
+            input_mask = layers.dropout_mask_into(
+                _need(rng), spec.input_keep_prob, ws.in_draws, ws.in_mask
+            )
+        if input_mask is not None:
+            x *= input_mask
         z = np.matmul(x, W.T, out=ws.z)
         z += p["b"]
         a = ws.a
         layers.activation_forward_into(z, spec.activation, spec.leaky_slope, a)
         mask = dropout_mask
         if mask is None and spec.keep_prob < 1.0:
-            if rng is None:
-                raise ValueError("dropout needs a Generator or a fixed mask")
-            mask = layers.dropout_mask_into(rng, spec.keep_prob, ws.draws, ws.mask)
+            mask = layers.dropout_mask_into(_need(rng), spec.keep_prob, ws.draws, ws.mask)
         a_out = a if mask is None else np.multiply(a, mask, out=ws.a_drop)
         scores = np.matmul(a_out, U, out=ws.s)
         if spec.objective == "multiclass":
@@ -275,6 +292,8 @@ class WindowScorer:
         grads["b"] = np.sum(dz, axis=0, out=ws.db)
         if spec.train_embeddings or has_caps:
             np.matmul(dz, W, out=ws.dx)
+            if input_mask is not None:
+                ws.dx *= input_mask
         if spec.train_embeddings:
             grads["E_word"] = layers.sum_window_rows(words, ws.dx_words, ws.dx_word_rows)
         if has_caps:
@@ -360,10 +379,19 @@ class _Workspace:
         self.dx_word_rows = layers.RowSource(self.dx_words)
         self.z, self.a, self.a_drop, self.scratch = (buf(n, H) for _ in range(4))
         self.mask, self.draws = buf(n, H), np.empty((n, H), dtype=np.float32)
+        D = split + caps
+        if spec.input_keep_prob < 1.0:
+            self.in_mask, self.in_draws = buf(n, D), np.empty((n, D), dtype=np.float32)
         self.s, self.margins, self.active = buf(n, C), buf(n, C), buf(n, C)
         self.flat = np.arange(n, dtype=np.int64) * C
         self.flat_y = np.empty(n, dtype=np.int64)
         self.da, self.dW, self.db, self.dU = buf(n, H), buf(H, split + caps), buf(H), buf(H, C)
+
+
+def _need(rng: np.random.Generator | None) -> np.random.Generator:
+    if rng is None:
+        raise ValueError("dropout needs a Generator or a fixed mask")
+    return rng
 
 
 def _multiclass_hinge_into(
