@@ -43,7 +43,7 @@ plot: install
 	$(PIP) install -e ".[plot]"
 
 accuracy: glove
-	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/accuracy.py --seeds 0 1 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,145 @@
+"""Accuracy on CoNLL-2003: train each shipped CoNLL config, select on dev, print a table.
+
+    python benchmarks/accuracy.py                       # the three configs, seed 0
+    python benchmarks/accuracy.py --seeds 0 1 2         # spread over seeds
+    python benchmarks/accuracy.py --configs configs/conll03.yaml --json
+
+Data: ${CONLL03_DIR} or ../shared/data/conll2003 (train.txt, valid.txt), as in the configs.
+For each run: dev precision/recall/F1 with conlleval semantics (Viterbi as configured, and argmax
+for comparison), per-type F1, the best epoch, epochs run and training seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from windowner import config as cfg  # noqa: E402
+from windowner.predict import Tagger  # noqa: E402
+from windowner.render import ConsoleReporter  # noqa: E402
+from windowner.train import Trainer, evaluate_split  # noqa: E402
+
+CONFIGS = ["configs/conll03.yaml", "configs/conll03-softmax.yaml", "configs/conll03-ranking.yaml"]
+
+
+def run_one(
+    config_path: str, seed: int, out_root: Path, overrides: list[str], console: Console
+) -> dict:
+    """Train one config with one seed; evaluate its best model on dev (Viterbi and argmax)."""
+    conf = cfg.resolved(cfg.load_config(ROOT / config_path, [f"seed={seed}", *overrides]))
+    run_dir = out_root / f"{Path(config_path).stem}-seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    trainer = Trainer(conf, run_dir, ConsoleReporter(console))
+    summary = trainer.run()
+    wall = time.perf_counter() - started
+    best, _, _ = Tagger.load(run_dir / "model.npz")
+    data = trainer.data
+    result = {
+        "config": config_path,
+        "seed": seed,
+        "objective": conf.model.objective,
+        "best_epoch": summary["best_epoch"],
+        "epochs": summary["epochs"],
+        "train_seconds": summary["seconds"],
+        "wall_seconds": wall,
+        "dev": summary["dev"],
+    }
+    if conf.model.objective != "ranking":
+        best.decode = "argmax"
+        result["dev_argmax"] = evaluate_split(best, data.dev, data.dev_enc)
+    return result
+
+
+def table(results: list[dict]) -> Table:
+    t = Table(title="CoNLL-2003 dev (conlleval entity scores)", title_justify="left")
+    for col in (
+        "config",
+        "seed",
+        "P",
+        "R",
+        "F1",
+        "F1 argmax",
+        "PER",
+        "LOC",
+        "ORG",
+        "MISC",
+        "best/epochs",
+        "train s",
+    ):
+        t.add_column(col, justify="left" if col == "config" else "right")
+    for r in results:
+        dev = r["dev"]
+        per = {k: f"{v['f1']:.2f}" for k, v in dev["per_type"].items()}
+        argmax = f"{r['dev_argmax']['f1']:.2f}" if "dev_argmax" in r else "—"
+        t.add_row(
+            Path(r["config"]).name,
+            str(r["seed"]),
+            f"{dev['precision']:.2f}",
+            f"{dev['recall']:.2f}",
+            f"{dev['f1']:.2f}",
+            argmax,
+            per.get("PER", "—"),
+            per.get("LOC", "—"),
+            per.get("ORG", "—"),
+            per.get("MISC", per.get("ENT", "—")),
+            f"{r['best_epoch']}/{r['epochs']}",
+            f"{r['train_seconds']:.0f}",
+        )
+    return t
+
+
+def spread(results: list[dict]) -> list[str]:
+    """Mean ± standard deviation of dev F1 per config over seeds."""
+    lines = []
+    for config in dict.fromkeys(r["config"] for r in results):
+        f1 = [r["dev"]["f1"] for r in results if r["config"] == config]
+        am = [r["dev_argmax"]["f1"] for r in results if r["config"] == config and "dev_argmax" in r]
+        line = f"{Path(config).name}: dev F1 {statistics.mean(f1):.2f}"
+        if len(f1) > 1:
+            line += f" ± {statistics.stdev(f1):.2f} (min {min(f1):.2f}, max {max(f1):.2f})"
+        if am:
+            line += f"; argmax {statistics.mean(am):.2f}"
+        lines.append(line + f" over {len(f1)} seed(s)")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=CONFIGS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="extra config override for every run (key.path=value)",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "accuracy")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    console = Console(stderr=True, soft_wrap=True)
+    results = [
+        run_one(c, s, args.out, args.overrides, console) for c in args.configs for s in args.seeds
+    ]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    out = Console()
+    out.print(table(results))
+    for line in spread(results):
+        out.print(line, highlight=False)
+
+
+if __name__ == "__main__":
+    main()
