@@ -22,6 +22,7 @@ UNK, SENT_START, SENT_END = "<unk>", "<s>", "</s>"
 SPECIALS = (UNK, SENT_START, SENT_END)
 UNK_ID, START_ID, END_ID = 0, 1, 2
 
+LAZY_LOOKUPS = 64
 _TAG_RE = re.compile(r"^(O|[BI]-[^\s-][^\s]*)$")
 _DIGIT_RE = re.compile(r"\d")
 
@@ -231,17 +232,43 @@ class Vocab:
 
     def __init__(self, items: Sequence[str]) -> None:
         self.items: list[str] = list(items)
-        self.index: dict[str, int] = {w: i for i, w in enumerate(self.items)}
-        if len(self.index) != len(self.items):
-            raise ValueError("vocabulary items must be unique")
+        self._index: dict[str, int] | None = None
+        self._text: str | None = None  # "\n"-framed items, for lookups before the dict exists
+        self._lookups = 0
+        self.index  # noqa: B018 - build (and check) the dict now
+
+    @classmethod
+    def from_text(cls, text: str) -> Vocab:
+        """A vocabulary stored one item per line, with its dict built only on demand.
+
+        A few lookups (tagging one sentence with a 400k-word model) search the text instead,
+        which is much cheaper than hashing every word; after ``LAZY_LOOKUPS`` of them the dict
+        is built as usual."""
+        vocab = cls.__new__(cls)
+        vocab.items = text.split("\n")
+        vocab._index, vocab._text, vocab._lookups = None, f"\n{text}\n", 0
+        return vocab
+
+    @property
+    def index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = dict(zip(self.items, range(len(self.items)), strict=True))
+            self._text = None
+            if len(self._index) != len(self.items):
+                raise ValueError("vocabulary items must be unique")
+        return self._index
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __contains__(self, item: str) -> bool:
-        return item in self.index
+        return self.id(item, -1) >= 0
 
     def id(self, item: str, default: int = UNK_ID) -> int:
+        if self._index is None and self._lookups < LAZY_LOOKUPS and "\n" not in item:
+            self._lookups += 1
+            pos = self._text.find(f"\n{item}\n")
+            return default if pos < 0 else self._text.count("\n", 0, pos)
         return self.index.get(item, default)
 
     @classmethod

@@ -144,7 +144,7 @@ class Tagger:
                 if len(frozen) != frozen_rows:
                     raise ValueError(f"{len(frozen)} frozen rows, metadata says {frozen_rows}")
                 params["E_word"] = np.concatenate([params["E_word"], frozen.astype(spec.dtype)])
-            words = Vocab(array_text(arrays["vocab"]).split("\n"))
+            words = Vocab.from_text(array_text(arrays["vocab"]))
             tags = array_text(arrays["tags"]).split("\n")
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             raise ModelFileError(f"{path}: incomplete or inconsistent model file ({exc})") from None
