@@ -171,3 +171,18 @@ def test_mixed_strategy_and_determinism():
     b = sampler.sample(words, caps, np.random.default_rng(7))[0]
     np.testing.assert_array_equal(a, b)
     assert a.shape == (4 * len(words), 5)
+
+
+def test_lazy_vocab_from_text_matches_the_dict():
+    from windowner.corpus import LAZY_LOOKUPS
+
+    items = ["<unk>", "<s>", "</s>", "paris", "the", "par", "is"]
+    eager, lazy = Vocab(items), Vocab.from_text("\n".join(items))
+    probes = items + ["pari", "aris", ""]
+    assert [lazy.id(w) for w in probes] == [eager.id(w) for w in probes]
+    assert lazy._index is None  # still searching the text
+    for _ in range(LAZY_LOOKUPS):
+        lazy.id("the")
+    assert lazy._index == eager.index and lazy.id("is") == 6 and "par" in lazy
+    odd = Vocab.from_text("\n".join(items))
+    assert odd.id("paris\nthe") == 0 and odd._index is not None  # never searched as text
