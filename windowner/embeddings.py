@@ -68,6 +68,9 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "windowner"
 
 
+RANDOM_CHUNK = 16384
+
+
 def random_table(
     rng: np.random.Generator, n_rows: int, dim: int, scale: float, dtype: npt.DTypeLike = np.float32
 ) -> np.ndarray:
@@ -76,7 +79,13 @@ def random_table(
         raise ValueError(f"random_table needs n_rows >= 0 and dim >= 1, got ({n_rows}, {dim})")
     if not scale >= 0:
         raise ValueError(f"random_table needs scale >= 0, got {scale}")
-    return rng.uniform(-scale, scale, size=(n_rows, dim)).astype(dtype, copy=False)
+    out = np.empty((n_rows, dim), dtype=dtype)
+    # Drawn in chunks (the same numbers as one draw: uniform uses one 64-bit draw per value)
+    # so a 400k-row table never needs a float64 copy of itself.
+    for start in range(0, n_rows, RANDOM_CHUNK):
+        stop = min(start + RANDOM_CHUNK, n_rows)
+        out[start:stop] = rng.uniform(-scale, scale, size=(stop - start, dim))
+    return out
 
 
 def build_table(
@@ -102,12 +111,15 @@ def build_table(
             f"{pretrained.source}: pretrained vectors have dim {pretrained_dim} but the "
             f"embedding dim is {dim}; set the embedding dim to {pretrained_dim}"
         )
-    index = {word: row for row, word in enumerate(pretrained.words)}
-    hits = [(i, index[w]) for i, w in enumerate(vocab_words) if w in index]
-    if hits:
-        vocab_rows, pretrained_rows = (list(t) for t in zip(*hits, strict=True))
-        table[vocab_rows] = pretrained.vectors[pretrained_rows]
-    return table, len(hits)
+    index = dict(zip(pretrained.words, range(len(pretrained.words)), strict=True))
+    rows = np.fromiter((index.get(w, -1) for w in vocab_words), np.int64, len(vocab_words))
+    del index
+    vocab_rows = np.flatnonzero(rows >= 0)
+    # copied in chunks: no table-sized temporary (a 400k-word table is 80 MB)
+    for start in range(0, len(vocab_rows), RANDOM_CHUNK):
+        chunk = vocab_rows[start : start + RANDOM_CHUNK]
+        table[chunk] = pretrained.vectors[rows[chunk]]
+    return table, len(vocab_rows)
 
 
 def load_pretrained(

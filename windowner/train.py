@@ -260,18 +260,23 @@ def initial_word_table(
         f = config.features
         pretrained = load_pretrained_cached(e.init, f.lowercase, f.digits_to_zero)
     table, found = embeddings.build_table(data.words.items, pretrained, rng, e.dim, e.scale)
-    if pretrained is not None:
+    source = pretrained.source if pretrained is not None else ""
+    del pretrained
+    load_pretrained_cached.cache_clear()  # the vectors now live in the table
+    if source:
         n_train = len(data.words) - data.n_extra
         found_train = found - data.n_extra
         reporter.log(
-            f"pretrained {pretrained.source}: {found_train} of {n_train} training-vocabulary words "
+            f"pretrained {source}: {found_train} of {n_train} training-vocabulary words "
             f"found ({100 * found_train / max(n_train, 1):.1f}%); {data.n_extra} more kept for "
             "prediction"
         )
     counts = np.array([data.word_counts.get(w, 0) for w in data.words.items], dtype=np.float64)
     table = preprocess_table(table, counts, e.preprocess)
     if data.n_extra:  # frozen rows are stored as float16: round them now so saving is exact
-        table[-data.n_extra :] = table[-data.n_extra :].astype(np.float16)
+        for start in range(len(table) - data.n_extra, len(table), 65536):
+            block = table[start : start + 65536]
+            block[...] = block.astype(np.float16)
     return table
 
 
@@ -363,6 +368,7 @@ class Trainer:
         self.perm = np.arange(len(self.train_idx))
         table = None if resume else initial_word_table(config, self.data, self.rng, reporter)
         self.tagger = build_tagger(config, self.data, self.rng, table)
+        del table
         self.optimizer = Optimizer(self._optimizer_settings())
         self.sampler = self._sampler()
         B = config.train.batch_size
@@ -619,6 +625,9 @@ class Trainer:
         )
 
     def _finish(self) -> dict[str, Any]:
+        # Training is over: free its state before the best model is loaded beside it.
+        self.optimizer.state.clear()
+        self.tagger.model.params.clear()
         best, _, _ = Tagger.load(self.run_dir / "model.npz")
         d = self.data
         summary: dict[str, Any] = {

@@ -61,7 +61,9 @@ class Optimizer:
 
     def _slot(self, key: str, like: np.ndarray) -> np.ndarray:
         if key not in self.state:
-            self.state[key] = np.zeros_like(like)
+            # np.zeros (calloc), not zeros_like: the pages of rows never updated (most of a
+            # large embedding table) are never touched, so they cost no memory
+            self.state[key] = np.zeros(like.shape, dtype=like.dtype)
         return self.state[key]
 
     def _scratch(self, i: int, like: np.ndarray) -> np.ndarray:
