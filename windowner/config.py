@@ -450,6 +450,32 @@ def resolved(config: Config) -> Config:
     )
 
 
+def model_spec(config: Config, vocab_size: int, n_tags: int):
+    """The ModelSpec (architecture and objective) a config describes, for a vocabulary of
+    ``vocab_size`` words and ``n_tags`` tags."""
+    from windowner.nn.model import ModelSpec
+
+    m, e = config.model, config.embeddings
+    return ModelSpec(
+        vocab_size=vocab_size,
+        n_out=1 if m.objective == "ranking" else n_tags,
+        window=config.features.window,
+        word_dim=e.dim,
+        caps_dim=config.features.caps_dim,
+        hidden=m.hidden,
+        activation=m.activation,
+        leaky_slope=m.leaky_slope,
+        objective=m.objective,
+        margin=m.margin,
+        keep_prob=m.keep_prob,
+        input_keep_prob=m.input_keep_prob,
+        l2=m.l2,
+        l2_embeddings=m.l2_embeddings,
+        train_embeddings=e.train,
+        dtype=m.dtype,
+    )
+
+
 def dump_yaml(config: Config) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
 

@@ -262,27 +262,7 @@ def run_for_spec(
 def run_for_config(path) -> list[CheckResult]:
     """Check the model a config file describes (its activation, objective, sizes, L2 and
     dropout), with a small vocabulary so every used row can be checked."""
-    from windowner.config import load_config
+    from windowner.config import load_config, model_spec
 
     conf = load_config(path)
-    m = conf.model
-    n_out = 1 if m.objective == "ranking" else 9
-    spec = ModelSpec(
-        vocab_size=50,
-        n_out=n_out,
-        window=conf.features.window,
-        word_dim=conf.embeddings.dim,
-        caps_dim=conf.features.caps_dim,
-        hidden=m.hidden,
-        activation=m.activation,
-        leaky_slope=m.leaky_slope,
-        objective=m.objective,
-        margin=m.margin,
-        keep_prob=m.keep_prob,
-        input_keep_prob=m.input_keep_prob,
-        l2=m.l2,
-        l2_embeddings=m.l2_embeddings,
-        train_embeddings=conf.embeddings.train,
-        dtype="float64",
-    )
-    return run_for_spec(spec, seed=conf.seed)
+    return run_for_spec(model_spec(conf, vocab_size=50, n_tags=9), seed=conf.seed)

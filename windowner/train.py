@@ -35,7 +35,7 @@ from windowner.corpus import (
 )
 from windowner.errors import DataError, ModelFileError, TrainingDiverged, WindownerError
 from windowner.metrics import evaluate
-from windowner.nn.model import Batch, ModelSpec, WindowScorer
+from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer, OptimizerSettings
 from windowner.optim.schedules import Schedule
 from windowner.predict import Tagger, untyped
@@ -213,24 +213,7 @@ def build_tagger(
 ) -> Tagger:
     """A freshly initialised model wrapped in a Tagger."""
     m, e = config.model, config.embeddings
-    spec = ModelSpec(
-        vocab_size=len(data.words),
-        n_out=1 if m.objective == "ranking" else len(data.tags),
-        window=config.features.window,
-        word_dim=e.dim,
-        caps_dim=config.features.caps_dim,
-        hidden=m.hidden,
-        activation=m.activation,
-        leaky_slope=m.leaky_slope,
-        objective=m.objective,
-        margin=m.margin,
-        keep_prob=m.keep_prob,
-        input_keep_prob=m.input_keep_prob,
-        l2=m.l2,
-        l2_embeddings=m.l2_embeddings,
-        train_embeddings=e.train,
-        dtype=m.dtype,
-    )
+    spec = cfg.model_spec(config, len(data.words), len(data.tags))
     model = WindowScorer.create(spec, rng, m.initializer, m.init_scale, word_table, e.scale)
     return Tagger(
         model,
