@@ -284,12 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hiddens", type=int, nargs="+", default=list(HIDDENS))
     ap.add_argument("--no-torch", action="store_true", help="time windowner and GEMMs only")
     ap.add_argument("--zipf", type=float, default=ZIPF, help="word-frequency exponent")
+    ap.add_argument("--save", type=Path, help="also write the JSON list to this file")
     args = ap.parse_args(argv)
 
     blas, blas_threads = blas_info()
     threads = args.threads or blas_threads or os.cpu_count() or 1
     set_threads(threads)
-    torch_info = "not timed"
+    torch_info = "torch not timed (--no-torch)"
     torch = None
     if not args.no_torch:
         try:
@@ -306,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             torch = None
 
     blas, _ = blas_info()  # after set_threads: the thread count in use
+    data = make_data(args.zipf)
     header = [
         "bench_train: one training step (forward, loss, backward, Adam with sparse embedding "
         "update)",
@@ -316,14 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         f"  CPU {cpu_name()}, {os.cpu_count()} cores; OPENBLAS_CORETYPE="
         f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
         f"  word ids ∝ (rank + 2.7)^−{args.zipf:g}: "
-        f"{len(np.unique(make_data(args.zipf).words[:1024])):,} distinct in a batch of 1024 "
+        f"{len(np.unique(data.words[:1024])):,} distinct in a batch of 1024 "
         "windows (CoNLL-2003 train: about 1,860)",
         f"  load average before: {load_average()}",
     ]
     err = sys.stderr if args.json else sys.stdout
     print("\n".join(header), file=err, flush=True)
 
-    data = make_data(args.zipf)
     rows = []
     for hidden in args.hiddens:
         for batch in args.batches:
@@ -355,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print_row(row, extra, first=len(rows) == 1)
     print(f"  load average after: {load_average()}", file=err)
+    if args.save:
+        args.save.write_text(json.dumps(rows, indent=2) + "\n")
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -92,6 +92,17 @@ def test_sum_window_rows_by_run_length(short):
     np.testing.assert_allclose(got.rows, ref.rows, rtol=1e-12, atol=1e-12)
 
 
+def test_sum_window_rows_rejects_negative_ids():
+    rows = np.zeros((2, 5, 3))
+    with pytest.raises(IndexError):
+        layers.sum_window_rows(np.full((2, 5), -1), rows)
+
+
+def test_sum_window_rows_of_nothing():
+    got = layers.sum_window_rows(np.zeros((0, 5), dtype=np.int32), np.zeros((0, 5, 3)))
+    assert got.ids.shape == (0,) and got.rows.shape == (0, 3)
+
+
 def test_sum_window_rows_small_rejects_bad_ids():
     rows = np.zeros((2, 5, 3), dtype=np.float32)
     with pytest.raises(IndexError):

@@ -162,6 +162,8 @@ def sum_window_rows(
     first = np.empty(n, dtype=bool)
     first[:1] = True
     np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+    if n and sorted_ids[0] < 0:
+        raise IndexError("negative embedding id")
     starts = np.flatnonzero(first)
     out = view[src[starts]]
     if len(starts) == n:
@@ -214,8 +216,8 @@ def sum_window_rows_small(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> Spa
 
 
 def _pairs(rows: np.ndarray) -> np.ndarray:
-    """Float32 rows of even width viewed as complex64 (two floats per element), which halves
-    the inner-loop calls of ``reduceat``; complex addition adds each float on its own."""
+    """Rows of even width viewed as complex numbers (two floats per element), which halves the
+    inner-loop calls of ``reduceat``; complex addition adds each float on its own."""
     if rows.dtype == np.float32 and rows.shape[1] % 2 == 0:
         return rows.view(np.complex64)
     if rows.dtype == np.float64 and rows.shape[1] % 2 == 0:
