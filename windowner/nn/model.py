@@ -245,8 +245,9 @@ class WindowScorer:
         use them (``Optimizer.step``) before calling again. The embedding lookups write into
         the two column blocks of one x buffer, and their gradients are read from the same
         blocks of dx, so nothing is concatenated or copied. Every operation is the reference's,
-        in its order, except the sums of repeated embedding rows (``sum_window_rows``: one
-        int64 key sort, ``reduceat`` over the repeated ids only), which add in another order.
+        in its order, except the sums of repeated embedding rows, which add in another order
+        (``layers.sum_window_rows``: one int64 key sort, then by run length; the caps table by
+        ``layers.sum_window_rows_small``: one small one-hot product).
         """
         spec = self.spec
         words, caps, labels = self._stack(batch)
