@@ -142,7 +142,7 @@ def test_a_conll2003_style_file_trains(tmp_path, tiny):
 
 
 def poison_loss_at(monkeypatch, step_number: int, value=float("nan")) -> None:
-    original = WindowScorer.loss_and_grads
+    original = WindowScorer.loss_and_grads_fast  # what the trainer calls each step
     calls = {"n": 0}
 
     def loss_and_grads(self, batch, rng):
@@ -150,7 +150,7 @@ def poison_loss_at(monkeypatch, step_number: int, value=float("nan")) -> None:
         calls["n"] += 1
         return (value if calls["n"] == step_number else loss), grads
 
-    monkeypatch.setattr(WindowScorer, "loss_and_grads", loss_and_grads)
+    monkeypatch.setattr(WindowScorer, "loss_and_grads_fast", loss_and_grads)
 
 
 def test_nan_loss_stops_training_exit_1_and_keeps_the_best_model(tmp_path, tiny, monkeypatch):
