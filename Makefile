@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install dev glove bench plot lint accuracy bench-e2e clean
+.PHONY: demo test install dev glove bench plot lint accuracy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
