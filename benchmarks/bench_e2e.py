@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_TRAIN = Path("../shared/data/conll2003/train.txt")
 DEFAULT_CONFIG = Path("configs/conll03.yaml")
-SENTENCE = "EU rejects German call to boycott British lamb ."
+SENTENCE = "Museums in Paris are amazing ."
 
 # The shape of configs/conll03.yaml, for when that file is not there.
 BUILTIN_CONFIG = """\
