@@ -26,11 +26,11 @@ from .conftest import write
 def test_reads_tabs_spaces_crlf_docstart_and_no_final_blank(tmp_path):
     p = tmp_path / "a.conll"
     p.write_bytes(
-        b"-DOCSTART- -X- -X- O\r\n\r\nEU NNP B-NP B-ORG\r\nrejects\tVBZ\tO\r\n\r\n"
-        b"Peter B-PER\nBlackburn  I-PER"
+        b"-DOCSTART- -X- -X- O\r\n\r\nUNESCO NNP B-NP B-ORG\r\nmeets\tVBZ\tO\r\n\r\n"
+        b"Anna B-PER\nKowalczyk  I-PER"
     )
     sents = read_conll(p)
-    assert [s.tokens for s in sents] == [("EU", "rejects"), ("Peter", "Blackburn")]
+    assert [s.tokens for s in sents] == [("UNESCO", "meets"), ("Anna", "Kowalczyk")]
     assert sents[0].tags == ("B-ORG", "O")
     assert sents[1].tags == ("B-PER", "I-PER")
     assert sents[1].line == 6
