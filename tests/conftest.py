@@ -19,3 +19,13 @@ def data_dir() -> Path:
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def embedded_data(test: bool = True) -> list[str]:
+    """``--set`` arguments pointing a config at the embedded corpus by absolute path."""
+    splits = {
+        "train": ROOT / "data/train.conll",
+        "dev": ROOT / "data/dev.conll",
+        "test": ROOT / "data/test.conll" if test else "null",
+    }
+    return [arg for split, path in splits.items() for arg in ("--set", f"data.{split}={path}")]

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from windowner.cli import app
 from windowner.corpus import read_conll
 
-from .conftest import ROOT, strip_ansi
+from .conftest import ROOT, embedded_data, strip_ansi
 
 runner = CliRunner()
 
@@ -28,12 +28,7 @@ def trained(tmp_path_factory) -> Path:
         "train",
         "--config",
         ROOT / "configs/adam.yaml",
-        "--set",
-        f"data.train={ROOT}/data/train.conll",
-        "--set",
-        f"data.dev={ROOT}/data/dev.conll",
-        "--set",
-        f"data.test={ROOT}/data/test.conll",
+        *embedded_data(),
         "--set",
         "train.epochs=12",
         "--out",
@@ -159,12 +154,7 @@ def test_seed_config_trains_and_predicts(tmp_path):
         "train",
         "--config",
         ROOT / "configs/seed.yaml",
-        "--set",
-        f"data.train={ROOT}/data/train.conll",
-        "--set",
-        f"data.dev={ROOT}/data/dev.conll",
-        "--set",
-        "data.test=null",
+        *embedded_data(test=False),
         "--set",
         "train.epochs=3",
         "--out",

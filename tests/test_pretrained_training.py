@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from windowner.cli import app
 from windowner.predict import Tagger
 
-from .conftest import ROOT, strip_ansi
+from .conftest import ROOT, embedded_data, strip_ansi
 
 runner = CliRunner()
 UNSEEN = ["zorblat", "quenfield"]  # not in data/train.conll
@@ -37,12 +37,7 @@ def train(out, glove_path, epochs):
         ROOT / "configs/adam.yaml",
         "--out",
         out,
-        "--set",
-        f"data.train={ROOT}/data/train.conll",
-        "--set",
-        f"data.dev={ROOT}/data/dev.conll",
-        "--set",
-        "data.test=null",
+        *embedded_data(test=False),
         "--set",
         f"embeddings.init={glove_path}",
         "--set",

@@ -26,7 +26,7 @@ from windowner.errors import ConfigError
 from windowner.nn.activations import ACTIVATIONS
 from windowner.nn.initializers import INITIALIZERS
 from windowner.nn.losses import OBJECTIVES
-from windowner.optim.optimizers import OPTIMIZERS
+from windowner.optim.optimizers import OPTIMIZERS, OptimizerSettings
 from windowner.optim.schedules import SCHEDULES, UNITS
 from windowner.windows import NEGATIVE_STRATEGIES
 
@@ -88,15 +88,11 @@ class NegativesConfig:
 
 
 @dataclass(frozen=True)
-class OptimizerConfig:
-    name: str = "adam"
+class OptimizerConfig(OptimizerSettings):
+    """The optimizer's own settings (name, momentum, betas, decay, eps, fan_in_scaling) plus
+    the base learning rate, which the schedule turns into lr(t)."""
+
     lr: float = 0.001
-    momentum: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    decay: float = 0.9
-    eps: float = 1e-8
-    fan_in_scaling: bool = False
 
 
 @dataclass(frozen=True)

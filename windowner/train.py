@@ -36,7 +36,7 @@ from windowner.corpus import (
 from windowner.errors import DataError, ModelFileError, TrainingDiverged, WindownerError
 from windowner.metrics import evaluate
 from windowner.nn.model import Batch, WindowScorer
-from windowner.optim.optimizers import Optimizer, OptimizerSettings
+from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
 from windowner.predict import Tagger, untyped
 from windowner.windows import Encoded, NegativeSampler, encode
@@ -94,7 +94,6 @@ class Prepared:
     test_enc: Encoded | None = None
     word_counts: dict[str, int] = field(default_factory=dict)
     n_extra: int = 0
-    n_train_sentences: int = 0
 
 
 ENCODE_CHUNK = 4096  # sentences encoded at a time
@@ -137,7 +136,6 @@ def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] 
         enc(test) if test else None,
         dict(counts),
         n_extra,
-        n_sents,
     )
 
 
@@ -352,7 +350,7 @@ class Trainer:
         table = None if resume else initial_word_table(config, self.data, self.rng, reporter)
         self.tagger = build_tagger(config, self.data, self.rng, table)
         del table
-        self.optimizer = Optimizer(self._optimizer_settings())
+        self.optimizer = Optimizer(config.optimizer)
         self.sampler = self._sampler()
         B = config.train.batch_size
         self.n_batches = max(1, -(-len(self.train_idx) // B))
@@ -385,12 +383,6 @@ class Trainer:
                 raise DataError(f"{self.config.data.train}: no entity tokens to rank")
             return idx
         return np.arange(len(tags))
-
-    def _optimizer_settings(self) -> OptimizerSettings:
-        o = self.config.optimizer
-        return OptimizerSettings(
-            o.name, o.momentum, o.beta1, o.beta2, o.decay, o.eps, o.fan_in_scaling
-        )
 
     def _sampler(self) -> NegativeSampler | None:
         n = self.config.negatives
