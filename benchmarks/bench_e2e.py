@@ -22,7 +22,6 @@ loading and without dev evaluation). Then, with the config run's model:
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import resource
@@ -137,14 +136,11 @@ def cold_start(model: Path, repeats: int = 5) -> float:
 
 
 def trainer_step() -> str:
-    """Which model method the trainer's step calls (the fast path or the reference)."""
-    from windowner.train import Trainer
+    """The step every training run takes: ``windowner.nn.fast.train_step`` (the trainer, the
+    tests and bench_train all call that one function), named from the function itself."""
+    from windowner.nn.fast import train_step
 
-    source = inspect.getsource(Trainer._step)
-    for name in ("train_step", "loss_and_grads_fast", "loss_and_grads"):
-        if f".{name}(" in source:
-            return name
-    return "unknown"
+    return f"{train_step.__module__}.{train_step.__qualname__}"
 
 
 def blas() -> str:

@@ -5,7 +5,7 @@ Both sides train the same network from the same initial parameters on the same b
 layer, 9 tags, the multi-class hinge (Weston–Watkins, margin 1), Adam (lr 1e-3) with a sparse
 (lazy) update of the word table. One step = forward, loss, backward and the optimizer update.
 
-    windowner   WindowScorer.train_step: the numpy fast path (loss_and_grads_fast + Optimizer.step)
+    windowner   nn.fast.train_step, the trainer's step: the numpy fast path + Optimizer.step
     torch       eager PyTorch, two variants timed, the faster one reported per shape:
                   sparse  word table as a sparse gradient + SparseAdam, the rest fused Adam
                   dense   everything dense, fused Adam
@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from windowner.nn.fast import train_step  # noqa: E402
 from windowner.nn.model import Batch, ModelSpec, WindowScorer  # noqa: E402
 from windowner.optim.optimizers import Optimizer, OptimizerSettings  # noqa: E402
 
@@ -113,7 +114,7 @@ class WindownerStep:
         return Batch(*batch)
 
     def __call__(self, batch: Batch) -> float:
-        return self.model.train_step(batch, self.optimizer, LR)
+        return train_step(self.model, batch, self.optimizer, LR)
 
 
 class TorchStep:

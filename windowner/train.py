@@ -35,6 +35,7 @@ from windowner.corpus import (
 )
 from windowner.errors import DataError, ModelFileError, TrainingDiverged, WindownerError
 from windowner.metrics import evaluate
+from windowner.nn.fast import train_step
 from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
@@ -354,9 +355,8 @@ class Trainer:
         self.sampler = self._sampler()
         B = config.train.batch_size
         self.n_batches = max(1, -(-len(self.train_idx) // B))
-        s = config.schedule
-        self.schedule = Schedule(
-            s.name, config.optimizer.lr, s.factor, s.every, s.k, s.tau, s.unit, self.n_batches
+        self.schedule = Schedule.from_config(
+            config.schedule, lr=config.optimizer.lr, steps_per_epoch=self.n_batches
         )
         self.metrics: list[dict[str, Any]] = []
         self._signal: int | None = None
@@ -449,13 +449,11 @@ class Trainer:
         if self.sampler is not None:
             neg_w, neg_c = self.sampler.sample(words, caps, self.rng)
         batch = Batch(words, caps, enc.tags[idx], neg_w, neg_c)
-        model = self.tagger.model
         # the fast path: the same math and random draws as loss_and_grads, in reused buffers
-        loss, grads = model.loss_and_grads_fast(batch, self.rng)
+        loss = train_step(self.tagger.model, batch, self.optimizer, lr, self.rng)
         self.state.step += 1
         if not np.isfinite(loss):
             self._diverged(f"the loss became {loss}")
-        self.optimizer.step(model.params, grads, lr)
         return loss
 
     def _diverged(self, what: str) -> None:
