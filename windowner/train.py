@@ -448,7 +448,7 @@ class Trainer:
         neg_w = neg_c = None
         if self.sampler is not None:
             neg_w, neg_c = self.sampler.sample(words, caps, self.rng)
-        batch = Batch(words, caps, enc.tags[idx], neg_w, neg_c)
+        batch = Batch(words=words, caps=caps, tags=enc.tags[idx], neg_words=neg_w, neg_caps=neg_c)
         # the fast path: the same math and random draws as loss_and_grads, in reused buffers
         loss = train_step(self.tagger.model, batch, self.optimizer, lr, self.rng)
         self.state.step += 1

@@ -104,7 +104,7 @@ def _forward(
     hidden_into(model, ws.x, ws.z, ws.a)
     a_out = ws.a if mask is None else np.multiply(ws.a, mask, out=ws.a_drop)
     np.matmul(a_out, model.params["U"], out=ws.s)
-    return _Pass(words, caps, input_mask, mask, a_out)
+    return _Pass(words=words, caps=caps, input_mask=input_mask, mask=mask, a_out=a_out)
 
 
 def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarray) -> Grads:
