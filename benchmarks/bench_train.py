@@ -5,7 +5,7 @@ Both sides train the same network from the same initial parameters on the same b
 layer, 9 tags, the multi-class hinge (Weston–Watkins, margin 1), Adam (lr 1e-3) with a sparse
 (lazy) update of the word table. One step = forward, loss, backward and the optimizer update.
 
-    windowner   WindowScorer.train_step: the numpy fast path (loss_and_grads_fast + Optimizer.step)
+    windowner   nn.fast.train_step, the trainer's step: the numpy fast path + Optimizer.step
     torch       eager PyTorch, two variants timed, the faster one reported per shape:
                   sparse  word table as a sparse gradient + SparseAdam, the rest fused Adam
                   dense   everything dense, fused Adam
@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from windowner.nn.fast import train_step  # noqa: E402
 from windowner.nn.model import Batch, ModelSpec, WindowScorer  # noqa: E402
 from windowner.optim.optimizers import Optimizer, OptimizerSettings  # noqa: E402
 
@@ -113,7 +114,7 @@ class WindownerStep:
         return Batch(*batch)
 
     def __call__(self, batch: Batch) -> float:
-        return self.model.train_step(batch, self.optimizer, LR)
+        return train_step(self.model, batch, self.optimizer, LR)
 
 
 class TorchStep:
@@ -273,7 +274,7 @@ def set_threads(n: int) -> None:
 # ----------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print the results as a JSON list")
     ap.add_argument("--repeats", type=int, default=7, help="timed blocks per contender (median)")
@@ -285,74 +286,91 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-torch", action="store_true", help="time windowner and GEMMs only")
     ap.add_argument("--zipf", type=float, default=ZIPF, help="word-frequency exponent")
     ap.add_argument("--save", type=Path, help="also write the JSON list to this file")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def load_torch(threads: int, wanted: bool) -> tuple[object | None, str]:
+    """(the torch module or None, one line describing it) with ``threads`` threads."""
+    if not wanted:
+        return None, "torch not timed (--no-torch)"
+    try:
+        import torch
+    except ImportError:
+        return None, "torch not installed (pip install -e '.[bench]'): torch columns empty"
+    torch.set_num_threads(threads)
+    return torch, (
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads, "
+        f"BLAS {torch.backends.mkl.is_available() and 'MKL' or 'not MKL'}, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()})"
+    )
+
+
+def header(blas: str, torch_info: str, data: Data, zipf: float) -> str:
+    return "\n".join(
+        [
+            "bench_train: one training step (forward, loss, backward, Adam with sparse embedding "
+            "update)",
+            f"  window {WINDOW}, word dim {WORD_DIM}, caps dim {CAPS_DIM}, vocab {VOCAB}, "
+            f"{N_TAGS} tags, tanh, multi-class hinge, float32",
+            f"  numpy {np.__version__}, BLAS {blas}",
+            f"  {torch_info}",
+            f"  CPU {cpu_name()}, {os.cpu_count()} cores; OPENBLAS_CORETYPE="
+            f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
+            f"  word ids ∝ (rank + 2.7)^−{zipf:g}: "
+            f"{len(np.unique(data.words[:1024])):,} distinct in a batch of 1024 "
+            "windows (CoNLL-2003 train: about 1,860)",
+            f"  load average before: {load_average()}",
+        ]
+    )
+
+
+def time_shape(
+    data: Data, batch: int, hidden: int, torch: object | None, args: argparse.Namespace
+) -> tuple[dict, dict]:
+    """Every contender at one shape → (the result row, the torch variants' details)."""
+    items = batches(data, batch)
+    ours = WindownerStep(hidden, seed=0)
+    contenders = [("windowner", ours, [ours.prepare(b) for b in items])]
+    if torch is not None:
+        for variant in ("sparse", "dense"):
+            theirs = TorchStep(ours.initial_params(), variant)
+            contenders.append((theirs.name, theirs, [theirs.prepare(b) for b in items]))
+    contenders.append(("gemm", gemm_step(batch, hidden), [None]))
+    sec = measure(contenders, args.repeats, args.block_seconds, args.pause)
+    wps = {name: batch / s for name, s in sec.items()}
+    torch_best = max((n for n in wps if n.startswith("torch")), key=wps.get, default=None)
+    row = {
+        "batch": batch,
+        "hidden": hidden,
+        "windowner_wps": round(wps["windowner"]),
+        "torch_wps": round(wps[torch_best]) if torch_best else None,
+        "ratio": round(wps["windowner"] / wps[torch_best], 3) if torch_best else None,
+        "gemm_limit_wps": round(wps["gemm"]),
+    }
+    extra = {
+        "torch_variant": torch_best.split()[1] if torch_best else None,
+        "torch_sparse_wps": round(wps["torch sparse"]) if torch_best else None,
+        "torch_dense_wps": round(wps["torch dense"]) if torch_best else None,
+    }
+    return row, extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     blas, blas_threads = blas_info()
     threads = args.threads or blas_threads or os.cpu_count() or 1
     set_threads(threads)
-    torch_info = "torch not timed (--no-torch)"
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-            torch_info = (
-                f"torch {torch.__version__} ({torch.get_num_threads()} threads, "
-                f"BLAS {torch.backends.mkl.is_available() and 'MKL' or 'not MKL'}, "
-                f"CPU capability {torch.backends.cpu.get_cpu_capability()})"
-            )
-        except ImportError:
-            torch_info = "torch not installed (pip install -e '.[bench]'): torch columns empty"
-            torch = None
-
+    torch, torch_info = load_torch(threads, not args.no_torch)
     blas, _ = blas_info()  # after set_threads: the thread count in use
     data = make_data(args.zipf)
-    header = [
-        "bench_train: one training step (forward, loss, backward, Adam with sparse embedding "
-        "update)",
-        f"  window {WINDOW}, word dim {WORD_DIM}, caps dim {CAPS_DIM}, vocab {VOCAB}, "
-        f"{N_TAGS} tags, tanh, multi-class hinge, float32",
-        f"  numpy {np.__version__}, BLAS {blas}",
-        f"  {torch_info}",
-        f"  CPU {cpu_name()}, {os.cpu_count()} cores; OPENBLAS_CORETYPE="
-        f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}",
-        f"  word ids ∝ (rank + 2.7)^−{args.zipf:g}: "
-        f"{len(np.unique(data.words[:1024])):,} distinct in a batch of 1024 "
-        "windows (CoNLL-2003 train: about 1,860)",
-        f"  load average before: {load_average()}",
-    ]
     err = sys.stderr if args.json else sys.stdout
-    print("\n".join(header), file=err, flush=True)
+    print(header(blas, torch_info, data, args.zipf), file=err, flush=True)
 
     rows = []
     for hidden in args.hiddens:
         for batch in args.batches:
-            items = batches(data, batch)
-            ours = WindownerStep(hidden, seed=0)
-            contenders = [("windowner", ours, [ours.prepare(b) for b in items])]
-            if torch is not None:
-                for variant in ("sparse", "dense"):
-                    theirs = TorchStep(ours.initial_params(), variant)
-                    contenders.append((theirs.name, theirs, [theirs.prepare(b) for b in items]))
-            contenders.append(("gemm", gemm_step(batch, hidden), [None]))
-            sec = measure(contenders, args.repeats, args.block_seconds, args.pause)
-            wps = {name: batch / s for name, s in sec.items()}
-            torch_best = max((n for n in wps if n.startswith("torch")), key=wps.get, default=None)
-            row = {
-                "batch": batch,
-                "hidden": hidden,
-                "windowner_wps": round(wps["windowner"]),
-                "torch_wps": round(wps[torch_best]) if torch_best else None,
-                "ratio": round(wps["windowner"] / wps[torch_best], 3) if torch_best else None,
-                "gemm_limit_wps": round(wps["gemm"]),
-            }
+            row, extra = time_shape(data, batch, hidden, torch, args)
             rows.append(row)
-            extra = {
-                "torch_variant": torch_best.split()[1] if torch_best else None,
-                "torch_sparse_wps": round(wps["torch sparse"]) if torch_best else None,
-                "torch_dense_wps": round(wps["torch dense"]) if torch_best else None,
-            }
             if not args.json:
                 print_row(row, extra, first=len(rows) == 1)
     print(f"  load average after: {load_average()}", file=err)
