@@ -228,7 +228,7 @@ def capped(problems: list[str]) -> list[str]:
     return problems[:MAX_PROBLEMS] + [f"… and {len(problems) - MAX_PROBLEMS} more problems"]
 
 
-MAX_CONFIG_BYTES = 1 << 20  # a config (or a --set value) is a few hundred bytes; refuse > 1 MiB
+MAX_CONFIG_BYTES = 64 << 10  # a config is a few hundred bytes; PyYAML needs ~1 s per 64 KiB
 MAX_DEPTH = 32  # YAML nesting levels (the schema needs 2)
 MAX_PROBLEMS = 20  # problems listed in one error; the rest are counted
 SHOWN_CHARS = 60  # characters of a value echoed in a message
@@ -480,7 +480,8 @@ def validate(config: Config, skip: set[str] = frozenset()) -> list[str]:
     for path, choices in CHOICES.items():
         value = _get(config, path)
         if wanted(path) and value not in choices:
-            problems.append(f"{path}: unknown value {value!r}; choose from: {', '.join(choices)}")
+            shown = shorten(repr(value))
+            problems.append(f"{path}: unknown value {shown}; choose from: {', '.join(choices)}")
     for path, (test, what) in RANGES.items():
         if wanted(path) and not test(_get(config, path)):
             problems.append(f"{path}: must be {what}, got {shorten(repr(_get(config, path)))}")
@@ -603,5 +604,5 @@ def from_dict(data: dict[str, Any]) -> Config:
     config = build(Config, data, "", problems, bad)
     problems += validate(config, skip=bad)
     if problems:
-        raise ConfigError(problems, "stored config")
+        raise ConfigError(capped(problems), "stored config")
     return config
