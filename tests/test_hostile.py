@@ -470,6 +470,25 @@ def test_non_finite_weights_are_refused(model, tmp_path, bad):
         Tagger.load(path)
 
 
+@settings(
+    max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_fuzzed_model_bytes_load_or_raise_model_file_error(model, tmp_path, data):
+    raw = bytearray(model.read_bytes())
+    for _ in range(data.draw(st.integers(1, 8))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(len(raw) // 2, len(raw)))
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes(bytes(raw[:cut]))
+    try:
+        arrays, meta = load_npz(path)
+    except ModelFileError as exc:
+        assert str(exc).startswith(f"{path}:")
+    else:
+        assert isinstance(meta, dict) and all(isinstance(a, np.ndarray) for a in arrays.values())
+
+
 # ----------------------------------------------------------------------------- CoNLL reader
 
 

@@ -131,7 +131,14 @@ def load_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             expected = _expected_arrays(path, meta, members)
             headers = {k: _check_header(path, archive, members[k], expected[k]) for k in expected}
             arrays = {k: _read_array(path, archive, members[k], headers[k]) for k in expected}
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+    ) as exc:
         raise ModelFileError(f"{path}: truncated or corrupt model file ({exc})") from None
     _check_finite(path, arrays)
     return arrays, meta
@@ -231,12 +238,18 @@ def _header(path: Path, fh: BinaryIO, name: str) -> tuple[tuple[int, ...], bool,
     """(shape, fortran_order, dtype, header bytes) of the .npy stream ``fh``, read from its
     header alone; pickled/object dtypes are refused."""
     version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh, MAX_HEADER_BYTES)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh, MAX_HEADER_BYTES)
-    else:
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version not in readers:
         raise ModelFileError(f"{path}: member {name!r}: unsupported .npy version {version}")
+    try:
+        shape, fortran, dtype = readers[version](fh, MAX_HEADER_BYTES)
+    except Exception as exc:  # numpy parses the header text with ast and tokenize
+        raise ModelFileError(
+            f"{path}: member {name!r}: unreadable .npy header ({type(exc).__name__})"
+        ) from None
     if dtype.hasobject:
         raise ModelFileError(f"{path}: refused: {UNSAFE}")
     return shape, fortran, dtype, fh.tell()
