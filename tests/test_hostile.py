@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from windowner import config as cfg
 from windowner.checkpoint import MAX_MEMBERS, load_npz
-from windowner.corpus import MAX_LINE_BYTES, SPECIALS, read_conll
+from windowner.corpus import MAX_ENTITY_TYPES, MAX_LINE_BYTES, SPECIALS, read_conll
 from windowner.errors import ConfigError, DataError, ModelFileError
 from windowner.predict import Tagger
 from windowner.windows import Encoded, NegativeSampler, unigram_weights
@@ -545,6 +545,16 @@ def test_overlong_line_and_nul_bytes_name_their_line(tmp_path):
         read_conll(path)
 
 
+def test_entity_types_are_bounded(tmp_path):
+    types = [f"w{i} B-T{i}\n\n" for i in range(MAX_ENTITY_TYPES + 1)]
+    path = write(tmp_path / "types.conll", "".join(types[:-1]))
+    assert len(read_conll(path)) == MAX_ENTITY_TYPES
+    path = write(tmp_path / "types.conll", "".join(types))
+    line = 2 * MAX_ENTITY_TYPES + 1
+    with pytest.raises(DataError, match=f"types.conll:{line}: more than {MAX_ENTITY_TYPES} entity"):
+        read_conll(path)
+
+
 def test_long_bad_lines_are_shown_truncated(tmp_path):
     path = write(tmp_path / "x.conll", "y" * 5000 + "\n")
     with pytest.raises(DataError, match=r"\(5000 characters\)") as info:
@@ -640,6 +650,8 @@ def inputs(model, tmp_path_factory) -> dict[str, list]:
     (d / "bomb.yaml").write_text(alias_bomb())
     (d / "deep.yaml").write_text("a: " + "[" * 30000 + "]" * 30000 + "\n")
     (d / "nbsp.conll").write_text("New\u00a0York B-LOC\nis O\n\n")
+    many = "".join(f"w{i} B-T{i}\n\n" for i in range(60000))  # ~1 MB; decoding is types^2
+    (d / "types.conll").write_text(many)
     npz_bomb = add_deflated_zeros(rewrite(model, d / "bomb.npz"), 256)
     b = np.load(model)["param/b"]
     huge = rewrite(
@@ -680,6 +692,7 @@ def inputs(model, tmp_path_factory) -> dict[str, list]:
         "conll-nbsp": ["eval", "--model", model, "--data", d / "nbsp.conll"],
         "dev-zero": ["eval", "--model", model, "--data", "/dev/zero"],
         "train-dev-zero": [*train, config("zero", data__train="/dev/zero")],
+        "many-types": [*train, config("types", data__train=str(d / "types.conll"), **single)],
         "stdin-no-sentence": ["eval", "--model", model, "--data", "/dev/stdin"],
     }
 
@@ -701,6 +714,7 @@ EXPECTED = {
     "conll-nbsp": (0, ""),
     "dev-zero": (2, "/dev/zero:1: NUL byte"),
     "train-dev-zero": (2, "/dev/zero:1: NUL byte"),
+    "many-types": (2, f"types.conll:{2 * MAX_ENTITY_TYPES + 1}: more than"),
     "stdin-no-sentence": (2, "/dev/stdin:1: file holds no sentence"),
 }
 

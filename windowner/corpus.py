@@ -24,6 +24,7 @@ SPECIALS = (UNK, SENT_START, SENT_END)
 UNK_ID, START_ID, END_ID = 0, 1, 2
 
 LAZY_LOOKUPS = 64
+MAX_ENTITY_TYPES = 500  # CoNLL-2003 has 4, OntoNotes 18; decoding costs (2 * types + 1) ** 2
 _TAG_RE = re.compile(r"^(O|[BI]-[^\s-][^\s]*)$")
 _DIGIT_RE = re.compile(r"\d")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -187,6 +188,7 @@ def _parse(lines: Iterable[tuple[int, str]], name: str, scheme: str) -> Iterator
     tags: list[str] = []
     start = 0
     intern = sys.intern
+    types: set[str] = set()
     for lineno, line in lines:
         cols = columns(line)
         if not cols:
@@ -205,6 +207,10 @@ def _parse(lines: Iterable[tuple[int, str]], name: str, scheme: str) -> Iterator
             raise DataError(
                 f"{name}:{lineno}: invalid tag {_shown(tag)} (expected O, B-TYPE or I-TYPE)"
             )
+        if tag != "O" and tag[2:] not in types:
+            types.add(tag[2:])
+            if len(types) > MAX_ENTITY_TYPES:
+                raise DataError(f"{name}:{lineno}: more than {MAX_ENTITY_TYPES} entity types")
         if not tokens:
             start = lineno
         tokens.append(intern(cols[0]))
