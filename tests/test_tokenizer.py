@@ -90,6 +90,15 @@ def test_format_characters_inside_a_word_are_kept_in_text_but_not_in_norm() -> N
     ]
 
 
+def test_typographic_quotes_split_like_ascii_and_norm_is_ascii() -> None:
+    (sentence,) = tokenize("O\u2019Brien\u2019s aides don\u2019t say \u201cno\u201d.")
+    assert [(t.text, t.norm) for t in sentence] == [
+        ("O\u2019Brien", "O'Brien"), ("\u2019s", "'s"), ("aides", "aides"), ("do", "do"),
+        ("n\u2019t", "n't"), ("say", "say"), ("\u201c", '"'), ("no", "no"), ("\u201d", '"'),
+        (".", "."),
+    ]  # fmt: skip
+
+
 def test_hard_wrapped_paragraphs_and_blank_lines() -> None:
     text = "Dr.\nSmith met the\r\npress in St.\nLouis.\n\n  \nNew paragraph without a stop\nNext"
     got = texts(text)

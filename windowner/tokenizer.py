@@ -16,7 +16,8 @@ just a space, so hard-wrapped text is fine):
    characters such as bidi marks and zero-width spaces excepted), and tokens consisting only
    of such format characters are dropped;
 4. spans are mapped back: ``original[token.start:token.end] == token.text``; ``token.norm``
-   is the NFC form (format characters removed) to use for vocabulary lookup.
+   is the form to use for vocabulary lookup: NFC, format characters removed, typographic
+   quotes and apostrophes written as ASCII ``'`` and ``"`` as in CoNLL-2003.
 """
 
 from __future__ import annotations
@@ -39,13 +40,18 @@ Segmenter = Callable[[str], list[list[Span]]]
 # ZWJ/ZWNJ are kept: they belong to emoji sequences and to Persian or Indic words.
 _FORMAT = "\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff"
 _FORMAT_RE = re.compile(f"[{_FORMAT}]+")
+# Typographic quotes and apostrophes: written as ASCII in ``norm``, as CoNLL-2003 does.
+_QUOTES = "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f"
+_ASCII_QUOTES = str.maketrans(_QUOTES, "'" * 4 + '"' * 4)
+_NOT_PLAIN_RE = re.compile(f"[{_FORMAT}{_QUOTES}]")
 _VISIBLE_RE = re.compile(f"[^\\s{_FORMAT}]+")
 _SPACE_RE = re.compile(r"\s+")
 DEFAULT_MAX_CHARS = 1 << 16
 
 
 class Token(NamedTuple):
-    """One token: ``text`` is ``original[start:end]``; ``norm`` its NFC lookup form."""
+    """One token: ``text`` is ``original[start:end]``; ``norm`` its lookup form (NFC,
+    no invisible format characters, ASCII quotes)."""
 
     text: str
     start: int
@@ -117,7 +123,7 @@ def segment_paragraph(segmenter: Segmenter, paragraph: str, offset: int) -> list
     """Sentences of one paragraph whose first character is at ``offset`` in the original."""
     normal, starts, ends = nfc_with_offsets(paragraph)
     sentences = _fill_gaps(normal, segmenter(normal))
-    if starts is None and _FORMAT_RE.search(normal) is None:
+    if starts is None and _NOT_PLAIN_RE.search(normal) is None:
         token_lists = [
             [Token(w := paragraph[s:e], offset + s, offset + e, w) for s, e in spans]
             for spans in sentences
@@ -191,7 +197,8 @@ def _mapped_sentences(
     offset: int,
 ) -> list[list[Token]]:
     """Tokens mapped back to the original: spans that meet inside one normalisation cluster
-    are merged (into the earlier sentence), tokens of format characters only are dropped."""
+    are merged (into the earlier sentence), tokens of format characters only are dropped;
+    ``norm`` has no format characters and ASCII quotes."""
     merged: list[list[int]] = []  # [orig start, orig end, NFC start, NFC end, sentence]
     for k, spans in enumerate(sentences):
         for s, e in spans:
@@ -202,7 +209,7 @@ def _mapped_sentences(
                 merged.append([a, b, s, e, k])
     out: list[list[Token]] = [[] for _ in sentences]
     for a, b, s, e, k in merged:
-        norm = _FORMAT_RE.sub("", normal[s:e])
+        norm = _FORMAT_RE.sub("", normal[s:e]).translate(_ASCII_QUOTES)
         if len(norm) < e - s:  # a mark after a removed format character may now compose
             norm = unicodedata.normalize("NFC", norm)
         if norm:
@@ -295,7 +302,8 @@ def _joins_previous(
             return True
         return ("." in word or pe - ps == 1) and _DOTTED_RE.fullmatch(word) is not None
     if first in "'\u2019":
-        return e - s > 1 and text[s:e].lower() not in _CLITICS and prev_last.isalpha()
+        piece = text[s:e].lower().replace("\u2019", "'")
+        return e - s > 1 and piece not in _CLITICS and prev_last.isalpha()
     if first.isupper() and prev_last.islower():
         return True
     if first.isdigit() and pe - ps == 1 and prev_last in "+.":
