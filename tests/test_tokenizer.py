@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import unicodedata
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from windowner import tokenizer as tokenizer_module
 from windowner.errors import UsageError
 from windowner.tokenizer import TOKENIZERS, Token, iter_sentences, tokenize
 
@@ -127,6 +129,13 @@ def test_spacy_tokenizer_when_installed() -> None:
     pytest.importorskip("spacy")
     (sentence,) = tokenize(REFERENCE, "spacy")
     assert [t.text for t in sentence][:4] == ["Dr.", "Smith", "met", "Obama"]
+
+
+def test_spacy_tokenizer_without_spacy_is_a_usage_error(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "spacy", None)  # makes ``import spacy`` fail
+    monkeypatch.setattr(tokenizer_module, "_SPACY", [])
+    with pytest.raises(UsageError, match="pip install spacy"):
+        tokenize(REFERENCE, "spacy")
 
 
 def test_empty_and_blank_text() -> None:

@@ -327,6 +327,8 @@ def syntok_sentences(text: str) -> list[list[Span]]:
     sentences: list[list[Span]] = []
     for sentence in segment(tokenizer.tokenize(text)):
         spans = [(t.offset, t.offset + len(t.value)) for t in sentence if t.value]
+        if not spans:
+            continue
         if sentences and text[sentences[-1][-1][0]] == ";":  # syntok ends sentences at "; X"
             sentences[-1] += spans
         else:
