@@ -46,6 +46,7 @@ def test_reference_sentence_is_one_sentence_with_exact_offsets() -> None:
         ("He said on 29/11/2026 and 1996-08-30.", [["He", "said", "on", "29/11/2026", "and"]]),
         ("O'Brien's all-rounder McCague won.", [["O'Brien", "'s", "all-rounder", "McCague"]]),
         ("Rates rose +44 .596 C$ 1.5 WON'T.", [["Rates", "rose", "+44", ".596", "C$", "1.5"]]),
+        ("A Ph.D. student, e.g. Bo.", [["A", "Ph.D.", "student", ",", "e.g.", "Bo", "."]]),
     ],
 )
 def test_conll_conventions(text: str, expected: list[list[str]]) -> None:

@@ -285,7 +285,8 @@ def _joins_previous(
     """Whether token ``[s, e)`` belongs to the token ``[ps, pe)`` before it, in CoNLL-2003.
 
     An abbreviation keeps its dot unless that dot ends the sentence (``Dr.``, ``A.C.`` but
-    ``... the U.S .``), and so does a list number (``1.``); hyphenated words
+    ``... the U.S .``), and so does a list number (``1.``); dotted words (``Ph.D.``),
+    hyphenated words
     (``all-rounder``), camel case (``McCague``), names (``O'Brien``), signed and leading-dot
     numbers (``+44``, ``.596``) and currencies (``C$``) stay whole; a stray combining mark
     joins its word."""
@@ -300,11 +301,15 @@ def _joins_previous(
         word = text[ps:pe]
         if word in ABBREVIATIONS or (detached and word.isdigit() and pe - ps <= 2):
             return True
+        if word.isalpha() and text[e : e + 1].isalpha():  # a dot inside a word: Ph.D
+            return True
         return ("." in word or pe - ps == 1) and _DOTTED_RE.fullmatch(word) is not None
     if first in "'\u2019":
         piece = text[s:e].lower().replace("\u2019", "'")
         return e - s > 1 and piece not in _CLITICS and prev_last.isalpha()
     if first.isupper() and prev_last.islower():
+        return True
+    if first.isalpha() and prev_last == "." and text[ps : pe - 1].replace(".", "").isalpha():
         return True
     if first.isdigit() and pe - ps == 1 and prev_last in "+.":
         return detached
