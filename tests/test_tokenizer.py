@@ -70,6 +70,14 @@ def test_sentence_final_abbreviation_is_written_as_conll_does() -> None:
     assert texts('He said "Acme Corp."') == [["He", "said", '"', "Acme", "Corp", ".", '"']]
 
 
+def test_numbered_lists_start_sentences_with_their_numbers() -> None:
+    results = "Women 100 metres 1. Ann Lee (Jamaica) 12.71 2. Eve Ho (Cuba) 12.74 3. Al Mo 12.80"
+    assert [sentence[0] for sentence in texts(results)] == ["Women", "1.", "2.", "3."]
+    prose = "He died aged 76. His wife was 75. She lives."
+    died, wife = texts(prose)[:2]
+    assert (died[-2:], wife[-2:]) == (["76", "."], ["75", "."])
+
+
 def test_nfd_accents_stay_in_their_word_and_norm_is_nfc() -> None:
     text = "Ame\u0301lie met Zu\u0308rich's mayor."
     (sentence,) = tokenize(text)

@@ -338,7 +338,35 @@ def syntok_sentences(text: str) -> list[list[Span]]:
             sentences[-1] += spans
         else:
             sentences.append(spans)
+    sentences = _move_list_numbers(text, sentences)
     return [conll_spans(text, part) for spans in sentences for part in _split_after(text, spans)]
+
+
+def _move_list_numbers(text: str, sentences: list[list[Span]]) -> list[list[Span]]:
+    """In numbered lists (``... 12.71 seconds 2. Ludmila Engquist ...``) syntok ends a
+    sentence after each number; CoNLL-2003 starts the next sentence with it. A sentence-final
+    number of one or two digits moves on when the sentence before ends with the number one
+    lower or the sentence after with the number one higher."""
+    numbers = [_final_number(text, spans) for spans in sentences]
+    out = [list(spans) for spans in sentences]
+    for k, number in enumerate(numbers[:-1]):
+        if number is None:
+            continue
+        if (k > 0 and numbers[k - 1] == number - 1) or numbers[k + 1] == number + 1:
+            out[k + 1][:0] = out[k][-2:]
+            del out[k][-2:]
+    return [spans for spans in out if spans]
+
+
+def _final_number(text: str, spans: list[Span]) -> int | None:
+    """n when a sentence ends with a detached one- or two-digit number n and its dot."""
+    if len(spans) < 2:
+        return None
+    (a, b), (c, d) = spans[-2:]
+    detached = len(spans) == 2 or spans[-3][1] < a
+    if b == c and text[c:d] == "." and b - a <= 2 and text[a:b].isdigit() and detached:
+        return int(text[a:b])
+    return None
 
 
 # syntok never ends a sentence after ``U.S.`` or ``Inc.``; these words after one start a new one.
