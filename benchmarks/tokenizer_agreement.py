@@ -18,7 +18,8 @@ Candidates: windowner's ``default`` tokenizer (syntok + CoNLL post-processing), 
 spaCy's rule-based ``spacy.blank("en")`` + sentencizer, and the regex that windowner 0.1's
 ``predict.tokenize`` used (kept here verbatim as the baseline). A candidate whose package is
 not installed is listed as skipped. ``--hard`` also prints each candidate's tokens for the
-hand-written hard sentences.
+hand-written hard sentences; ``--stream N`` streams N hard-wrapped copies of the dev text from
+a file through ``iter_sentences`` (tokens/s and peak RSS: memory must not grow with N).
 """
 
 from __future__ import annotations
@@ -261,12 +262,42 @@ def show_hard(candidates: dict[str, Candidate]) -> None:
             print(f"  {name:18} {' ‖ '.join(shown)}")
 
 
+def stream(docs: list[GoldDocument], copies: int) -> str:
+    """tokens/s and peak RSS of ``iter_sentences`` over a file read line by line: the
+    documents hard-wrapped at 72 columns, blank lines between them, written ``copies`` times."""
+    import resource
+    import tempfile
+    import textwrap
+
+    from windowner.tokenizer import iter_sentences
+
+    text = "\n\n".join(textwrap.fill(doc.text, 72) for doc in docs) + "\n\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stream.txt"
+        with path.open("w", encoding="utf-8") as handle:
+            for _ in range(copies):
+                handle.write(text)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        began, tokens = time.process_time(), 0
+        with path.open(encoding="utf-8", newline="") as handle:
+            for sentence in iter_sentences(handle):
+                tokens += len(sentence.tokens)
+        seconds = time.process_time() - began
+        megabytes = path.stat().st_size / 1e6
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (
+        f"stream: {megabytes:.1f} MB file, {tokens:,} tokens, {tokens / seconds:,.0f} tok/s "
+        f"(CPU), peak RSS {rss_before:.0f} MB before and {rss_after:.0f} MB after"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dev", nargs="?", type=Path, default=DEFAULT_DEV)
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--hard", action="store_true", help="also show the hard sentences")
     ap.add_argument("--misses", type=int, default=0, help="show N tokens the default missed")
+    ap.add_argument("--stream", type=int, default=0, help="also stream N copies from a file")
     args = ap.parse_args(argv)
     if not args.dev.is_file():
         print(f"error: {args.dev}: no such file (pass the CoNLL-2003 dev file)", file=sys.stderr)
@@ -283,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(results, indent=2) if args.json else table(results))
     if args.hard:
         show_hard(usable)
+    if args.stream:
+        print(stream(docs, args.stream))
     for line in misses(usable["windowner default"], docs, args.misses) if args.misses else []:
         print(line)
     return 0
