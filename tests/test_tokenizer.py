@@ -40,19 +40,18 @@ def test_reference_sentence_is_one_sentence_with_exact_offsets() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Mr. Obama backs A.C. Milan.", [["Mr.", "Obama", "backs", "A.C.", "Milan", "."]]),
-        ("The U.S.-based fund paid $1,200.50.", [["The", "U.S.-based", "fund", "paid", "$"]]),
-        ("I don't know; they can't.", [["I", "do", "n't", "know", ";", "they", "ca", "n't"]]),
-        ("He said on 29/11/2026 and 1996-08-30.", [["He", "said", "on", "29/11/2026", "and"]]),
-        ("O'Brien's all-rounder McCague won.", [["O'Brien", "'s", "all-rounder", "McCague"]]),
-        ("Rates rose +44 .596 C$ 1.5 WON'T.", [["Rates", "rose", "+44", ".596", "C$", "1.5"]]),
-        ("A Ph.D. student, e.g. Bo.", [["A", "Ph.D.", "student", ",", "e.g.", "Bo", "."]]),
+        ("Mr. Obama backs A.C. Milan.", "Mr. Obama backs A.C. Milan ."),
+        ("The U.S.-based fund paid $1,200.50.", "The U.S.-based fund paid $ 1,200.50 ."),
+        ("I don't know; they can't.", "I do n't know ; they ca n't ."),
+        ("He said on 29/11/2026 and 1996-08-30.", "He said on 29/11/2026 and 1996-08-30 ."),
+        ("O'Brien's all-rounder McCague won.", "O'Brien 's all-rounder McCague won ."),
+        ("Rates rose +44 .596 C$ 1.5 WON'T.", "Rates rose +44 .596 C$ 1.5 WO N'T ."),
+        ("A Ph.D. student, e.g. Bo.", "A Ph.D. student , e.g. Bo ."),
     ],
 )
-def test_conll_conventions(text: str, expected: list[list[str]]) -> None:
-    got = texts(text)
-    assert len(got) == len(expected)
-    assert [sent[: len(want)] for sent, want in zip(got, expected, strict=True)] == expected
+def test_conll_conventions(text: str, expected: str) -> None:
+    """One sentence each, tokens as CoNLL-2003 writes them (space-separated here)."""
+    assert texts(text) == [expected.split(" ")]
 
 
 def test_money_dates_and_contractions_follow_conll() -> None:
