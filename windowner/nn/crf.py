@@ -90,18 +90,40 @@ class SentenceLayout:
         return padded[self.row, self.pos]
 
 
-def effective_transitions(
-    A: np.ndarray, start: np.ndarray, end: np.ndarray | None, constraints: Constraints | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float64 (A, π, η) with −inf where ``constraints`` disallow; η = 0 when ``end`` is None."""
-    A64 = np.asarray(A, dtype=np.float64)
-    start64 = np.asarray(start, dtype=np.float64)
-    end64 = np.zeros(len(start64)) if end is None else np.asarray(end, dtype=np.float64)
-    if constraints is not None:
-        allowed, allowed_start = constraints
-        A64 = np.where(allowed, A64, -np.inf)
-        start64 = np.where(allowed_start, start64, -np.inf)
-    return A64, start64, end64
+@dataclass(frozen=True)
+class Transitions:
+    """The CRF's own parameters: A (C, C) with ``A[i, j]`` scoring tag i followed by tag j,
+    start scores π (C,), end scores η (C,) or None (then η = 0 and there is no dend), and
+    optional hard ``constraints`` (``decode.allowed_transitions(tags)``)."""
+
+    A: np.ndarray
+    start: np.ndarray
+    end: np.ndarray | None = None
+    constraints: Constraints | None = None
+
+    @property
+    def n_tags(self) -> int:
+        return len(self.start)
+
+    def effective(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """float64 (A, π, η) with −inf where the constraints disallow; η = 0 when end is None."""
+        A = np.asarray(self.A, dtype=np.float64)
+        start = np.asarray(self.start, dtype=np.float64)
+        end = np.zeros(self.n_tags) if self.end is None else np.asarray(self.end, np.float64)
+        if self.constraints is not None:
+            allowed, allowed_start = self.constraints
+            A = np.where(allowed, A, -np.inf)
+            start = np.where(allowed_start, start, -np.inf)
+        return A, start, end
+
+    def check(self, scores: np.ndarray, tags: np.ndarray | None) -> None:
+        """ValueError unless scores (N, C), A (C, C), start/end (C,) and tags (N,) in [0, C)."""
+        N, C = scores.shape
+        shapes = [self.A.shape, self.start.shape] + ([] if self.end is None else [self.end.shape])
+        if shapes[0] != (C, C) or any(s != (C,) for s in shapes[1:]):
+            raise ValueError(f"transition shapes {shapes} do not fit {C} tags")
+        if tags is not None and (tags.shape != (N,) or (N and (tags.min() < 0 or tags.max() >= C))):
+            raise ValueError(f"gold tags must be {N} ids in [0, {C})")
 
 
 def _logsumexp_prev(x: np.ndarray) -> np.ndarray:
@@ -205,38 +227,41 @@ def path_counts(
     return dA.astype(np.float64), dstart.astype(np.float64), dend.astype(np.float64)
 
 
-def _check_inputs(scores: np.ndarray, tags: np.ndarray | None, A: np.ndarray) -> None:
-    """Shapes: scores (N, C), tags (N,) in [0, C), A (C, C)."""
-    N, C = scores.shape
-    if A.shape != (C, C):
-        raise ValueError(f"transitions have shape {A.shape}, expected {(C, C)}")
-    if tags is not None and (tags.shape != (N,) or (N and (tags.min() < 0 or tags.max() >= C))):
-        raise ValueError(f"gold tags must be {N} ids in [0, {C})")
-
-
 @dataclass(frozen=True)
 class CRFGrads:
     """Gradients of a sentence-level loss: dscores (N, C), dA (C, C), dstart (C,), and dend
-    (C,) when end scores were given (else None). Zero at entries the constraints disallow."""
+    (C,) when end scores were given (else None), each in its parameter's dtype. Zero at the
+    entries the constraints disallow."""
 
     dscores: np.ndarray
     dA: np.ndarray  # noqa: N815 - the gradient of the transition matrix A
     dstart: np.ndarray
     dend: np.ndarray | None
 
+    @classmethod
+    def cast(cls, scores: np.ndarray, trans: Transitions, dscores, dA, dstart, dend) -> CRFGrads:
+        """float64 gradients → the dtypes of ``scores`` and ``trans``; dend only with an end."""
+        return cls(
+            dscores.astype(scores.dtype),
+            dA.astype(trans.A.dtype),
+            dstart.astype(trans.start.dtype),
+            None if trans.end is None else dend.astype(trans.end.dtype),
+        )
+
 
 @dataclass(frozen=True)
 class CRFCache:
-    """What crf_backward needs: padded scores U and forward messages α (S', L, C), log Z (S',),
-    the effective (A, π, η), the layout, gold tags (N,), and the dtypes to return."""
+    """What crf_backward needs: the inputs, padded scores U and forward messages α (S', L, C),
+    log Z (S',), the effective float64 (A, π, η) and the layout."""
 
+    scores: np.ndarray
+    tags: np.ndarray
+    trans: Transitions
     U: np.ndarray
     alpha: np.ndarray
     log_z: np.ndarray
-    trans: tuple[np.ndarray, np.ndarray, np.ndarray]
+    effective: tuple[np.ndarray, np.ndarray, np.ndarray]
     lay: SentenceLayout
-    tags: np.ndarray
-    dtypes: tuple[np.dtype, np.dtype, np.dtype, np.dtype | None]
 
 
 def _onehot(tags: np.ndarray, n_tags: int) -> np.ndarray:
@@ -246,10 +271,10 @@ def _onehot(tags: np.ndarray, n_tags: int) -> np.ndarray:
 
 
 def _gold_scores(
-    scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray, lay: SentenceLayout, trans: tuple
+    scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray, lay: SentenceLayout, effective
 ) -> np.ndarray:
     """(S',) s(y) of the gold path per padded row; a path the constraints forbid → ValueError."""
-    gold = path_scores(scores, tags, bounds, *trans)[lay.rank]
+    gold = path_scores(scores, tags, bounds, *effective)[lay.rank]
     if not np.all(np.isfinite(gold)):
         bad = int(lay.rank[np.flatnonzero(~np.isfinite(gold))[0]])
         raise ValueError(f"gold tags of sentence {bad} break the transition constraints")
@@ -257,33 +282,25 @@ def _gold_scores(
 
 
 def crf_forward(
-    scores: np.ndarray,
-    tags: np.ndarray,
-    bounds: np.ndarray,
-    A: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray | None = None,
-    constraints: Constraints | None = None,
+    scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray, trans: Transitions
 ) -> tuple[float, CRFCache]:
     """Sentence-level log-likelihood loss → (J, cache).
 
     scores (N, C) window scores of all tokens, tags (N,) gold tag ids, bounds (S + 1,)
-    sentence bounds (``Encoded.sent_bounds``), A (C, C), start (C,), end (C,) or None.
-    J = (1/S') Σ_s [log Z_s − s(y_s)], log Z_s = logsumexp_j(α_s[T−1, j] + η[j]); S' is the
-    number of non-empty sentences (J = 0 when there are none).
+    sentence bounds (``Encoded.sent_bounds``). J = (1/S') Σ_s [log Z_s − s(y_s)] with
+    log Z_s = logsumexp_j(α_s[T−1, j] + η[j]); S' counts the non-empty sentences (J = 0 if none).
     """
     tags = np.asarray(tags, dtype=np.int64)
-    _check_inputs(scores, tags, A)
+    trans.check(scores, tags)
     lay = SentenceLayout.from_bounds(bounds, len(tags))
-    trans = effective_transitions(A, start, end, constraints)
+    effective = trans.effective()
     U = lay.pad(scores)
-    alpha = forward_messages(U, trans[0], trans[1], lay)
-    last = final_scores(alpha, trans[2], lay)
-    log_z = _logsumexp_prev(last[:, :, None])[:, 0] if len(last) else np.zeros(0)
-    gold = _gold_scores(scores, tags, bounds, lay, trans)
+    alpha = forward_messages(U, effective[0], effective[1], lay)
+    last = final_scores(alpha, effective[2], lay)
+    log_z = _logsumexp_prev(last[:, :, None])[:, 0]
+    gold = _gold_scores(scores, tags, bounds, lay, effective)
     loss = float(np.sum(log_z - gold)) / max(lay.n_sentences, 1)
-    dtypes = (scores.dtype, A.dtype, start.dtype, None if end is None else end.dtype)
-    return loss, CRFCache(U, alpha, log_z, trans, lay, tags, dtypes)
+    return loss, CRFCache(scores, tags, trans, U, alpha, log_z, effective, lay)
 
 
 def expected_transitions(
@@ -311,46 +328,37 @@ def crf_backward(cache: CRFCache) -> CRFGrads:
     ∂J/∂A[i, j] = (Σ_t ξ_t(i, j) − #gold(i → j)) / S'
     ∂J/∂π[j]    = (p(y_1 = j) − [y_1 = j]) / S',   ∂J/∂η[j] = (p(y_T = j) − [y_T = j]) / S'
     """
-    A, start, end = cache.trans
+    A, _, end = cache.effective
     lay, C = cache.lay, A.shape[0]
     n = max(lay.n_sentences, 1)
     beta = backward_messages(cache.U, A, end, lay)
     marg = np.exp(lay.unpad(cache.alpha) + lay.unpad(beta) - cache.log_z[lay.row][:, None])
     gold_A, gold_start, gold_end = path_counts(cache.tags, lay, C)
-    dscores = (marg - _onehot(cache.tags, C)) / n
-    dA = (expected_transitions(cache.U, cache.alpha, beta, cache.log_z, A, lay) - gold_A) / n
-    dstart = (marg[lay.first].sum(axis=0) - gold_start) / n
-    dend = (marg[lay.last].sum(axis=0) - gold_end) / n
-    ds, da, dst, de = cache.dtypes
-    return CRFGrads(
-        dscores.astype(ds),
-        dA.astype(da),
-        dstart.astype(dst),
-        None if de is None else dend.astype(de),
+    return CRFGrads.cast(
+        cache.scores,
+        cache.trans,
+        (marg - _onehot(cache.tags, C)) / n,
+        (expected_transitions(cache.U, cache.alpha, beta, cache.log_z, A, lay) - gold_A) / n,
+        (marg[lay.first].sum(axis=0) - gold_start) / n,
+        (marg[lay.last].sum(axis=0) - gold_end) / n,
     )
 
 
 def crf_loss(
-    scores: np.ndarray,
-    tags: np.ndarray,
-    bounds: np.ndarray,
-    A: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray | None = None,
-    constraints: Constraints | None = None,
+    scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray, trans: Transitions
 ) -> tuple[float, CRFGrads]:
     """crf_forward then crf_backward → (J, grads)."""
-    loss, cache = crf_forward(scores, tags, bounds, A, start, end, constraints)
+    loss, cache = crf_forward(scores, tags, bounds, trans)
     return loss, crf_backward(cache)
 
 
 def _viterbi_padded(
     U: np.ndarray, A: np.ndarray, start: np.ndarray, end: np.ndarray, lay: SentenceLayout
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best path per padded row → (path (S', L) int64, its score (S',)). Ties go to the lower
-    tag id, as in decode.viterbi_batch."""
+) -> np.ndarray:
+    """Best path per padded row → (S', L) int64. Ties go to the lower tag id, as in
+    decode.viterbi_batch. Rows that have ended keep their last δ while the rest go on."""
     S, L, C = U.shape
-    delta = start + U[:, 0]  # (S', C); rows that have ended keep their last value
+    delta = start + U[:, 0]  # (S', C)
     back = np.zeros((S, L, C), dtype=np.int64)
     cols = np.arange(C)
     for t in range(1, L):
@@ -358,46 +366,37 @@ def _viterbi_padded(
         cand = delta[:k, :, None] + A  # (k, prev, next)
         back[:k, t] = cand.argmax(axis=1)
         delta[:k] = cand[np.arange(k)[:, None], back[:k, t], cols] + U[:k, t]
-    final = delta + end
     path = np.zeros((S, L), dtype=np.int64)
     rows = np.arange(S)
-    path[rows, lay.lengths - 1] = final.argmax(axis=1)
+    path[rows, lay.lengths - 1] = (delta + end).argmax(axis=1)
     for t in range(L - 1, 0, -1):
         k = int(lay.active[t])
         path[:k, t - 1] = back[rows[:k], t, path[:k, t]]
-    return path, final.max(axis=1)
+    return path
 
 
-def viterbi_decode(
-    scores: np.ndarray,
-    bounds: np.ndarray,
-    A: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray | None = None,
-    constraints: Constraints | None = None,
-) -> np.ndarray:
+def viterbi_decode(scores: np.ndarray, bounds: np.ndarray, trans: Transitions) -> np.ndarray:
     """argmax_y s(y) for every sentence: scores (N, C), bounds (S + 1,) → tag ids (N,).
 
-    With A = 0, start = end = 0 and IOB2 ``constraints`` this is decode.viterbi_batch."""
-    _check_inputs(scores, None, A)
+    With A = 0, start = 0, no end and IOB2 constraints this is decode.viterbi_batch."""
+    trans.check(scores, None)
     lay = SentenceLayout.from_bounds(bounds, len(scores))
     if lay.n_sentences == 0:
         return np.zeros(len(scores), dtype=np.int64)
-    trans = effective_transitions(A, start, end, constraints)
-    path, _ = _viterbi_padded(lay.pad(scores), *trans, lay)
+    path = _viterbi_padded(lay.pad(scores), *trans.effective(), lay)
     return path[lay.row, lay.pos]
 
 
 @dataclass(frozen=True)
 class HingeCache:
-    """What structured_hinge_backward needs: the loss-augmented best path and the gold path
-    (N,) each, the layout, and the dtypes to return."""
+    """What structured_hinge_backward needs: the inputs, the loss-augmented best path (N,) and
+    the layout."""
 
-    best: np.ndarray
+    scores: np.ndarray
     tags: np.ndarray
+    trans: Transitions
+    best: np.ndarray
     lay: SentenceLayout
-    n_tags: int
-    dtypes: tuple[np.dtype, np.dtype, np.dtype, np.dtype | None]
 
 
 def loss_augmented(scores: np.ndarray, tags: np.ndarray, margin: float) -> np.ndarray:
@@ -406,34 +405,25 @@ def loss_augmented(scores: np.ndarray, tags: np.ndarray, margin: float) -> np.nd
 
 
 def structured_hinge_forward(
-    scores: np.ndarray,
-    tags: np.ndarray,
-    bounds: np.ndarray,
-    A: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray | None = None,
-    margin: float = 1.0,
-    constraints: Constraints | None = None,
+    scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray, trans: Transitions, margin: float
 ) -> tuple[float, HingeCache]:
     """Structured hinge J = (1/S') Σ_s max_ŷ [margin · Hamming(y_s, ŷ) + s(ŷ)] − s(y_s).
 
     The max is one Viterbi pass on the loss-augmented scores; shapes as crf_forward.
     """
     tags = np.asarray(tags, dtype=np.int64)
-    _check_inputs(scores, tags, A)
+    trans.check(scores, tags)
     lay = SentenceLayout.from_bounds(bounds, len(tags))
-    trans = effective_transitions(A, start, end, constraints)
-    _gold_scores(scores, tags, bounds, lay, trans)  # refuses a gold path the constraints forbid
+    effective = trans.effective()
+    _gold_scores(scores, tags, bounds, lay, effective)  # refuses a gold path the constraints forbid
     augmented = loss_augmented(scores, tags, margin)
-    best = viterbi_decode(augmented, bounds, *trans)
+    best = viterbi_decode(augmented, bounds, trans)
     # both paths scored by one summation, so ŷ = y gives exactly 0; max(0, ·) only drops the
     # rounding of a tie that Viterbi broke towards a path other than y
-    excess = path_scores(augmented, best, bounds, *trans) - path_scores(
-        augmented, tags, bounds, *trans
-    )
+    best_score = path_scores(augmented, best, bounds, *effective)
+    excess = best_score - path_scores(augmented, tags, bounds, *effective)
     loss = float(np.sum(np.maximum(excess, 0.0))) / max(lay.n_sentences, 1)
-    dtypes = (scores.dtype, A.dtype, start.dtype, None if end is None else end.dtype)
-    return loss, HingeCache(best, tags, lay, scores.shape[1], dtypes)
+    return loss, HingeCache(scores, tags, trans, best, lay)
 
 
 def structured_hinge_backward(cache: HingeCache) -> CRFGrads:
@@ -442,44 +432,25 @@ def structured_hinge_backward(cache: HingeCache) -> CRFGrads:
     ∂J/∂U = (onehot(ŷ) − onehot(y)) / S',  ∂J/∂A = (#ŷ(i → j) − #y(i → j)) / S', and the same
     difference of first-tag (π) and last-tag (η) counts; 0 where ŷ = y.
     """
-    lay, C = cache.lay, cache.n_tags
+    lay, C = cache.lay, cache.trans.n_tags
     n = max(lay.n_sentences, 1)
-    pred_A, pred_start, pred_end = path_counts(cache.best, lay, C)
-    gold_A, gold_start, gold_end = path_counts(cache.tags, lay, C)
+    pred = path_counts(cache.best, lay, C)
+    gold = path_counts(cache.tags, lay, C)
+    diffs = [(p - g) / n for p, g in zip(pred, gold, strict=True)]
     dscores = (_onehot(cache.best, C) - _onehot(cache.tags, C)) / n
-    ds, da, dst, de = cache.dtypes
-    return CRFGrads(
-        dscores.astype(ds),
-        ((pred_A - gold_A) / n).astype(da),
-        ((pred_start - gold_start) / n).astype(dst),
-        None if de is None else ((pred_end - gold_end) / n).astype(de),
-    )
+    return CRFGrads.cast(cache.scores, cache.trans, dscores, *diffs)
 
 
 def structured_hinge_loss(
-    scores: np.ndarray,
-    tags: np.ndarray,
-    bounds: np.ndarray,
-    A: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray | None = None,
-    margin: float = 1.0,
-    constraints: Constraints | None = None,
+    scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray, trans: Transitions, margin: float
 ) -> tuple[float, CRFGrads]:
     """structured_hinge_forward then structured_hinge_backward → (J, grads)."""
-    loss, cache = structured_hinge_forward(scores, tags, bounds, A, start, end, margin, constraints)
+    loss, cache = structured_hinge_forward(scores, tags, bounds, trans, margin)
     return loss, structured_hinge_backward(cache)
 
 
 def hinge_kink_gap(
-    scores: np.ndarray,
-    tags: np.ndarray,
-    bounds: np.ndarray,
-    A: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray | None = None,
-    margin: float = 1.0,
-    constraints: Constraints | None = None,
+    scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray, trans: Transitions, margin: float
 ) -> float:
     """Smallest gap, over sentences, between the best and second-best loss-augmented path
     scores (inf when no sentence has two paths): where it is > 0 the hinge is locally linear.
@@ -490,12 +461,12 @@ def hinge_kink_gap(
     lay = SentenceLayout.from_bounds(bounds, len(tags))
     if lay.n_sentences == 0:
         return float("inf")
-    A64, start64, end64 = effective_transitions(A, start, end, constraints)
+    A, start, end = trans.effective()
     U = lay.pad(loss_augmented(scores, np.asarray(tags, dtype=np.int64), margin))
-    alpha = forward_messages(U, A64, start64, lay, use_max=True)
-    beta = backward_messages(U, A64, end64, lay, use_max=True)
+    alpha = forward_messages(U, A, start, lay, use_max=True)
+    beta = backward_messages(U, A, end, lay, use_max=True)
     max_marg = lay.unpad(alpha + beta)  # (N, C) best score of a path through (t, j)
-    best = final_scores(alpha, end64, lay).max(axis=1)
+    best = final_scores(alpha, end, lay).max(axis=1)
     tol = 1e-9 * np.maximum(1.0, np.abs(best))[lay.row][:, None]  # rounding of α + β
     on_best = np.abs(max_marg - best[lay.row][:, None]) <= tol
     first_best = np.argmax(on_best, axis=1)  # ŷ_t (lowest id on ties: then the gap is ~0)
