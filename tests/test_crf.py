@@ -159,9 +159,12 @@ def test_marginals_from_gradient_match_enumeration() -> None:
 
 @pytest.mark.parametrize("use_constraints", [False, True])
 @pytest.mark.parametrize("with_end", [False, True])
-def test_viterbi_equals_brute_force(use_constraints: bool, with_end: bool) -> None:
+@pytest.mark.parametrize(("n_tags", "lengths"), [(5, [5, 1, 0, 3, 4, 2]), (9, [3, 1, 4, 2])])
+def test_viterbi_equals_brute_force(
+    use_constraints: bool, with_end: bool, n_tags: int, lengths: list[int]
+) -> None:
     rng = np.random.default_rng(6)
-    scores, bounds, trans = random_problem(rng, 5, [5, 1, 0, 3, 4, 2], end=with_end)
+    scores, bounds, trans = random_problem(rng, n_tags, lengths, end=with_end)
     trans = constrained(trans) if use_constraints else trans
     path = viterbi_decode(scores, bounds, trans)
     for s in sentences(bounds):
@@ -195,21 +198,23 @@ def test_structured_hinge_equals_brute_force() -> None:
     assert loss > 0.0
 
 
-def kink_free_hinge_problem(n_tags: int, seed: int):
+def kink_free_hinge_problem(n_tags: int, seed: int, use_constraints: bool = False):
     """A random batch (lengths 1..7) redrawn until the best loss-augmented path of every
     sentence beats the second best by more than KINK_GAP."""
     rng = np.random.default_rng(seed)
     for _ in range(200):
         scores, bounds, trans = random_problem(rng, n_tags, LENGTHS_1_TO_7)
-        tags = rng.integers(0, n_tags, len(scores))
+        trans = constrained(trans) if use_constraints else trans
+        tags = valid_tags(rng, n_tags, bounds)
         if hinge_kink_gap(scores, tags, bounds, trans, 1.0) > KINK_GAP:
             return scores, tags, bounds, trans
     raise RuntimeError("no kink-free example")
 
 
 @pytest.mark.parametrize("n_tags", [5, 9])
-def test_structured_hinge_gradients_away_from_kinks(n_tags: int) -> None:
-    scores, tags, bounds, trans = kink_free_hinge_problem(n_tags, seed=n_tags)
+@pytest.mark.parametrize("use_constraints", [False, True])
+def test_structured_hinge_gradients_away_from_kinks(n_tags: int, use_constraints: bool) -> None:
+    scores, tags, bounds, trans = kink_free_hinge_problem(n_tags, n_tags, use_constraints)
     _, grads = structured_hinge_loss(scores, tags, bounds, trans, 1.0)
     assert np.abs(grads.dscores).sum() > 0  # some sentence is in the margin
     errors = max_rel_errors(
