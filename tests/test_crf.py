@@ -21,6 +21,7 @@ from windowner.nn.crf import (
     hinge_kink_gap,
     path_scores,
     structured_hinge_loss,
+    token_marginals,
     viterbi_decode,
 )
 
@@ -155,6 +156,20 @@ def test_marginals_from_gradient_match_enumeration() -> None:
     prob = np.exp(totals - logsumexp(totals))
     expected = np.stack([np.bincount(paths[:, t], prob, minlength=5) for t in range(4)])
     np.testing.assert_allclose(grads.dscores + np.eye(5)[tags], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("use_constraints", [False, True])
+def test_token_marginals_match_enumeration(use_constraints: bool) -> None:
+    rng = np.random.default_rng(13)
+    scores, bounds, trans = random_problem(rng, 5, [3, 0, 1, 4], scale=2.0)
+    trans = constrained(trans) if use_constraints else trans
+    marginals = token_marginals(scores, bounds, trans)
+    for s in sentences(bounds):
+        paths, totals = enumerate_scores(scores[s], trans)
+        prob = np.exp(totals - logsumexp(totals))
+        T = s.stop - s.start
+        expected = np.stack([np.bincount(paths[:, t], prob, minlength=5) for t in range(T)])
+        np.testing.assert_allclose(marginals[s], expected, atol=1e-12)
 
 
 @pytest.mark.parametrize("use_constraints", [False, True])

@@ -352,6 +352,19 @@ def crf_loss(
     return loss, crf_backward(cache)
 
 
+def token_marginals(scores: np.ndarray, bounds: np.ndarray, trans: Transitions) -> np.ndarray:
+    """p(y_t = j | sentence) for every token: scores (N, C), bounds (S + 1,) → (N, C), rows
+    summing to 1 (forward–backward; a confidence for the tags Viterbi picks)."""
+    trans.check(scores, None)
+    lay = SentenceLayout.from_bounds(bounds, len(scores))
+    A, start, end = trans.effective()
+    U = lay.pad(scores)
+    alpha = forward_messages(U, A, start, lay)
+    beta = backward_messages(U, A, end, lay)
+    log_z = _logsumexp_prev(final_scores(alpha, end, lay)[:, :, None])[:, 0]
+    return np.exp(lay.unpad(alpha) + lay.unpad(beta) - log_z[lay.row][:, None])
+
+
 def _viterbi_padded(
     U: np.ndarray, A: np.ndarray, start: np.ndarray, end: np.ndarray, lay: SentenceLayout
 ) -> np.ndarray:
