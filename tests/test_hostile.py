@@ -30,7 +30,7 @@ from windowner import config as cfg
 from windowner.checkpoint import MAX_MEMBERS, load_npz
 from windowner.corpus import MAX_ENTITY_TYPES, MAX_LINE_BYTES, SPECIALS, read_conll
 from windowner.errors import ConfigError, DataError, ModelFileError
-from windowner.predict import Tagger
+from windowner.tagger import Tagger
 from windowner.windows import Encoded, NegativeSampler, unigram_weights
 
 from .conftest import write
