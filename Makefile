@@ -47,3 +47,9 @@ accuracy: glove
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# --- serve: the HTTP API and the page (optional extra) ---
+.PHONY: serve
+serve: install
+	$(PIP) install -e ".[serve]"
+	$(BIN)/windowner serve --model runs/latest
