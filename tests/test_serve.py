@@ -252,6 +252,7 @@ def test_serve_on_a_taken_port_is_a_usage_error(run_dir: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in strip_ansi(result.output)
 
 
+@needs_serve
 def test_serve_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["serve", "--model", str(tmp_path / "nothing")])
     assert result.exit_code == 2
@@ -452,6 +453,12 @@ def test_page_highlights_the_entities_the_api_returns(server: int, browser) -> N
     assert score.inner_text().endswith(f"{record['entities'][0]['score']:.2f}")
     assert page.locator("#status").inner_text().startswith(f"{len(record['entities'])} entities")
     assert all(u.startswith(base) for u in page.requested), page.requested
+    page.click("#explain-toggle")  # the same text, now with clickable tokens
+    page.wait_for_selector("body[data-state=done] .tok")
+    assert page.input_value("#text") == TEXT
+    assert page.locator("mark.ent .ent-text").all_inner_texts() == [
+        e["text"] for e in record["entities"]
+    ]
     page.close()
 
 

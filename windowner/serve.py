@@ -211,7 +211,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def tag_records(ner: Any, texts: list[str], explain: bool) -> list[dict[str, Any]]:
-    """Document records for ``texts`` (one batch through ``ner.pipe``); runs in a thread."""
+    """Document records for ``texts`` (one batch through ``ner.pipe``)."""
     if explain:
         too_long = [i for i, t in enumerate(texts) if len(t) > MAX_EXPLAIN_CHARS]
         if too_long:
@@ -222,39 +222,45 @@ def tag_records(ner: Any, texts: list[str], explain: bool) -> list[dict[str, Any
     return [doc.to_dict() for doc in ner.pipe(texts, batch_size=max(1, len(texts)))]
 
 
+def json_payload(ner: Any, body: NerRequest, explain: bool) -> bytes:
+    """``/ner``'s response body; tagging and encoding both run in a worker thread (a 1 MB
+    text makes a 20 MB record: encoding it on the event loop would stall every request)."""
+    records = tag_records(ner, body.all_texts(), explain)
+    data = records[0] if body.texts is None else records
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def html_payload(ner: Any, body: NerRequest, explain: bool, labels: list[str]) -> str:
+    """``/render``'s response body (in a worker thread too)."""
+    from windowner.html import render_fragment
+
+    return render_fragment(tag_records(ner, body.all_texts(), explain), labels)
+
+
 def _add_routes(app: FastAPI) -> None:
-    ner = app.state.ner
+    ner, card = app.state.ner, app.state.card
 
     @app.post("/ner", response_model=DocRecord | list[DocRecord], tags=["ner"])
     async def tag(body: NerRequest, explain: bool = False) -> Response:
         """Tag {"text": …} → one record, or {"texts": […]} → a list of records."""
-        records = await run_in_threadpool(tag_records, ner, body.all_texts(), explain)
-        data = records[0] if body.texts is None else records
-        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        return Response(payload.encode("utf-8"), media_type="application/json")
+        payload = await run_in_threadpool(json_payload, ner, body, explain)
+        return Response(payload, media_type="application/json")
 
     @app.post("/render", response_class=HTMLResponse, tags=["ner"])
     async def render(body: NerRequest, explain: bool = False) -> HTMLResponse:
         """The same input → the highlighted HTML fragment the page shows."""
-        from windowner.html import render_fragment
-
-        records = await run_in_threadpool(tag_records, ner, body.all_texts(), explain)
-        return HTMLResponse(render_fragment(records, app.state.card["labels"]))
+        html = await run_in_threadpool(html_payload, ner, body, explain, card["labels"])
+        return HTMLResponse(html)
 
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, Any]:
         uptime = round(time.time() - app.state.started, 3)
-        return {
-            "status": "ok",
-            "model": app.state.card["path"],
-            "uptime_s": uptime,
-            "pid": os.getpid(),
-        }
+        return {"status": "ok", "model": card["path"], "uptime_s": uptime, "pid": os.getpid()}
 
     @app.get("/model", tags=["service"])
     async def model_card() -> dict[str, Any]:
         """Model card: path, labels, tags, objective, spec, training config, scores."""
-        return app.state.card
+        return card
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -49,6 +49,15 @@
     }
   }
 
+  const toggle = document.getElementById("explain-toggle");
+  toggle.textContent = explain ? "hide explanations" : "explain tokens";
+  toggle.addEventListener("click", () => {
+    const next = new URLSearchParams();
+    if (!explain) next.set("explain", "1");
+    if (textBox.value) next.set("text", textBox.value);
+    toggle.href = "?" + next.toString();
+  });
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     tag(textBox.value);
