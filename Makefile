@@ -50,6 +50,9 @@ clean:
 
 # --- serve: the HTTP API and the page (optional extra) ---
 .PHONY: serve
-serve: install
+$(VENV)/.stamp-serve: pyproject.toml | $(BIN)/python
 	$(PIP) install -e ".[serve]"
-	$(BIN)/windowner serve --model runs/latest
+	touch $@ $(VENV)/.stamp-core
+
+serve: $(VENV)/.stamp-serve
+	$(BIN)/windowner serve
