@@ -241,6 +241,19 @@ def test_help_does_not_import_the_server_libraries() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+def test_serve_without_the_extra_names_it() -> None:
+    code = (
+        "import sys\nsys.modules['fastapi'] = None  # as if the serve extra were not installed\n"
+        "from typer.testing import CliRunner\nfrom windowner.cli import app\n"
+        "r = CliRunner().invoke(app, ['serve'])\nprint(r.exit_code, r.output)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.startswith("2 ")
+    assert "needs the serve extra (fastapi is missing): pip install 'windowner[serve]'" in (
+        strip_ansi(done.stdout)
+    )
+
+
 @needs_serve
 def test_serve_on_a_taken_port_is_a_usage_error(run_dir: Path) -> None:
     with socket.socket() as taken:
