@@ -105,7 +105,7 @@ def render_doc(record: dict[str, Any], explain: bool | None = None) -> str:
             parts.append(_close_mark(current))
             current = None
         cursor = end
-    if current is not None:  # an entity that ends inside a token: close it after that token
+    if current is not None:  # its end fell inside a token (not our records): close it here
         parts.append(_close_mark(current))
     parts.append(escape(text[cursor:]))
     return f'<div class="doc">{"".join(parts)}</div>'
