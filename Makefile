@@ -52,3 +52,12 @@ accuracy: glove
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# --- serve: the HTTP API and the page (optional extra) ---
+.PHONY: serve
+$(VENV)/.stamp-serve: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[serve]"
+	touch $@ $(VENV)/.stamp-core
+
+serve: $(VENV)/.stamp-serve
+	$(BIN)/windowner serve
