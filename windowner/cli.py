@@ -224,6 +224,18 @@ def predict(
     from windowner.tagger import Tagger
     from windowner.textio import read_input
 
+    if input_file is not None and input_format == InputFormat.text:
+        from windowner.conllio import conll_warning
+
+        if warning := conll_warning(input_file):
+            log(warning)
+    conll_both = input_format == output_format == "conll"
+    if conll_both and input_file is not None and not explain:
+        from windowner.conllio import ConllDocument  # the file back, with a predicted column
+
+        doc = ConllDocument.read(input_file)
+        sys.stdout.write(doc.render(Tagger.load(resolve_model(model)).tag(doc.sentences)))
+        return
     sentences = read_input(text, input_file, input_format.value)
     tagger = Tagger.load(resolve_model(model))
     if explain:
