@@ -196,7 +196,7 @@ def assert_input_plus_column(source: bytes, output: str) -> list[str]:
         if not src.strip():
             assert out == src
             continue
-        sep = "\t" if "\t" in src else " "
+        sep = "\t" if "\t" in src or " " not in src.strip(" ") else " "
         assert out.startswith(src + sep)
         appended.append(out[len(src) + 1 :])
         assert " " not in appended[-1] and "\t" not in appended[-1]

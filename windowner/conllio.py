@@ -3,7 +3,8 @@ the predicted tag appended as a new last column, so the output goes straight to 
 
 ``ConllDocument.read(path)`` keeps the file's lines (and their line endings) exactly;
 ``ConllDocument.render(tags)`` appends ``<sep><tag>`` to every non-blank line (``O`` on a
-``-DOCSTART-`` line), the separator being a tab on a line that holds one, else a space.
+``-DOCSTART-`` line), the separator being the line's own (a tab if it holds one, else a
+space; a tab after a lone token).
 Predicted tags (IOB2) are written in the scheme of the input's last column when it holds tags
 (IOB1, IOB2 or IOBES), else as IOB2. ``looks_like_conll`` is the check behind predict's
 warning for a CoNLL file read as raw text.
@@ -102,7 +103,11 @@ def _is_token_line(text: str) -> str:
 
 
 def _separator(text: str) -> str:
-    return "\t" if "\t" in text else " "
+    """The line's own column separator: a tab if it has one, else a space if it has columns;
+    a one-column line gets a tab (predict's CoNLL output for token-only input)."""
+    if "\t" in text:
+        return "\t"
+    return " " if " " in text.strip(" ") else "\t"
 
 
 def _sentences_and_scheme(
