@@ -1,6 +1,7 @@
 """Training: ``train()`` (the library entry point the CLI calls) and the loop behind it.
 
-A run directory holds ``config.yaml`` (resolved), ``model.npz`` (best dev F1), ``last.npz``
+A run directory holds ``config.yaml`` (resolved), ``model.npz`` (best dev F1, with the data
+files' sha256 in its metadata), ``MODEL.md`` (the model card, windowner.card), ``last.npz``
 (everything needed to resume bit for bit: parameters, optimizer state, RNG state, the epoch's
 permutation and position), ``metrics.jsonl`` (one object per epoch) and ``summary.json``.
 Every file is written atomically.
@@ -28,8 +29,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from windowner import card, runs
 from windowner import config as cfg
-from windowner import runs
 from windowner.checkpoint import atomic_write_text
 from windowner.corpus import (
     SchemeEvidence,
@@ -339,6 +340,8 @@ class Trainer:
     ``on_epoch(record)`` is called after each epoch is recorded and saved; returning True
     stops training like early stopping (the run can still be resumed later)."""
 
+    provenance: dict[str, Any] = {}  # set by train() (windowner.card); stored in model.npz
+
     def __init__(
         self,
         config: cfg.Config,
@@ -470,7 +473,7 @@ class Trainer:
         if dev_f1 is None or dev_f1 > st.best_f1:
             st.best_f1 = -1.0 if dev_f1 is None else dev_f1
             st.best_epoch, st.bad_epochs = st.epoch, 0
-            self.tagger.save(self.run_dir / "model.npz", {"epoch": st.epoch})
+            self.tagger.save(self.run_dir / "model.npz", {"epoch": st.epoch, **self.provenance})
         else:
             st.bad_epochs += 1
             patience = self.config.train.patience
@@ -628,7 +631,9 @@ def train(
         trainer.run_dir = run_dir
         atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
     reporter.log(f"run directory: {run_dir}")
+    trainer.provenance = card.provenance(conf)
     summary = trainer.run()
+    card.write_card(run_dir, summary, conf, trainer.provenance)
     runs.point_latest(run_dir, reporter.log)
     return summary
 
