@@ -10,31 +10,17 @@ from pathlib import Path
 import pytest
 
 from windowner import __version__, card
-from windowner import config as cfg
 from windowner.checkpoint import load_npz
 from windowner.train import train
 
 from .conftest import ROOT
-
-TINY = {
-    "seed": 2,
-    "features": {"window": 3, "caps_dim": 2},
-    "embeddings": {"dim": 8},
-    "model": {"hidden": 12},
-    "optimizer": {"name": "adam", "lr": 0.01},
-    "train": {"epochs": 2},
-    "data": {
-        "train": str(ROOT / "data/train.conll"),
-        "dev": str(ROOT / "data/dev.conll"),
-        "test": str(ROOT / "data/test.conll"),
-    },
-}
+from .helpers import tiny_config
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("card") / "run"
-    train(cfg.from_dict(TINY), out_dir=out)
+    train(tiny_config(test=True, train={"epochs": 2}), out_dir=out)
     return out
 
 
@@ -96,8 +82,7 @@ def test_sha256_is_streamed_and_a_pipe_is_not_hashed(tmp_path, monkeypatch):
 
 
 def test_a_run_without_dev_and_test_says_so(tmp_path):
-    conf = cfg.from_dict({**TINY, "data": {**TINY["data"], "dev": None, "test": None}})
-    train(conf, {"train.epochs": 1}, out_dir=tmp_path / "r")
+    train(tiny_config(), {"train.epochs": 1, "data.dev": None}, out_dir=tmp_path / "r")
     text = (tmp_path / "r" / "MODEL.md").read_text()
     assert "no scores" in text
     assert "| dev |" not in text

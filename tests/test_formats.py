@@ -24,17 +24,9 @@ from windowner.metrics import evaluate, get_entities
 from windowner.train import train
 
 from .conftest import ROOT, strip_ansi, write
+from .helpers import tiny_config
 
 runner = CliRunner()
-
-TINY = {
-    "seed": 1,
-    "features": {"window": 3, "caps_dim": 2},
-    "embeddings": {"dim": 8},
-    "model": {"hidden": 16},
-    "optimizer": {"name": "adam", "lr": 0.01},
-    "train": {"epochs": 3, "batch_size": 32},
-}
 
 iob2_tags = st.lists(st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]), max_size=30).map(
     iob1_to_iob2
@@ -137,14 +129,8 @@ def tiny_train(tmp_path: Path, name: str, splits: dict[str, Path], scheme: str =
     overrides = {f"data.{k}": str(v) for k, v in splits.items()}
     overrides["data.scheme"] = scheme
     overrides["data.test"] = None
-    summary = train(_config(), overrides, out_dir=tmp_path / name, reporter=Log())
+    summary = train(tiny_config(), overrides, out_dir=tmp_path / name, reporter=Log())
     return summary, lines
-
-
-def _config():
-    from windowner import config as cfg
-
-    return cfg.from_dict(TINY)
 
 
 def test_training_on_iobes_logs_the_scheme_and_equals_training_on_iob2(tmp_path):
@@ -172,7 +158,7 @@ def model(tmp_path_factory) -> Path:
         "data.train": str(ROOT / "data/train.conll"),
         "data.dev": str(ROOT / "data/dev.conll"),
     }
-    train(_config(), {**splits, "data.test": None}, out_dir=out)
+    train(tiny_config(), {**splits, "data.test": None}, out_dir=out)
     return out / "model.npz"
 
 

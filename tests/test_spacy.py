@@ -13,12 +13,11 @@ spacy = pytest.importorskip(
     "spacy", reason="spaCy is not installed (it is the optional extra: make spacy)"
 )
 
-from windowner import config as cfg  # noqa: E402
 from windowner.metrics import get_entities  # noqa: E402
 from windowner.tagger import Tagger  # noqa: E402
 from windowner.train import train  # noqa: E402
 
-from .conftest import ROOT  # noqa: E402
+from .helpers import tiny_config  # noqa: E402
 
 TEXTS = [
     "Camille Rousseau said the exhibition in Paris would run until June.",
@@ -30,21 +29,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("spacy") / "run"
-    conf = cfg.from_dict(
-        {
-            "seed": 4,
-            "features": {"window": 3, "caps_dim": 3},
-            "embeddings": {"dim": 10},
-            "model": {"hidden": 20},
-            "optimizer": {"name": "adam", "lr": 0.01},
-            "train": {"epochs": 4},
-            "data": {
-                "train": str(ROOT / "data/train.conll"),
-                "dev": str(ROOT / "data/dev.conll"),
-                "test": None,
-            },
-        }
-    )
+    conf = tiny_config(seed=4, features={"window": 3, "caps_dim": 3}, model={"hidden": 20})
     train(conf, out_dir=out)
     return out
 

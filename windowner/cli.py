@@ -27,15 +27,17 @@ from typer.core import TyperArgument, TyperCommand
 from windowner import __version__
 from windowner.errors import UsageError, WindownerError
 
-HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # -h works everywhere
+# Every (sub-)app: plain help, -h as --help, help when called without a command.
+APP_SETTINGS: dict[str, Any] = {
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
 
 app = typer.Typer(
-    help="Window-based named-entity recognition with hand-written backprop.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings=HELP_OPTIONS,
+    help="Window-based named-entity recognition with hand-written backprop.", **APP_SETTINGS
 )
 
 
@@ -114,21 +116,23 @@ def emit_json(data: Any) -> None:
 
 # ----------------------------------------------------------------------------- train
 
+# Options that train and config show share.
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", "-c", metavar="FILE", help="YAML config file.")
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config key: key.path=value (repeatable)."
+    ),
+]
+
 
 @app.command()
 @handle_errors
 def train(
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", metavar="FILE", help="YAML config file.")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override a config key: key.path=value (repeatable).",
-        ),
-    ] = None,
+    config: ConfigFile = None,
+    set_: Overrides = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", metavar="DIR", help="Run directory to create.")
     ] = None,
@@ -437,11 +441,7 @@ def serve(
 # ----------------------------------------------------------------------------- config
 
 config_app = typer.Typer(
-    help="Inspect configs: every key, its value, default and meaning.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    context_settings=HELP_OPTIONS,
+    help="Inspect configs: every key, its value, default and meaning.", **APP_SETTINGS
 )
 app.add_typer(config_app, name="config")
 
@@ -449,17 +449,8 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 @handle_errors
 def config_show(
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", metavar="FILE", help="YAML config file.")
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override a config key: key.path=value (repeatable).",
-        ),
-    ] = None,
+    config: ConfigFile = None,
+    set_: Overrides = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print the README's config reference table.")
