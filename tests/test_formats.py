@@ -19,7 +19,7 @@ from windowner.corpus import (
     read_conll,
     to_iob2,
 )
-from windowner.errors import DataError
+from windowner.errors import DataError, UsageError
 from windowner.metrics import evaluate, get_entities
 from windowner.train import train
 
@@ -271,3 +271,51 @@ def test_document_alignment_matches_the_corpus_reader(tmp_path):
     assert doc.render([["O", "B-X", "I-X"], ["O"]]) == (
         "a\u00a0b O O\r\nc\tB-X\tB-X\rd I-X I-X\n\n\n-DOCSTART- O O\ne O O"
     )
+
+
+# ----------------------------------------------------------------------------- properties
+
+token = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\t \x00"),
+    min_size=1,
+    max_size=6,
+)
+tag = st.sampled_from(["O", "B-PER", "I-PER", "E-LOC", "S-LOC"])
+line = st.one_of(
+    st.tuples(token, st.sampled_from([" ", "\t", "  "]), tag).map("".join),
+    st.just(""),
+    st.just("  "),
+    st.just("-DOCSTART- -X- O"),
+)
+
+
+@given(st.lists(line, max_size=25), st.sampled_from(["\n", "\r\n", "\r"]), st.booleans())
+def test_any_conll_text_comes_back_line_for_line(lines, ending, final_newline):
+    text = ending.join(lines) + (ending if final_newline and lines else "")
+    try:
+        doc = ConllDocument.from_text(text)
+    except UsageError as exc:  # only a text without token lines is refused
+        assert "nothing to tag" in str(exc)
+        assert not any(x.strip() and not x.startswith("-DOCSTART-") for x in lines)
+        return
+    tags = [["O"] * len(s) for s in doc.sentences]
+    out = doc.render(tags)
+    out_lines = out.split(ending)
+    in_lines = text.split(ending)
+    assert len(out_lines) == len(in_lines)
+    for src, got in zip(in_lines, out_lines, strict=True):
+        assert got == src if not src.strip() else got in (src + " O", src + "\tO")
+
+
+def test_a_scheme_other_than_auto_notes_a_mismatch():
+    from windowner.train import log_schemes
+
+    found = {"train": SchemeEvidence(), "dev": SchemeEvidence(), "test": SchemeEvidence()}
+    found["train"].add(["B-PER", "I-PER", "O"])
+    lines: list[str] = []
+    log_schemes("iob1", found, lines.append)
+    assert lines == ["note: data.scheme is iob1 but the train file looks IOB2 (1 chunks start "
+                     "with B-, no S-/E- tags)"]  # fmt: skip
+    lines.clear()
+    log_schemes("iob2", found, lines.append)
+    assert lines == []
