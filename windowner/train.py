@@ -626,3 +626,78 @@ class Trainer:
 def strip_timing(record: dict[str, Any]) -> dict[str, Any]:
     """A metrics record without the fields that depend on the machine's speed."""
     return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
+
+# --- TEMP train() for the sweep branch (replaced at merge) ---
+
+
+def _temp_load(config: Any, overrides: Any) -> cfg.Config:
+    """Config | path + overrides (a mapping or ``key=value`` strings) → a resolved Config."""
+    items = (
+        [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+        if hasattr(overrides, "items")
+        else list(overrides)
+    )
+    if isinstance(config, cfg.Config):
+        raw = config.to_dict()
+        problems: list[str] = []
+        for item in items:
+            cfg.apply_override(raw, item, problems)
+        if problems:
+            raise cfg.ConfigError(problems, "overrides")
+        return cfg.resolved(cfg.from_dict(raw))
+    return cfg.resolved(cfg.load_config(config, items))
+
+
+class _EpochHook:
+    """A reporter that forwards to another and calls ``on_epoch(record)`` after each epoch."""
+
+    def __init__(self, inner: Reporter, on_epoch: Callable[[dict[str, Any]], Any]) -> None:
+        self.inner, self.on_epoch = inner, on_epoch
+        self.trainer: Any = None
+
+    def log(self, message: str) -> None:
+        self.inner.log(message)
+
+    def epoch_start(self, epoch: int, epochs: int, n_batches: int, done: int) -> None:
+        self.inner.epoch_start(epoch, epochs, n_batches, done)
+
+    def batch_progress(self, batches_done: int, loss: float, lr: float, wps: float) -> None:
+        self.inner.batch_progress(batches_done, loss, lr, wps)
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        self.inner.epoch_end(record)
+        if self.on_epoch(record) is True and self.trainer is not None:
+            self.trainer.state.stopped_early = True
+
+
+def train(
+    config: Any,
+    overrides: Any = (),
+    *,
+    out_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    reporter: Reporter | None = None,
+    on_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
+) -> dict[str, Any]:
+    """Train one run (TEMP stand-in for the library function); returns the summary."""
+    reporter = reporter or SilentReporter()
+    hook = _EpochHook(reporter, on_epoch) if on_epoch is not None else None
+    if resume is not None:
+        run_dir = Path(resume)
+        conf = cfg.load_config(run_dir / "config.yaml")
+    else:
+        conf = _temp_load(config, overrides)
+        run_dir = Path(out_dir) if out_dir is not None else Path(conf.out_dir) / "run"
+        if (run_dir / "last.npz").exists():
+            raise WindownerError(f"{run_dir} already holds a run")
+    trainer = Trainer(conf, run_dir, hook or reporter, resume=resume is not None)
+    if hook is not None:
+        hook.trainer = trainer
+    if resume is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
+    return trainer.run()
+
+
+# --- end TEMP ---
