@@ -47,3 +47,8 @@ accuracy: glove
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# Hyperparameter sweeps (windowner sweep / compare): Optuna, Dask, and matplotlib for --png.
+.PHONY: sweep
+sweep: install
+	$(PIP) install -e ".[sweep,plot]"
