@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from tests.conftest import ROOT, strip_ansi
 from tests.tiny_runs import write_config
 from windowner.cli import app
-from windowner.errors import ConfigError
+from windowner.errors import ConfigError, DataError
 
 optuna = pytest.importorskip("optuna")
 
@@ -70,11 +70,16 @@ def test_shipped_optimizers_sweep_is_the_full_grid():
     assert Path(sweep.base.data.train).is_absolute()
 
 
-def test_shipped_conll03_sweep_reads_the_shared_data_paths(monkeypatch):
-    monkeypatch.setenv("CONLL03_DIR", "/somewhere/conll2003")
+def test_shipped_conll03_sweep_reads_the_shared_data_paths(monkeypatch, tmp_path):
+    for name in ("train.txt", "valid.txt"):
+        (tmp_path / name).write_text("EU B-ORG\n", encoding="utf-8")
+    monkeypatch.setenv("CONLL03_DIR", str(tmp_path))
     sweep = sw.load_sweep(ROOT / "sweeps/conll03.yaml")
-    assert sweep.method == "tpe" and sweep.base.data.train == "/somewhere/conll2003/train.txt"
+    assert sweep.method == "tpe" and sweep.base.data.train == str(tmp_path / "train.txt")
     assert sweep.base.embeddings.init == "glove-6b-50d"
+    monkeypatch.setenv("CONLL03_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="data.train .*nowhere/train.txt: no such file"):
+        sw.load_sweep(ROOT / "sweeps/conll03.yaml")
 
 
 def test_conditional_key_only_where_its_condition_holds(tmp_path):
@@ -83,13 +88,18 @@ def test_conditional_key_only_where_its_condition_holds(tmp_path):
     adam = sw.sample_overrides(optuna.trial.FixedTrial(fixed), sweep)
     assert "optimizer.momentum" not in adam
     momentum = {**fixed, "optimizer.name": "momentum", "optimizer.momentum": 0.7}
-    assert sw.sample_overrides(optuna.trial.FixedTrial(momentum), sweep)["optimizer.momentum"] == 0.7
+    assert (
+        sw.sample_overrides(optuna.trial.FixedTrial(momentum), sweep)["optimizer.momentum"] == 0.7
+    )
 
 
 def test_by_table_sets_a_value_per_case(tmp_path):
     space = {
         "optimizer.name": {"choices": ["sgd", "adam"]},
-        "optimizer.lr": {"by": "optimizer.name", "values": {"sgd": 0.1, "adam": {"choices": [1, 2]}}},
+        "optimizer.lr": {
+            "by": "optimizer.name",
+            "values": {"sgd": 0.1, "adam": {"choices": [1, 2]}},
+        },
     }
     sweep = sw.load_sweep(write_sweep(tmp_path, space=space, method="grid", trials=None))
     points = sw.grid_points(sweep.entries, sweep.base)
@@ -111,7 +121,11 @@ def test_by_table_sets_a_value_per_case(tmp_path):
         ({"metric": "f1"}, "metric: expected a per-epoch dev metric"),
         ({"trails": 3}, "trails: unknown key"),
         (
-            {"space": {"optimizer.momentum": {"choices": [0.9], "when": {"optimizer.name": "sgd"}}}},
+            {
+                "space": {
+                    "optimizer.momentum": {"choices": [0.9], "when": {"optimizer.name": "sgd"}}
+                }
+            },
             "must be a key listed earlier",
         ),
     ],
@@ -141,8 +155,7 @@ def test_one_trial_in_process_reports_every_epoch_and_writes_its_run_dir(tmp_pat
     sweep_dir = sw.prepare_dir(sweep, tmp_path / "sweep")
     url = sw.default_storage(sweep_dir)
     study = sw.open_study(sweep, sw.make_storage(url, sweep.heartbeat))
-    trial, run_dir = sw.admit(study, sweep, sweep_dir)
-    overrides = json.loads((run_dir / sw.TRIAL_FILE).read_text())["overrides"]
+    trial, run_dir, overrides = sw.admit(study, sweep, sweep_dir)
     assert sw.run_trial(sw.trial_job(sweep, url, trial, run_dir, overrides)) == 0
     done = study.trials[0]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -161,12 +174,11 @@ def test_stale_trial_is_requeued_and_resumes_its_run_dir(tmp_path):
     sweep_dir = sw.prepare_dir(sweep, tmp_path / "sweep")
     url = sw.default_storage(sweep_dir)
     study = sw.open_study(sweep, sw.make_storage(url, sweep.heartbeat))
-    trial, run_dir = sw.admit(study, sweep, sweep_dir)
-    overrides = json.loads((run_dir / sw.TRIAL_FILE).read_text())["overrides"]
+    trial, run_dir, overrides = sw.admit(study, sweep, sweep_dir)
     train(sw.cfg.from_dict(sweep.base.to_dict()), {**overrides, "train.epochs": 1}, out_dir=run_dir)
     (run_dir / "summary.json").unlink()  # as if killed before the run finished
     assert sw.fail_and_requeue(study, trial._trial_id)
-    retry, retry_dir = sw.admit(study, sweep, sweep_dir)
+    retry, retry_dir, _ = sw.admit(study, sweep, sweep_dir)
     assert retry.number == 1 and retry_dir == run_dir and retry.params == trial.params
     assert sw.run_trial(sw.trial_job(sweep, url, retry, retry_dir, overrides)) == 0
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
@@ -239,10 +251,23 @@ def test_sweep_on_a_real_dask_cluster(tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"
     port = address.rsplit(":", 1)[1]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": tmp_path}
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"], **quiet)]
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"], **quiet
+        )
+    ]
     try:
         for _ in range(2):
-            worker = [dask, "worker", address, "--nthreads", "1", "--no-dashboard", "--nworkers", "1"]
+            worker = [
+                dask,
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--nworkers",
+                "1",
+            ]
             procs.append(subprocess.Popen(worker, **quiet))
         path = write_sweep(tmp_path)
         out = tmp_path / "sweep"

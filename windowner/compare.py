@@ -25,7 +25,8 @@ from windowner.errors import ConfigError, UsageError
 from windowner.report import PLOT_EXTRA, read_metrics
 
 MARKERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-CHART_RUNS = 8  # curves drawn in the terminal chart and the PNG (the best ones)
+CHART_RUNS = 5  # curves overlaid in the terminal chart (the best runs); more would blur it
+PNG_RUNS = 8
 SWEEP_FILE = "sweep.json"  # as written by windowner.sweep
 TRIAL_FILE = "trial.json"
 
@@ -212,7 +213,7 @@ def runs_table(result: dict[str, Any]) -> Table:
     table.add_column("run", no_wrap=True)
     for key, label in short_labels(keys).items():
         longest = max(len(_cell(r["differs"][key])) for r in result["runs"])
-        table.add_column(label, overflow="fold", min_width=min(max(len(label), longest), 10))
+        table.add_column(label, overflow="fold", min_width=min(max(len(label), longest), 16))
     sweep = result["sweep"] is not None
     if sweep:
         table.add_column("state", min_width=8)
@@ -310,11 +311,10 @@ def write_png(result: dict[str, Any], path: Path) -> None:
     except ImportError:
         raise UsageError(f"--png needs matplotlib: {PLOT_EXTRA}") from None
     fig, (ax_f1, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for run in result["runs"][:CHART_RUNS]:
+    labels = short_labels(result["differing_keys"])
+    for run in result["runs"][:PNG_RUNS]:
         epochs = list(range(1, run["epochs"] + 1))
-        label = run["run"] + "".join(
-            f" {k.split('.')[-1]}={_cell(v)}" for k, v in run["differs"].items()
-        )
+        label = run["run"] + "".join(f" {labels[k]}={_cell(v)}" for k, v in run["differs"].items())
         ax_f1.plot(
             epochs,
             [float("nan") if v is None else v for v in run["dev_f1"]],

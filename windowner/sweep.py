@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from windowner import config as cfg
-from windowner.errors import ConfigError, UsageError, WindownerError
+from windowner.errors import ConfigError, DataError, UsageError, WindownerError
 
 SWEEP_EXTRA = "pip install 'windowner[sweep]' (or make sweep)"
 SWEEP_KEYS = (
@@ -185,6 +185,9 @@ def _load_base(raw: dict[str, Any], path: Path) -> cfg.Config:
         k: os.path.abspath(v) if v else v
         for k, v in (("train", d.train), ("dev", d.dev), ("test", d.test))
     }
+    for split, file in absolute.items():
+        if file and not os.path.exists(file):
+            raise DataError(f"{path}: data.{split} {file}: no such file (base config {base})")
     return replace(config, data=replace(d, **absolute))
 
 
@@ -503,7 +506,7 @@ def prepare_dir(sweep: Sweep, out: Path) -> Path:
     path = out / SWEEP_FILE
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        if old.get("spec") != record["spec"]:
+        if _without_trials(old.get("spec")) != _without_trials(record["spec"]):
             raise UsageError(
                 f"{out} holds a different sweep ({old.get('source')}); give another --out"
             )
@@ -513,11 +516,16 @@ def prepare_dir(sweep: Sweep, out: Path) -> Path:
     return out
 
 
+def _without_trials(spec: Any) -> Any:
+    """A sweep's identity: everything but ``trials``, which may be raised to extend it."""
+    return {k: v for k, v in spec.items() if k != "trials"} if isinstance(spec, dict) else spec
+
+
 def default_storage(sweep_dir: Path) -> str:
     return f"sqlite:///{sweep_dir.resolve() / 'study.db'}"
 
 
-def admit(study: Any, sweep: Sweep, sweep_dir: Path) -> tuple[Any, Path] | None:
+def admit(study: Any, sweep: Sweep, sweep_dir: Path) -> tuple[Any, Path, dict] | None:
     """Ask for the next trial (a queued retry or grid point first), check it is not one too
     many (two drivers may ask at once), sample its overrides and create its run directory."""
     optuna = quiet_optuna()
@@ -542,7 +550,7 @@ def admit(study: Any, sweep: Sweep, sweep_dir: Path) -> tuple[Any, Path] | None:
     from windowner.checkpoint import atomic_write_text
 
     atomic_write_text(sweep_dir / name / TRIAL_FILE, json.dumps(record, indent=2) + "\n")
-    return trial, sweep_dir / name
+    return trial, sweep_dir / name, overrides
 
 
 def _states(names: tuple[str, ...]) -> tuple[Any, ...]:
@@ -621,19 +629,26 @@ def _drive(study, sweep, sweep_dir, url, launcher, slots, log) -> None:
                 active += 1
                 if admitted is None:
                     break
-                trial, run_dir = admitted
-                overrides = json.loads((run_dir / TRIAL_FILE).read_text())["overrides"]
+                trial, run_dir, overrides = admitted
                 job = trial_job(sweep, url, trial, run_dir, overrides)
-                running.append(
-                    Launched(trial._trial_id, trial.number, run_dir, launcher.start(job))
-                )
+                handle = launcher.start(job)
+                running.append(Launched(trial._trial_id, trial.number, run_dir, handle))
                 log(f"trial {trial.number} started in {run_dir.name}: {_brief(overrides)}")
             time.sleep(0.25)
-    except BaseException:
-        launcher.stop([r.handle for r in running])
-        for r in running:  # any trial whose process did not get to save and re-queue
+    finally:
+        _stop_all(study, launcher, running)
+
+
+def _stop_all(study: Any, launcher: Any, running: list[Launched]) -> None:
+    """Stop the trials still running (a local trial saves last.npz and re-queues itself); a
+    trial whose process is gone without doing so is re-queued here. A trial already running
+    on a Dask worker cannot be stopped: it finishes and tells the study by itself."""
+    if not running:
+        return
+    launcher.stop([r.handle for r in running])
+    for r in running:
+        if launcher.done(r.handle):
             fail_and_requeue(study, r.trial_id)
-        raise
 
 
 def _reaped(study: Any, r: Launched, launcher: Any, log: Callable[[str], None]) -> bool:
@@ -816,7 +831,9 @@ class DaskLauncher:
         return future.done()
 
     def stop(self, futures: list[Any]) -> None:
-        self.client.cancel([f for f in futures if not f.done()])
+        """Nothing to do: a running trial cannot be interrupted through Dask and finishes by
+        itself; a queued one is dropped by the scheduler when this client leaves, and its trial,
+        left without heartbeat, is re-queued by the next driver."""
 
     def close(self) -> None:
         self.client.close()
