@@ -184,6 +184,15 @@ def test_stale_trial_is_requeued_and_resumes_its_run_dir(tmp_path):
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
 
 
+def test_blas_threads_divided_and_never_above_what_the_environment_asks(monkeypatch):
+    for name in sw.BLAS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert {sw.blas_env(3)[n] for n in sw.BLAS_VARIABLES} == {"3"}
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert {sw.blas_env(3)[n] for n in sw.BLAS_VARIABLES} == {"1"}
+    assert sw.LocalLauncher(1).threads == 1
+
+
 # ----------------------------------------------------------------------------- for real
 
 
@@ -212,6 +221,10 @@ def test_two_local_workers_finish_the_sweep(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["finished"] == 4
+    reported = [
+        line for line in done.stderr.splitlines() if " complete: " in line or " pruned: " in line
+    ]
+    assert len(reported) == 4  # every trial reaped and reported before the driver returns
     check_sweep_dir(out, 4)
     shown = CliRunner().invoke(app, ["compare", str(out), "--json"])
     assert len(json.loads(shown.output)["runs"]) == len(list(out.glob("trial-*")))

@@ -622,7 +622,10 @@ def _drive(study, sweep, sweep_dir, url, launcher, slots, log) -> None:
                     study._storage.record_heartbeat(r.trial_id)
             counts = state_counts(study)
             if sum(counts.get(s, 0) for s in FINISHED) >= sweep.trials:
-                return
+                if not running:
+                    return
+                time.sleep(0.1)  # the last trials have told the study and are exiting
+                continue
             active = sum(counts.get(s, 0) for s in ACTIVE)
             while len(running) < slots and active < sweep.trials:
                 admitted = admit(study, sweep, sweep_dir)
@@ -726,10 +729,16 @@ def _masked(url: str) -> str:
 # ----------------------------------------------------------------------------- launchers
 
 
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def blas_env(threads: int) -> dict[str, str]:
-    """The environment of a trial process with BLAS/OpenMP limited to ``threads`` threads."""
+    """The environment of a trial process with BLAS/OpenMP limited to ``threads`` threads (or
+    fewer, if the environment already asks for fewer)."""
     env = dict(os.environ)
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    asked = [int(env[n]) for n in BLAS_VARIABLES if env.get(n, "").isdigit() and int(env[n]) > 0]
+    threads = min([threads, *asked])
+    for name in BLAS_VARIABLES:
         env[name] = str(threads)
     return env
 
@@ -748,7 +757,8 @@ class LocalLauncher:
     """Trial processes on this machine, BLAS threads divided between them."""
 
     def __init__(self, workers: int) -> None:
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        share = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = int(blas_env(share)["OMP_NUM_THREADS"])
         self.where = f"local, {self.threads} BLAS thread(s) per trial"
 
     def slots(self, workers: int | None) -> int:
