@@ -122,15 +122,16 @@ def objective_of(run: dict[str, Any]) -> float | None:
 
 
 def parameter_table(runs: list[dict[str, Any]], bins: int = 3) -> list[dict[str, Any]]:
-    """For each searched parameter: the metric's mean and best per value (numbers with more
-    than ``bins`` distinct values are cut into ``bins`` equal-count ranges), and the spread
-    of those means, a simple importance (largest first)."""
+    """For each searched parameter, over the completed trials: the metric's mean and best per
+    value (numbers with more than ``bins`` distinct values are cut into ``bins`` equal-count
+    ranges), and the spread of those means, a simple importance (largest first)."""
     values: dict[str, list[tuple[Any, float]]] = {}
     for run in runs:
+        trial = run["trial"] or {}
         score = objective_of(run)
-        params = (run["trial"] or {}).get("params", {})
-        if score is None:
-            continue
+        if score is None or trial.get("state") != "COMPLETE":
+            continue  # a pruned trial's value is an early epoch's, not comparable
+        params = trial.get("params", {})
         for name, value in params.items():
             values.setdefault(name, []).append((value, score))
     table = [_parameter_row(name, pairs, bins) for name, pairs in values.items()]
@@ -261,7 +262,9 @@ def overlay_chart(runs: list[dict[str, Any]], width: int = 60, height: int = 12)
 
 
 def parameter_tables(sweep: dict[str, Any]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, title="parameters (the sweep's metric per value)")
+    table = Table(
+        box=box.SIMPLE_HEAD, title="parameters (the sweep's metric per value, completed trials)"
+    )
     for name in ("parameter", "value", "trials", "mean", "best"):
         table.add_column(name, justify="left" if name in ("parameter", "value") else "right")
     importance = sweep["importance"] or {}
