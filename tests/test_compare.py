@@ -65,7 +65,13 @@ def test_overlay_chart_puts_each_curve_at_its_extremes():
     assert grid[0][0] == "B" and grid[0][20] == "A"
     assert grid[4][0] == "A" and grid[4][20] == "B"
     assert grid[2][10] == "*"  # both curves pass through the middle point
-    assert lines[0].startswith(" 90.00") and lines[4].startswith(" 10.00")
+    assert lines[0].startswith(" 90.00") and lines[4].startswith("≤ 10.0")
+
+
+def test_overlay_chart_range_ignores_a_low_first_epoch():
+    lines = cp.overlay_chart([{"dev_f1": [5.0, 80.0, 90.0]}], width=3, height=3)
+    grid = [line.split("│", 1)[1].ljust(3) for line in lines[:3]]
+    assert lines[2].startswith("≤ 80.0") and grid == ["  A", "   ", "AA "]
 
 
 def test_png(two_runs, tmp_path):

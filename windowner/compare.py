@@ -238,26 +238,28 @@ def runs_table(result: dict[str, Any]) -> Table:
 
 def overlay_chart(runs: list[dict[str, Any]], width: int = 60, height: int = 12) -> list[str]:
     """Dev F1 against epoch for each run, overlaid in one character grid (a letter per run,
-    ``*`` where curves meet), with the y range and the epoch axis labelled."""
+    ``*`` where curves meet), with the y range and the epoch axis labelled. The range starts
+    at the lowest value after epoch 1; lower first epochs sit on the bottom row."""
     curves = [[v for v in r["dev_f1"] if v is not None] for r in runs]
     values = [v for c in curves for v in c]
     if not values:
         return ["(no dev F1 recorded)"]
-    lo, hi = min(values), max(values)
+    later = [v for c in curves for v in c[1:]]
+    lo, hi = min(later or values), max(values)  # epoch 1 alone would squash the rest
     hi = hi if hi > lo else lo + 1.0
     n_epochs = max(len(c) for c in curves)
     grid = [[" "] * width for _ in range(height)]
     for marker, curve in zip(MARKERS, curves, strict=False):
         for epoch, value in enumerate(curve):
             x = round(epoch * (width - 1) / max(n_epochs - 1, 1))
-            y = height - 1 - round((value - lo) / (hi - lo) * (height - 1))
+            y = height - 1 - round((max(value, lo) - lo) / (hi - lo) * (height - 1))
             grid[y][x] = marker if grid[y][x] in (" ", marker) else "*"
     lines = []
     for i, row in enumerate(grid):
-        label = f"{hi:6.2f} " if i == 0 else f"{lo:6.2f} " if i == height - 1 else " " * 7
+        label = f"{hi:6.2f} " if i == 0 else f"≤{lo:5.1f} " if i == height - 1 else " " * 7
         lines.append(f"{label}│{''.join(row).rstrip()}")
     lines.append(" " * 7 + "└" + "─" * width)
-    lines.append(f"{'':8}epoch 1{'':>{width - 14}}{n_epochs:>7}")
+    lines.append(f"{'':8}epoch 1{'':>{max(width - 14, 0)}}{n_epochs:>7}")
     return lines
 
 
