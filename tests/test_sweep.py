@@ -140,6 +140,19 @@ def test_bad_sweep_file_is_one_clear_line(tmp_path, change, message):
     assert "Traceback" not in result.output and message.split("'")[0] in strip_ansi(result.output)
 
 
+def test_unusable_storage_is_one_clear_line(tmp_path):
+    path = write_sweep(tmp_path)
+    for url, says in (
+        ("postgresql://u:secret@127.0.0.1:1/db", "study storage postgresql://u:***@127.0.0.1:1/db"),
+        (f"sqlite:///{tmp_path}/no/such/dir/x.db", "cannot open"),
+        ("nosuchdb://x", "study storage nosuchdb://x"),
+    ):
+        args = ["sweep", str(path), "--out", str(tmp_path / "s"), "--storage", url]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and says in result.output, result.output
+        assert "secret" not in result.output and "Traceback" not in result.output
+
+
 def test_grid_float_range_needs_a_step(tmp_path):
     space = {"optimizer.lr": {"float": [0.001, 0.1], "log": True}}
     with pytest.raises(ConfigError, match="a grid needs choices"):
@@ -249,6 +262,25 @@ def test_kill_9_then_the_same_command_completes_the_study(tmp_path, whole_group)
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     check_sweep_dir(out, 5)
+
+
+@pytest.mark.slow
+def test_two_drivers_sharing_one_storage_finish_exactly_the_trials(tmp_path):
+    """As two machines sharing an RDB study (here one SQLite URL) and one sweep directory."""
+    path = write_sweep(tmp_path, trials=5)
+    out = tmp_path / "sweep"
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    command = sweep_command(path, "--workers", 1, "--out", out, "--storage", storage)
+    drivers = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for driver in drivers:
+        assert driver.wait(300) == 0, driver.stderr.read()
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    finished = [t for t in study.trials if t.state.name in sw.FINISHED]
+    assert len(finished) == 5
+    assert len({t.user_attrs["run_dir"] for t in finished}) == 5
 
 
 def free_port() -> int:

@@ -406,13 +406,25 @@ def make_storage(url: str, heartbeat: float) -> Any:
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
     interval = max(1, round(heartbeat))
-    return optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=interval,
-        grace_period=4 * interval,
-        heartbeat_stale_trial_callback=retry_callback(),
-        **kwargs,
-    )
+    import sqlalchemy.exc
+
+    for attempt in range(5):  # drivers starting together race to create the schema
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=interval,
+                grace_period=4 * interval,
+                heartbeat_stale_trial_callback=retry_callback(),
+                **kwargs,
+            )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
+            if attempt == 4:
+                reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+                raise UsageError(f"study storage {_masked(url)}: cannot open ({reason})") from None
+            time.sleep(0.2 * (attempt + 1))
+        except (ImportError, sqlalchemy.exc.ArgumentError) as exc:
+            raise UsageError(f"study storage {_masked(url)}: {exc}") from None
+    raise AssertionError("unreachable")
 
 
 def make_pruner(spec: dict[str, Any] | None) -> Any:
