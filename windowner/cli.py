@@ -387,7 +387,10 @@ def report(
 @app.command()
 @handle_errors
 def sweep(
-    space: Annotated[Path, typer.Argument(help="Sweep file: base config, search space, method.")],
+    space: Annotated[
+        Path,
+        typer.Argument(metavar="SWEEP_FILE", help="Base config, search space, method, trials."),
+    ],
     workers: Annotated[
         int | None,
         typer.Option(
@@ -438,7 +441,10 @@ def sweep(
 @app.command()
 @handle_errors
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories, or one sweep directory.")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(metavar="RUN", help="Run directories, or one sweep directory."),
+    ],
     png: Annotated[
         Path | None, typer.Option("--png", help="Also draw the curves as a PNG (needs matplotlib).")
     ] = None,
