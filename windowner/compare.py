@@ -315,9 +315,10 @@ def write_png(result: dict[str, Any], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError(f"--png needs matplotlib: {PLOT_EXTRA}") from None
-    fig, (ax_f1, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+    shown = result["runs"][:PNG_RUNS]
+    fig, (ax_f1, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2 + 0.18 * len(shown)))
     labels = short_labels(result["differing_keys"])
-    for run in result["runs"][:PNG_RUNS]:
+    for run in shown:
         epochs = list(range(1, run["epochs"] + 1))
         label = run["run"] + "".join(f" {labels[k]}={_cell(v)}" for k, v in run["differs"].items())
         ax_f1.plot(
@@ -329,10 +330,10 @@ def write_png(result: dict[str, Any], path: Path) -> None:
         ax_loss.plot(epochs, run["train_loss"], marker=".")
     ax_f1.set(xlabel="epoch", ylabel="dev entity F1 (%)", title="dev F1")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss", yscale="log")
-    ax_f1.legend(fontsize=7, loc="lower right")
+    fig.legend(loc="lower center", ncol=2, fontsize=7, frameon=False)
     for ax in (ax_f1, ax_loss):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.035 * -(-len(shown) // 2) + 0.02, 1, 1))
     try:
         fig.savefig(path, dpi=110)
     except OSError as exc:
