@@ -180,6 +180,7 @@ def optuna_importance(sweep_dir: Path) -> dict[str, float] | None:
 
 
 def sweep_analysis(sweep_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Trial states, total epochs, the per-parameter table and Optuna's importance."""
     states: dict[str, int] = {}
     for run in runs:
         state = (run["trial"] or {}).get("state", "RUNNING")
@@ -209,6 +210,7 @@ def short_labels(keys: list[str]) -> dict[str, str]:
 
 
 def runs_table(result: dict[str, Any]) -> Table:
+    """One row per run, best first: the differing config values, then the scores and speed."""
     keys = result["differing_keys"]
     table = Table(box=box.SIMPLE_HEAD, title="runs (config differences only)")
     table.add_column("run", no_wrap=True)
@@ -264,6 +266,7 @@ def overlay_chart(runs: list[dict[str, Any]], width: int = 60, height: int = 12)
 
 
 def parameter_tables(sweep: dict[str, Any]) -> Table:
+    """The per-parameter table of a sweep, with Optuna's importance beside each name."""
     table = Table(
         box=box.SIMPLE_HEAD, title="parameters (the sweep's metric per value, completed trials)"
     )
@@ -286,6 +289,7 @@ def parameter_tables(sweep: dict[str, Any]) -> Table:
 
 
 def render(console: Console, result: dict[str, Any]) -> None:
+    """The runs table, the overlaid dev F1 chart and, for a sweep, its parameter table."""
     console.print(runs_table(result))
     shown = result["runs"][:CHART_RUNS]
     console.print(f"dev F1 by epoch (the best {len(shown)} runs):", highlight=False)

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -428,6 +428,7 @@ def make_storage(url: str, heartbeat: float) -> Any:
 
 
 def make_pruner(spec: dict[str, Any] | None) -> Any:
+    """The Optuna pruner a sweep file's ``pruner`` describes (none → NopPruner)."""
     optuna = quiet_optuna()
     spec = spec or {"name": "none"}
     if spec["name"] == "median":
@@ -480,6 +481,7 @@ def open_study(sweep: Sweep, storage: Any) -> Any:
 
 
 def state_counts(study: Any) -> dict[str, int]:
+    """How many trials the study holds in each state (by state name)."""
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
@@ -619,7 +621,15 @@ def run_sweep(
     return sweep_summary(study, sweep, sweep_dir, url)
 
 
-def _drive(study, sweep, sweep_dir, url, launcher, slots, log) -> None:
+def _drive(
+    study: Any,
+    sweep: Sweep,
+    sweep_dir: Path,
+    url: str,
+    launcher: LocalLauncher | DaskLauncher,
+    slots: int,
+    log: Callable[[str], None],
+) -> None:
     """The driver loop: re-queue stale trials, reap finished processes, launch new trials."""
     optuna = quiet_optuna()
     running: list[Launched] = []
@@ -691,7 +701,7 @@ def _brief(overrides: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _signals_raise():
+def _signals_raise() -> Iterator[list[SweepInterrupted]]:
     """SIGTERM and SIGINT raise SweepInterrupted in the driver (trials get the signal too)."""
 
     def handler(signum: int, frame: Any) -> None:
@@ -707,6 +717,7 @@ def _signals_raise():
 
 
 def sweep_summary(study: Any, sweep: Sweep, sweep_dir: Path, url: str) -> dict[str, Any]:
+    """What ``windowner sweep`` prints: counts, epochs run, and the best completed trial."""
     finished = study.get_trials(deepcopy=False, states=_states(FINISHED))
     completed = [t for t in finished if t.state.name == "COMPLETE"]
     best = study.best_trial if completed else None
