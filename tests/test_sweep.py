@@ -153,6 +153,13 @@ def test_unusable_storage_is_one_clear_line(tmp_path):
         assert "secret" not in result.output and "Traceback" not in result.output
 
 
+def test_without_the_extra_the_sweep_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna → ImportError
+    result = CliRunner().invoke(app, ["sweep", str(write_sweep(tmp_path))])
+    assert result.exit_code == 2
+    assert "sweeps need Optuna: pip install 'windowner[sweep]'" in strip_ansi(result.output)
+
+
 def test_grid_float_range_needs_a_step(tmp_path):
     space = {"optimizer.lr": {"float": [0.001, 0.1], "log": True}}
     with pytest.raises(ConfigError, match="a grid needs choices"):
