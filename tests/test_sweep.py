@@ -155,8 +155,9 @@ def test_unusable_storage_is_one_clear_line(tmp_path):
 
 def test_without_the_extra_the_sweep_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna → ImportError
-    result = CliRunner().invoke(app, ["sweep", str(write_sweep(tmp_path))])
-    assert result.exit_code == 2
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, ["sweep", str(write_sweep(tmp_path)), "--out", str(out)])
+    assert result.exit_code == 2 and not out.exists()
     assert "sweeps need Optuna: pip install 'windowner[sweep]'" in strip_ansi(result.output)
 
 

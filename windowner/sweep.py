@@ -599,6 +599,7 @@ def run_sweep(
     """Run (or continue) a sweep until it has ``trials`` finished trials; returns its summary."""
     if workers is not None and workers < 1:
         raise UsageError("--workers must be >= 1")
+    quiet_optuna()  # without the extra: say so before any directory is made
     sweep = load_sweep(path)
     sweep_dir = prepare_dir(sweep, Path(out) if out else Path("runs/sweeps") / Path(path).stem)
     url = storage or default_storage(sweep_dir)
