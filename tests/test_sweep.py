@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from tests.conftest import ROOT, strip_ansi
 from tests.tiny_runs import write_config
 from windowner.cli import app
-from windowner.errors import ConfigError, DataError
+from windowner.errors import ConfigError, DataError, UsageError
 
 optuna = pytest.importorskip("optuna")
 
@@ -212,6 +212,15 @@ def test_blas_threads_divided_and_never_above_what_the_environment_asks(monkeypa
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     assert {sw.blas_env(3)[n] for n in sw.BLAS_VARIABLES} == {"1"}
     assert sw.LocalLauncher(1).threads == 1
+
+
+def test_a_trial_directory_the_study_does_not_know_is_refused(tmp_path):
+    sweep = sw.load_sweep(write_sweep(tmp_path))
+    sweep_dir = sw.prepare_dir(sweep, tmp_path / "sweep")
+    study = sw.open_study(sweep, sw.make_storage(sw.default_storage(sweep_dir), sweep.heartbeat))
+    (sweep_dir / "trial-0000").mkdir()  # left by an earlier study whose study.db was removed
+    with pytest.raises(UsageError, match="trial-0000 exists but is not this study's trial"):
+        sw.admit(study, sweep, sweep_dir)
 
 
 # ----------------------------------------------------------------------------- for real

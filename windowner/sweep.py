@@ -558,8 +558,16 @@ def admit(study: Any, sweep: Sweep, sweep_dir: Path) -> tuple[Any, Path, dict] |
     name = trial.user_attrs.get("run_dir")  # a retry resumes its failed trial's directory
     if name is None:
         name = f"trial-{trial.number:04d}"
-        os.mkdir(sweep_dir / name)
-        trial.set_user_attr("run_dir", name)
+        trial.set_user_attr("run_dir", name)  # first: a kill never leaves a directory unowned
+        try:
+            os.mkdir(sweep_dir / name)  # exclusively: a new trial number has no directory yet
+        except FileExistsError:
+            raise UsageError(
+                f"{sweep_dir / name} exists but is not this study's trial (was study.db "
+                "removed?); give another --out"
+            ) from None
+    else:
+        (sweep_dir / name).mkdir(exist_ok=True)  # its first attempt was killed before mkdir
     record = {"number": trial.number, "params": trial.params, "overrides": overrides}
     from windowner.checkpoint import atomic_write_text
 
