@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from windowner.errors import ModelFileError, UsageError
 
 DEFAULT_RUN = Path("runs/latest")
 LATEST = "latest"
+LOCK = ".lock"  # held (flock) by the process training in a run directory
+NAME_MAX = 255  # bytes in one path component (Linux, macOS)
 TRAIN_HINT = "train one first: windowner train --config configs/adam.yaml"
 
 
@@ -46,6 +48,13 @@ def find_run(run: Path | None) -> Path:
     must hold metrics.jsonl and model.npz."""
     path = run or DEFAULT_RUN
     if path.is_file():
+        if run is None:
+            raise UsageError(
+                f"{DEFAULT_RUN} is a regular file, not a run directory or a symlink to one; "
+                "give the run: windowner report RUN_DIR"
+            )
+        if not (path.parent / "metrics.jsonl").is_file():
+            raise UsageError(f"{path}: a file, and {path.parent} is not a run directory")
         path = path.parent
     if not path.is_dir():
         if run is None:
@@ -68,9 +77,11 @@ def run_dir_name(parent: str | Path, stem: str, now: datetime | None = None) -> 
 
 
 def check_out_dir(path: Path) -> None:
-    """Refuse an explicit ``--out`` that exists and is not an empty directory (checked before
-    any data is read, and again by ``claim_run_dir``)."""
+    """Refuse an explicit ``--out`` that exists and is not an empty directory, or that
+    cannot be created (checked before any data is read, and again by ``claim_run_dir``)."""
+    check_names(path)  # before exists(): a too-long name makes stat fail
     if not path.exists() and not path.is_symlink():
+        check_creatable(path)
         return
     if not path.is_dir():
         raise UsageError(f"{path} exists and is not a directory; pick another --out")
@@ -83,25 +94,92 @@ def check_out_dir(path: Path) -> None:
         raise UsageError(f"{path} is not empty; a run never writes into a used directory")
 
 
+def check_creatable(path: Path) -> None:
+    """UsageError unless ``path`` could be made: every name fits the filesystem's limit and
+    the nearest existing ancestor is a directory this process may write in."""
+    check_names(path)
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"cannot create {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"cannot create {path}: {ancestor} is not writable "
+            "(a read-only filesystem or no permission)"
+        )
+
+
+def check_names(path: Path) -> None:
+    """UsageError when a component of ``path`` is longer than the filesystem allows."""
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise UsageError(
+                f"cannot create {shorten(str(path))}: the name {shorten(part)} is {size} bytes "
+                f"long (the limit is {NAME_MAX})"
+            )
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text``, cut to ``limit`` characters for a message."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def claim_run_dir(path: Path, *, exact: bool) -> Path:
     """Create the run directory and return it. ``exact`` (an explicit ``--out``): ``path``
     itself, which may exist only as an empty directory. Otherwise ``path`` or the first free
-    ``path-2``, ``path-3`` …; ``os.mkdir`` is atomic, so two runs never share a directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if exact:
+    ``path-2``, ``path-3`` …; ``os.mkdir`` is atomic, so two runs never share a directory.
+    Any other OS error (read-only filesystem, a file in the way …) is a UsageError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if exact:
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                check_out_dir(path)
+            return path
+        candidate, n = path, 1
+        while True:
+            try:
+                os.mkdir(candidate)
+                return candidate
+            except FileExistsError:
+                n += 1
+                candidate = path.with_name(f"{path.name}-{n}")
+    except OSError as exc:
+        raise UsageError(f"cannot create the run directory {path}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir/.lock`` while a process trains there (released
+    when the block ends or the process dies). A second process gets a UsageError naming
+    the holder's pid. Without ``fcntl`` (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UsageError(f"cannot lock {run_dir / LOCK}: {exc.strerror}") from None
+    try:
         try:
-            os.mkdir(path)
-        except FileExistsError:
-            check_out_dir(path)
-        return path
-    candidate, n = path, 1
-    while True:
-        try:
-            os.mkdir(candidate)
-            return candidate
-        except FileExistsError:
-            n += 1
-            candidate = path.with_name(f"{path.name}-{n}")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise UsageError(
+                f"{run_dir} is being trained by another process"
+                f"{f' (pid {holder})' if holder.isdigit() else ''}; "
+                "wait for it to finish, or stop it, before resuming"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_resumable(run_dir: Path) -> Path:
@@ -124,6 +202,10 @@ def point_latest(run_dir: Path, warn: Callable[[str], None]) -> None:
         warn(f"note: {link} is a {kind}, not a symlink; left it alone (the run is {run_dir})")
         return
     tmp = run_dir.parent / f".{LATEST}.{os.getpid()}.tmp"
+    for stale in (tmp, run_dir.parent / f".{LATEST}.tmp"):  # a killed writer's (or older)
+        if stale.is_symlink():
+            with contextlib.suppress(OSError):
+                stale.unlink()
     try:
         tmp.symlink_to(run_dir.name, target_is_directory=True)
         os.replace(tmp, link)
