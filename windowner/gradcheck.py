@@ -221,7 +221,7 @@ def safe_example(
         if kink_distance(model, batch, masks) > KINK_GAP:
             return model, batch, masks, rng
     raise ConfigError(
-        f"no example {KINK_GAP} away from every kink of {activation}/{objective} in {tries} "
+        f"no example {KINK_GAP:g} away from every kink of {activation}/{objective} in {tries} "
         "draws; a numeric gradient check needs one (try another seed or a smaller model)",
         "gradcheck",
     )
@@ -267,7 +267,7 @@ def run_for_spec(
                 for p, (e, n, d) in errors.items()
             ]
     raise ConfigError(
-        f"no example {KINK_GAP} away from every kink of {spec.activation} in 200 draws of "
+        f"no example {KINK_GAP:g} away from every kink of {spec.activation} in 200 draws of "
         f"{n_windows} windows (hidden {spec.hidden}, window {spec.window}); a numeric gradient "
         "check needs one: try a smaller model.hidden or another seed",
         "gradcheck",

@@ -197,15 +197,15 @@ def point_latest(run_dir: Path, warn: Callable[[str], None]) -> None:
     link renamed over the old one). Anything named latest that is not a symlink is left alone
     with a warning; on failure the temporary link is removed and ``warn`` says why."""
     link = run_dir.parent / LATEST
+    for stale in (run_dir.parent / f".{LATEST}.{os.getpid()}.tmp", run_dir.parent / ".latest.tmp"):
+        if stale.is_symlink():  # a killed writer's (or an older windowner's) temporary link
+            with contextlib.suppress(OSError):
+                stale.unlink()
     if link.exists() and not link.is_symlink():
         kind = "directory" if link.is_dir() else "file"
         warn(f"note: {link} is a {kind}, not a symlink; left it alone (the run is {run_dir})")
         return
     tmp = run_dir.parent / f".{LATEST}.{os.getpid()}.tmp"
-    for stale in (tmp, run_dir.parent / f".{LATEST}.tmp"):  # a killed writer's (or older)
-        if stale.is_symlink():
-            with contextlib.suppress(OSError):
-                stale.unlink()
     try:
         tmp.symlink_to(run_dir.name, target_is_directory=True)
         os.replace(tmp, link)
