@@ -38,7 +38,8 @@ class WriteFaults:
     ) -> None:
         self.fail_at, self.errno, self.sticky = fail_at, errno, sticky
         self.ops: list[tuple[str, str]] = []
-        self.failed: tuple[str, str] | None = None
+        self.failed: tuple[str, str] | None = None  # the first failure
+        self.failures: list[tuple[str, str]] = []  # all of them (``sticky``)
         monkeypatch.setattr(checkpoint, "os", self._proxy())
         monkeypatch.setattr(runs, "os", self._proxy())
 
@@ -48,6 +49,7 @@ class WriteFaults:
         n = len(self.ops)
         if self.fail_at is not None and (n == self.fail_at or (self.sticky and n > self.fail_at)):
             self.failed = self.failed or (kind, path)
+            self.failures.append((kind, path))
             raise OSError(self.errno, os.strerror(self.errno))
 
     def _proxy(self) -> types.SimpleNamespace:
@@ -60,7 +62,7 @@ class WriteFaults:
             )
 
         def fsync(fd: int) -> None:
-            faults.hit("fsync", str(fd))
+            faults.hit("fsync", os.readlink(f"/proc/self/fd/{fd}"))
             os.fsync(fd)
 
         def replace(src: Any, dst: Any) -> None:

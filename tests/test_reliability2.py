@@ -489,13 +489,20 @@ def run_files(run: Path) -> dict[str, bytes]:
 
 def check_failed_write(run: Path, code: int, text: str, faults: WriteFaults) -> None:
     """A failed write: exit 1 naming a file of the run (2 for the run directory itself),
-    no temporary left, every file that is there loads."""
+    no temporary left, every file that is there loads. A failed directory fsync (best
+    effort: not every filesystem has one) or ``latest`` link (a note) does not fail the run."""
     assert faults.failed is not None, "the fault was never reached"
-    if faults.failed[0] == "mkdir":
-        assert code == 2 and "cannot create the run directory" in text, text
+    latest = ("replace", str(run.parent / runs.LATEST))
+    fatal = [
+        f for f in faults.failures if f != latest and not (f[0] == "fsync" and Path(f[1]).is_dir())
+    ]
+    if not fatal:
+        assert code == 0, text
+        if latest in faults.failures:
+            assert "could not point" in text, text
         return
-    if faults.failed == ("replace", str(run.parent / runs.LATEST)):
-        assert code == 0 and "could not point" in text, text  # only a note: the run is done
+    if fatal[0][0] == "mkdir":
+        assert code == 2 and "cannot create the run directory" in text, text
         return
     assert code == 1, text
     assert f"cannot write {run}" in text and os.strerror(faults.errno) in text, text
@@ -612,6 +619,12 @@ def test_two_processes_cannot_train_one_run_directory(tmp_path):
     check_run_files(run)
 
 
+# 128 + signum is the exit code; a process that was stopped while importing may instead end
+# by the signal itself (Python's own rule once a KeyboardInterrupt was raised inside an
+# import): the same status 130/143 for a shell, -signum for subprocess.
+SIGNAL_EXITS = (0, 130, 143, -signal.SIGINT, -signal.SIGTERM)
+
+
 def stop_after(args: list[str], delay: float, signum: int, cwd: Path) -> tuple[int, float, str]:
     """Start ``args``, send ``signum`` after ``delay`` s; (exit code, seconds to exit, stderr)."""
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=cwd)
@@ -647,12 +660,14 @@ def test_any_command_stops_within_a_second_in_any_phase(finished, tmp_path, sign
         "report": windowner("report", finished, "--data", big),
     }
     expected = 128 + signum
+    stopped = dict.fromkeys(commands, 0)
     for name, args in commands.items():
         for delay in (rng.uniform(0.3, 0.8), rng.uniform(1.0, 3.0)):
             code, took, err = stop_after(args, delay, signum, tmp_path)
             if code == 0:
                 continue  # finished before the signal: nothing to stop
-            assert code == expected, (name, delay, err)
+            stopped[name] += 1
+            assert code in (expected, -signum), (name, delay, err)
             assert took < 1.0, (name, delay, took)
             assert "Traceback" not in err, err
             if name == "train" and "Resume with:" in err:
@@ -660,6 +675,7 @@ def test_any_command_stops_within_a_second_in_any_phase(finished, tmp_path, sign
                 check_run_files(run)
                 done = subprocess.run(windowner("train", "--resume", run), capture_output=True)
                 assert done.returncode == 0, done.stderr
+    assert all(stopped.values()), stopped  # every command was caught running at least once
 
 
 @pytest.mark.slow
@@ -670,8 +686,8 @@ def test_ctrl_c_while_starting_prints_no_keyboard_interrupt_traceback(finished, 
         code, _, err = stop_after(windowner("predict", "--model", finished, "Paris"), delay,
                                   signal.SIGINT, tmp_path)  # fmt: skip
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, (delay, err)
-        assert code in (0, 130), (delay, code, err)
-        if code == 130:
+        assert code in (0, 130, -signal.SIGINT), (delay, code, err)
+        if code != 0:
             assert err.strip() == "interrupted", err
 
 
@@ -732,11 +748,17 @@ print(json.dumps({"returncode": p.returncode, "cpu_s": u.ru_utime + u.ru_stime,
 
 @pytest.mark.slow
 def test_soak_random_short_runs_and_random_signals_never_lose_a_best_model(tmp_path):
-    """SOAK_RUNS (default 30) tiny runs, each stopped by SIGINT/SIGTERM at a random moment
-    (sometimes twice) and resumed until done: every stop leaves loadable files, and the best
-    model a run ends with is the one its metrics say is best."""
+    """SOAK_RUNS (default 30) tiny runs, each stopped by SIGINT/SIGTERM at random moments
+    and resumed until done: every stop leaves loadable files, and every run ends bit for bit
+    like the same run done in one go (its best model is the best epoch's, never lost)."""
     rng = random.Random(int(os.environ.get("SOAK_SEED", "13")))
-    conf = write_config(tmp_path / "data", n_train=30, n_dev=10, train__epochs=4)
+    # dev F1 of this config moves (0, 0, 12.5, 23.5, 21.1, 33.3): best epochs 1, 3, 4, 6
+    conf = write_config(
+        tmp_path / "data", n_train=30, n_dev=10, train__epochs=6, optimizer__lr=0.05
+    )
+    one_go = tmp_path / "one-go"
+    assert subprocess.run(windowner("train", "--config", conf, "--out", one_go)).returncode == 0
+    expected = outcome(one_go)
     for i in range(int(os.environ.get("SOAK_RUNS", "30"))):
         run = tmp_path / f"run{i}"
         args = windowner("train", "--config", conf, "--out", run)
@@ -744,7 +766,7 @@ def test_soak_random_short_runs_and_random_signals_never_lose_a_best_model(tmp_p
             code, took, err = stop_after(
                 args, rng.uniform(0.2, 1.5), rng.choice([signal.SIGINT, signal.SIGTERM]), tmp_path
             )
-            assert code in (0, 130, 143) and "Traceback" not in err, err
+            assert code in SIGNAL_EXITS and "Traceback" not in err, err
             assert took < 1.0, (i, took, err)
             if (run / "model.npz").exists() or (run / "last.npz").exists():
                 check_run_files(run)
@@ -760,3 +782,4 @@ def test_soak_random_short_runs_and_random_signals_never_lose_a_best_model(tmp_p
         best = found["model.npz"]["epoch"]
         assert f1[best - 1] == max(f1), (i, f1, best)
         assert temporaries(run) == []
+        assert_same(outcome(run), expected)

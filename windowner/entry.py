@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from windowner.errors import Terminated
 
@@ -36,6 +39,21 @@ def install_signal_handlers() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, on_signal)
+    sys.unraisablehook = functools.partial(on_unraisable, sys.unraisablehook)
+
+
+def on_unraisable(previous: Callable[[Any], object], unraisable: Any) -> None:
+    """A signal's exception raised where Python cannot propagate it (inside a ``__del__``
+    or a GC callback) would be printed as "Exception ignored" and lost: send the signal
+    again, 10 ms later, so it stops the program at an ordinary line."""
+    exc = unraisable.exc_value
+    if isinstance(exc, KeyboardInterrupt):
+        import threading  # only now: the common path imports nothing extra
+
+        signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()  # after this returns
+        return
+    previous(unraisable)
 
 
 def say(message: str) -> None:
@@ -81,6 +99,14 @@ def with_devnull_stdout() -> None:
         os.close(devnull)
 
 
+def exit_now(signum: int, frame: object) -> None:
+    """The handler once the command is over: a signal while exiting ends the process at
+    once with 128 + signum (no KeyboardInterrupt can escape while the interpreter exits)."""
+    received.append(signum)
+    say("terminated" if signum == signal.SIGTERM else "interrupted")
+    os._exit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point (``windowner``)."""
     install_signal_handlers()
@@ -88,15 +114,38 @@ def main() -> None:
         say("error: standard output is closed; windowner writes its results there")
         sys.exit(1)
     try:
+        code = run_cli()
+    except KeyboardInterrupt:  # a signal just as the command ended
+        code = exit_code(130)
+    finishing()
+    code = flush_stdout() or code
+    # The results are out. The interpreter's shutdown resets Python handlers to the default
+    # (die by the signal, rc -2) but keeps SIG_IGN: a signal from here on changes nothing.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(code)
+
+
+def run_cli() -> int:
+    """Import and run the CLI; its exit code (130/143 for a signal)."""
+    try:
         from windowner.cli import main as cli_main
 
         cli_main()
-        code = 0
+        finishing()
+        return 0
     except KeyboardInterrupt:
+        finishing()
         if not received:
             received.append(signal.SIGINT)
-        code = exit_code(130)
+        return exit_code(130)
     except SystemExit as exc:
-        code = exit_code(exc.code)
-    code = flush_stdout() or code
-    sys.exit(code)
+        finishing()
+        return exit_code(exc.code)
+
+
+def finishing() -> None:
+    """From now on a signal exits at once (``exit_now``)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, exit_now)

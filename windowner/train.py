@@ -87,7 +87,7 @@ class SilentReporter:
         pass
 
 
-class StopNow(BaseException):
+class StopNow(KeyboardInterrupt):
     """Raised by the training signal handler inside an evaluation (never escapes ``run``)."""
 
 
