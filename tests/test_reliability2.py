@@ -759,7 +759,9 @@ def test_soak_random_short_runs_and_random_signals_never_lose_a_best_model(tmp_p
     one_go = tmp_path / "one-go"
     assert subprocess.run(windowner("train", "--config", conf, "--out", one_go)).returncode == 0
     expected = outcome(one_go)
-    for i in range(int(os.environ.get("SOAK_RUNS", "30"))):
+    stops = resumed = 0
+    n_runs = int(os.environ.get("SOAK_RUNS", "30"))
+    for i in range(n_runs):
         run = tmp_path / f"run{i}"
         args = windowner("train", "--config", conf, "--out", run)
         for _attempt in range(10):
@@ -768,6 +770,7 @@ def test_soak_random_short_runs_and_random_signals_never_lose_a_best_model(tmp_p
             )
             assert code in SIGNAL_EXITS and "Traceback" not in err, err
             assert took < 1.0, (i, took, err)
+            stops += code != 0
             if (run / "model.npz").exists() or (run / "last.npz").exists():
                 check_run_files(run)
             if code == 0 or not (run / "last.npz").exists():
@@ -783,3 +786,6 @@ def test_soak_random_short_runs_and_random_signals_never_lose_a_best_model(tmp_p
         assert f1[best - 1] == max(f1), (i, f1, best)
         assert temporaries(run) == []
         assert_same(outcome(run), expected)
+        resumed += 1
+    print(f"soak: {n_runs} runs, {stops} stopped by a signal, {resumed} resumed to the end")
+    assert stops > 0 and resumed > 0
