@@ -315,6 +315,14 @@ class LoopState:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def where(self, n_batches: int) -> str:
+        """Where the loop stopped, for the interrupt message."""
+        if not self.in_epoch:
+            return f"after epoch {self.epoch}"
+        if self.batch_pos == n_batches:
+            return f"evaluating epoch {self.epoch + 1} (redone on resume)"
+        return f"in epoch {self.epoch + 1} after batch {self.batch_pos} of {n_batches}"
+
 
 class Trainer:
     """Owns the model, optimizer, schedule and RNG of one run (``last.npz``: windowner.resume).
@@ -373,19 +381,10 @@ class Trainer:
                 self._interrupt()
         return self._finish()
 
-    @contextlib.contextmanager
-    def signals_deferred(self) -> Iterator[None]:
+    def signals_deferred(self) -> contextlib.AbstractContextManager[None]:
         """SIGINT/SIGTERM only set a flag, acted on between batches (``_interrupt`` saves
-        last.npz first) or at once during an evaluation (``StopNow``). Main thread only."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        last.npz first) or at once during an evaluation (``StopNow``)."""
+        return signals_to(self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signal = signum
@@ -502,12 +501,7 @@ class Trainer:
         signum = self._signal or signal.SIGINT
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         st = self.state
-        if not st.in_epoch:
-            where = f"after epoch {st.epoch}"
-        elif st.batch_pos == self.n_batches:
-            where = f"evaluating epoch {st.epoch + 1} (redone on resume)"
-        else:
-            where = f"in epoch {st.epoch + 1} after batch {st.batch_pos} of {self.n_batches}"
+        where = st.where(self.n_batches)
         raise Interrupted(
             signum,
             f"{name}: stopped at step {st.step}, {where}; saved {self.run_dir / 'last.npz'}. "
@@ -538,6 +532,21 @@ class Trainer:
 
 
 # ------------------------------------------------------------------------- loop helpers
+
+
+@contextlib.contextmanager
+def signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` inside the block, and back to the previous
+    handlers after it. Only the main thread can set handlers: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def extra_words(config: cfg.Config) -> list[str]:
