@@ -18,10 +18,13 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from windowner.errors import Terminated
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 received: list[int] = []  # the signals that arrived, in order
 reported: list[str] = []  # set by the CLI once it has said why it stopped

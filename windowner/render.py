@@ -96,7 +96,8 @@ def plain_predictions(records: list[dict[str, Any]]) -> str:
     out: list[str] = []
     for i, rec in enumerate(records, 1):
         width = min(max(map(len, rec["tokens"]), default=1), 40)
-        out.append(f"sentence {i}: {len(rec['tokens'])} tokens")
+        title = f"sentence {i}: " if len(records) > 1 else ""
+        out.append(f"{title}{len(rec['tokens'])} tokens")
         out += [f"{t:<{width}}  {g}" for t, g in zip(rec["tokens"], rec["tags"], strict=True)]
         ents = ", ".join(f"{e['text']} ({e['type']})" for e in rec["entities"]) or "none"
         out.append(f"entities: {ents}")
