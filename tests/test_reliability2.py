@@ -671,7 +671,7 @@ def test_any_command_stops_within_a_second_in_any_phase(finished, tmp_path, sign
             assert took < 1.0, (name, delay, took)
             assert "Traceback" not in err, err
             if name == "train" and "Resume with:" in err:
-                run = Path(err.split("Resume with: windowner train --resume ")[1].split()[0])
+                run = tmp_path / err.split("Resume with: windowner train --resume ")[1].split()[0]
                 check_run_files(run)
                 done = subprocess.run(windowner("train", "--resume", run), capture_output=True)
                 assert done.returncode == 0, done.stderr
