@@ -11,7 +11,11 @@ single spaces. Then, with the model of RUN:
                offsets — in this process (gold token count / wall and CPU seconds, best of N)
     accuracy   entity F1 of the raw-text pipeline, entities matched by (document, start_char,
                end_char, label) against the gold entities' character spans; and the same
-               model on the gold tokens (``ner.tag_tokens``); the difference is the loss
+               model on the gold tokens (``ner.tag_tokens``); the difference is the loss.
+               Two layouts of the text: ``spaces`` (every sentence of a document joined by
+               one space) and ``paragraphs`` (headlines, datelines and table rows — sentences
+               without final punctuation — on paragraphs of their own, as in the Reuters
+               originals); speed and the big file use ``paragraphs``
     big file   with --big-mb: the documents repeated into a file of that size in /tmp
                (paragraphs), ``windowner predict --input F -f jsonl > /dev/null`` run under
                ``/usr/bin/time -v``: wall seconds, peak RSS, tokens/s; the file is deleted after
@@ -36,6 +40,8 @@ from tokenizer_agreement import align  # noqa: E402  (benchmarks/ is on sys.path
 
 DEFAULT_DEV = Path("../shared/data/conll2003/valid.txt")
 Span = tuple[int, int]
+SENTENCE_ENDS = {".", "!", "?", '"', "'"}
+LAYOUTS = ("spaces", "paragraphs")
 CharEntity = tuple[int, int, int, str]  # (document, start_char, end_char, label)
 
 
@@ -58,16 +64,20 @@ def read_gold(path: Path) -> list[list[tuple[list[str], list[str]]]]:
     return [d for d in docs if d]
 
 
-def detokenise(docs: list) -> tuple[list[str], list[list[list[Span]]]]:
-    """Each document's natural text and its gold token spans per sentence."""
+def detokenise(docs: list, layout: str = "spaces") -> tuple[list[str], list[list[list[Span]]]]:
+    """Each document's natural text and its gold token spans per sentence. ``spaces``: the
+    sentences joined by single spaces; ``paragraphs``: a sentence that does not end in
+    ``. ! ? " '`` (a headline, a dateline, a table row) ends a paragraph (a blank line)."""
     from sacremoses import MosesDetokenizer
 
     detok = MosesDetokenizer(lang="en")
     texts, spans = [], []
     for doc in docs:
-        text, doc_spans = "", []
+        text, doc_spans, previous = "", [], ["."]
         for tokens, _ in doc:
-            text += " " if text else ""
+            ends_paragraph = layout == "paragraphs" and previous[-1] not in SENTENCE_ENDS
+            text += ("\n\n" if ends_paragraph else " ") if text else ""
+            previous = tokens
             sent_text = detok.detokenize(tokens)
             doc_spans.append(align(tokens, sent_text, len(text)))
             text += sent_text
@@ -146,13 +156,17 @@ def big_file(model: str, texts: list[str], n_tokens: int, megabytes: float, jobs
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)[1])
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", done.stderr)[1]
     seconds = sum(float(x) * 60**i for i, x in enumerate(reversed(wall.split(":"))))
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): (\S+)", done.stderr)[1])
+              for kind in ("User", "System"))  # fmt: skip
     return {
         "bytes": size,
         "tokens": n_tokens * copies,
         "jobs": jobs,
         "seconds": seconds,
         "peak_rss_mb": rss_kb / 1024,
+        "cpu_seconds": cpu,
         "tokens_per_s": n_tokens * copies / seconds,
+        "tokens_per_s_cpu": n_tokens * copies / cpu,
     }
 
 
@@ -173,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ner = windowner.load(args.model)
     docs = read_gold(args.dev)
-    texts, spans = detokenise(docs)
     n_tokens = sum(len(tokens) for doc in docs for tokens, _ in doc)
-    result = {"model": args.model, "documents": len(texts)}
-    result["accuracy"] = accuracy(ner, docs, texts, spans)
+    result = {"model": args.model, "documents": len(docs)}
+    for layout in LAYOUTS:
+        texts, spans = detokenise(docs, layout)
+        result[f"accuracy_{layout}"] = accuracy(ner, docs, texts, spans)
     result["speed"] = speed(ner, texts, n_tokens, args.repeat)
     if args.big_mb:
         result["big_file"] = big_file(args.model, texts, n_tokens, args.big_mb, args.jobs)
