@@ -316,10 +316,17 @@ def _tag_in_worker(texts: list[str]) -> list[Doc]:
 
 def _pipe_parallel(ner: NER, batches: Iterator[list[str]], jobs: int) -> Iterator[Doc]:
     """Batches tagged by ``jobs`` processes, in order; at most 2·jobs batches in flight (so a
-    huge input is never read ahead: ``Pool.imap`` would consume the whole iterator)."""
+    huge input is never read ahead: ``Pool.imap`` would consume the whole iterator). Forked
+    workers use this process's model; spawned ones load it once each."""
     import multiprocessing
 
-    with multiprocessing.Pool(jobs, _init_worker, (str(ner.path), ner.tokenizer)) as pool:
+    global _WORKER_NER
+    init, init_args = _init_worker, (str(ner.path), ner.tokenizer)
+    if multiprocessing.get_start_method() == "fork":  # workers share the loaded model's pages
+        _WORKER_NER, init, init_args = ner, None, ()
+    with multiprocessing.Pool(jobs, init, init_args) as pool:
+        if init is None:
+            _WORKER_NER = None  # the workers are forked: this process need not keep it
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.apply_async(_tag_in_worker, (batch,)))
