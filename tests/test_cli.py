@@ -65,9 +65,20 @@ def test_predict_museums_in_paris(trained):
     assert code == 0, text
     assert "Paris (LOC)" in text
     code, text = run("predict", "--model", trained, "-f", "json", "Museums in Paris are amazing")
-    record = json.loads(text)[0]
-    assert record["tags"][2] == "B-LOC"
-    assert record["entities"] == [{"text": "Paris", "type": "LOC", "start": 2, "end": 3}]
+    (record,) = json.loads(text)
+    assert record["sentences"][0]["tokens"][2]["tag"] == "B-LOC"
+    (paris,) = record["entities"]
+    score = paris.pop("score")
+    assert paris == {
+        "text": "Paris",
+        "label": "LOC",
+        "start_char": 11,
+        "end_char": 16,
+        "sentence": 0,
+        "start_token": 2,
+        "end_token": 3,
+    }
+    assert score == record["sentences"][0]["tokens"][2]["score"] and 0 < score <= 1
 
 
 def test_predict_conll_output_keeps_every_token_in_order(trained, tmp_path):

@@ -1,39 +1,55 @@
-# TEMP api for the serve branch (replaced at merge)
-"""A stand-in for the Python API of /work/notes/API.md, built on ``predict.Tagger`` and
-``predict.tokenize``, so that ``windowner serve`` can be written and tested before the real API
-lands. The real ``windowner.api`` replaces this file at merge; ``serve`` and ``html`` use only:
+"""The Python API: raw text in, entities with character offsets out.
 
-- ``load(path) -> NER`` (run directory or model file);
-- ``NER.__call__(text) -> Doc`` and ``NER.pipe(texts, batch_size) -> Iterator[Doc]``;
-- ``Doc.to_dict()``: the document record of API.md;
-- ``NER.explain(text) -> dict``: the record with, on every token, ``window`` (the words the
-  model saw, normalised) and ``scores`` (tag → raw model score);
-- ``NER.card() -> dict``: the model card (see ``NER.card``).
+```python
+import windowner
+ner = windowner.load("runs/latest")        # a run directory or a model file
+doc = ner("Dr. Smith met Obama's advisers in St. Louis, Mo., on Friday.")
+doc.entities[0].text, doc.entities[0].label, doc.entities[0].start_char
+for doc in ner.pipe(open("big.txt")):       # any iterable of str, tagged in batches
+    ...
+ner.tag_tokens([["EU", "rejects", "German", "call"]])   # pre-tokenised → tags
+```
 
-Offsets come from finding each token in the text, in order; a token's score is the softmax
-probability of its chosen tag (ranking: the logistic of s − θ), an entity's the mean over its
-tokens.
+A text is split into sentences of tokens by ``windowner.tokenizer`` (offsets into the original
+string, ``norm`` forms for the vocabulary), tagged in batches, and turned into a ``Doc``:
+sentences, tokens (``tag``, ``score``) and entities (``text == doc.text[start_char:end_char]``).
+``Doc.to_dict()`` is the JSON record of ``windowner predict -f json|jsonl`` and of ``serve``.
+
+Scores are in [0, 1]: a token's score is the probability of its decoded tag
+(``windowner.calibrate``: softmax probabilities, hinge models through a softmax with the
+temperature fitted on dev); an entity's score is the MEAN of its tokens' scores. Scores are
+rounded to 4 decimals.
+
+Where to change what: the records are ``Token``/``Sentence``/``Entity``/``Doc``; tagging a
+batch is ``NER._tag_sentences`` and building documents ``build_doc``; loading is ``load``;
+worker processes for ``pipe(..., jobs=N)`` are ``_pipe_parallel``.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from windowner.corpus import Sentence as TaggedSentence
-from windowner.errors import ModelFileError
+from windowner.calibrate import tag_probabilities
+from windowner.corpus import END_ID, START_ID, caps_feature
 from windowner.metrics import get_entities
 from windowner.tagger import Tagger, load_checkpoint
-from windowner.textio import tokenize
+from windowner.tokenizer import TextSentence, get_tokenizer, iter_sentences
+from windowner.tokenizer import Token as TextToken
+from windowner.windows import Encoded
+
+SCORE_DECIMALS = 4  # scores are rounded: the records stay short, the digits that matter stay
 
 
-@dataclass
-class Token:
+class Token(NamedTuple):
+    """A tagged token: ``text == doc.text[start_char:end_char]``; ``score`` = p(tag)."""
+
     text: str
     start_char: int
     end_char: int
@@ -41,15 +57,10 @@ class Token:
     score: float
 
 
-@dataclass
-class Sentence:
-    start_char: int
-    end_char: int
-    tokens: list[Token]
+class Entity(NamedTuple):
+    """An entity: tokens ``start_token:end_token`` of sentence ``sentence``; ``score`` is the
+    mean of its tokens' scores."""
 
-
-@dataclass
-class Entity:
     text: str
     label: str
     start_char: int
@@ -61,8 +72,15 @@ class Entity:
 
 
 @dataclass
+class Sentence:
+    start_char: int
+    end_char: int
+    tokens: list[Token]
+
+
+@dataclass
 class Doc:
-    """One tagged text; ``to_dict()`` is the JSON record of API.md."""
+    """One tagged text; ``to_dict()`` is the JSON record (see the README's predict section)."""
 
     text: str
     sentences: list[Sentence] = field(default_factory=list)
@@ -79,87 +97,100 @@ class Doc:
                 {
                     "start_char": s.start_char,
                     "end_char": s.end_char,
-                    "tokens": [t.__dict__.copy() for t in s.tokens],
+                    "tokens": [t._asdict() for t in s.tokens],
                 }
                 for s in self.sentences
             ],
-            "entities": [e.__dict__.copy() for e in self.entities],
+            "entities": [e._asdict() for e in self.entities],
         }
 
-
-def token_offsets(text: str, tokens: Sequence[str], start: int) -> list[tuple[int, int]]:
-    """(start, end) of each token, searched in ``text`` in order from ``start``."""
-    spans = []
-    for token in tokens:
-        begin = text.find(token, start)
-        if begin < 0:
-            raise ValueError(f"token {token!r} not found in the text after offset {start}")
-        start = begin + len(token)
-        spans.append((begin, start))
-    return spans
-
-
-def tag_probabilities(tagger: Tagger, scores: np.ndarray, tags: list[str]) -> np.ndarray:
-    """(N, C) scores and the N decoded tags → (N,) probability of each chosen tag."""
-    if tagger.objective == "ranking":
-        p_entity = 1.0 / (1.0 + np.exp(-(scores[:, 0].astype(np.float64) - tagger.threshold)))
-        return np.where(np.array([t != "O" for t in tags]), p_entity, 1.0 - p_entity)
-    z = scores.astype(np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    probs = z / z.sum(axis=1, keepdims=True)
-    column = {t: i for i, t in enumerate(tagger.output_tags)}
-    return probs[np.arange(len(tags)), [column[t] for t in tags]]
+    def to_json(self) -> str:
+        """``to_dict()`` as one line of JSON (UTF-8 text, not escaped)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False)
 
 
 class NER:
-    """A loaded model: ``ner(text) -> Doc``, ``ner.pipe(texts)``, ``ner.card()``."""
+    """A loaded model and a tokenizer: ``ner(text) -> Doc``, ``ner.pipe(texts)``,
+    ``ner.tag_tokens(token_lists)``, ``ner.explain(text)``, ``ner.card()``."""
 
-    def __init__(self, tagger: Tagger, path: Path, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, tagger: Tagger, path: Path, meta: dict[str, Any], tokenizer: str = "default"
+    ) -> None:
+        get_tokenizer(tokenizer)  # an unknown name fails here, with the choices
         self.tagger = tagger
         self.path = path
         self.meta = meta
+        self.tokenizer = tokenizer
+        self._columns = {t: i for i, t in enumerate(tagger.output_tags)}
+        self._encode = CachedEncoder(tagger)
 
     def __call__(self, text: str) -> Doc:
         return self._tag_texts([text])[0]
 
-    def pipe(self, texts: Iterable[str], batch_size: int = 64) -> Iterator[Doc]:
-        batch: list[str] = []
-        for text in texts:
-            batch.append(text)
-            if len(batch) >= batch_size:
-                yield from self._tag_texts(batch)
-                batch = []
-        if batch:
+    def pipe(self, texts: Iterable[str], batch_size: int = 64, jobs: int = 1) -> Iterator[Doc]:
+        """Docs of ``texts`` in order, up to ``batch_size`` texts (and ``BATCH_CHARS``
+        characters) tagged together; reads ``texts`` lazily, so memory stays bounded for any
+        number of texts. ``jobs`` > 1 tags batches in
+        that many worker processes (each loads the model once)."""
+        batches = _batches(texts, max(1, batch_size))
+        if jobs > 1:
+            yield from _pipe_parallel(self, batches, jobs)
+            return
+        for batch in batches:
             yield from self._tag_texts(batch)
 
     def tag_tokens(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
+        """Pre-tokenised sentences → their tags (no tokenizer involved)."""
+        if not token_lists:
+            return []
         return self.tagger.tag(token_lists)
 
+    def doc_from_tokens(self, token_lists: Sequence[Sequence[str]]) -> Doc:
+        """Pre-tokenised sentences → one Doc whose text is the tokens joined by spaces, one
+        sentence per line (offsets index that text)."""
+        sentences, offset = [], 0
+        for tokens in token_lists:
+            toks = []
+            for word in tokens:
+                toks.append(TextToken(word, offset, offset + len(word), word))
+                offset += len(word) + 1
+            if toks:
+                sentences.append(TextSentence(toks, toks[0].start, toks[-1].end))
+        text = "\n".join(" ".join(tokens) for tokens in token_lists if tokens)
+        return self._tag_sentences([text], [sentences])[0]
+
     def _tag_texts(self, texts: list[str]) -> list[Doc]:
-        per_text = [tokenize(t) for t in texts]
-        flat = [TaggedSentence(tuple(s), ("O",) * len(s)) for sents in per_text for s in sents]
+        per_text = [list(iter_sentences(text, self.tokenizer)) for text in texts]
+        return self._tag_sentences(texts, per_text)
+
+    def _tag_sentences(self, texts: list[str], per_text: list[list[TextSentence]]) -> list[Doc]:
+        """Tag every sentence of a batch at once → one Doc per text."""
+        flat = [s for sents in per_text for s in sents]
         if not flat:
-            return [Doc(t) for t in texts]
-        enc = self.tagger.encode(flat)
-        scores = self.tagger.scores(enc)
-        tags = self.tagger.tag_encoded(enc, scores)
-        probs = tag_probabilities(self.tagger, scores, [t for s in tags for t in s]).tolist()
-        docs, i, k = [], 0, 0
+            return [Doc(text) for text in texts]
+        encoded = self._encode([s.words for s in flat])
+        scores = self.tagger.scores(encoded)  # (N, C)
+        tags = self.tagger.tag_encoded(encoded, scores)
+        flat_tags = [t for sent in tags for t in sent]
+        t = self.tagger
+        probs = tag_probabilities(scores, t.objective, t.threshold, t.temperature)
+        chosen = probs[np.arange(len(flat_tags)), [self._columns[g] for g in flat_tags]]
+        docs, i, token_scores = [], 0, iter(np.round(chosen, SCORE_DECIMALS).tolist())
         for text, sents in zip(texts, per_text, strict=True):
-            n_tok = sum(len(s) for s in sents)
-            docs.append(_build_doc(text, sents, tags[i : i + len(sents)], probs[k : k + n_tok]))
-            i, k = i + len(sents), k + n_tok
+            docs.append(build_doc(text, sents, tags[i : i + len(sents)], token_scores))
+            i += len(sents)
         return docs
 
     def explain(self, text: str) -> dict[str, Any]:
-        """The record of ``self(text)`` with ``window`` and ``scores`` on every token."""
+        """The record of ``self(text)`` with, on every token, ``window`` (the normalised words
+        the model saw) and ``scores`` (tag → raw model score)."""
         from windowner.explain import explain
 
-        record = self(text).to_dict()
-        token_lists = [[t["text"] for t in s["tokens"]] for s in record["sentences"]]
-        if not token_lists:
+        sentences = list(iter_sentences(text, self.tokenizer))
+        record = self._tag_sentences([text], [sentences])[0].to_dict()
+        if not sentences:
             return record
-        _, explained = explain(self.tagger, token_lists)
+        _, explained = explain(self.tagger, [s.words for s in sentences])
         for sent, sent_ex in zip(record["sentences"], explained, strict=True):
             for token, ex in zip(sent["tokens"], sent_ex, strict=True):
                 token["window"] = ex.window
@@ -167,8 +198,8 @@ class NER:
         return record
 
     def card(self) -> dict[str, Any]:
-        """Model card: ``path``, ``labels`` (entity types), ``tags``, ``objective``, ``spec``,
-        ``config`` (the training config: data provenance, features, model, optimizer) and
+        """Model card: ``path``, ``labels`` (entity types), ``tags``, ``objective``,
+        ``temperature``, ``tokenizer``, ``spec``, ``config`` (the training config) and
         ``scores`` (the run's summary.json without ``run_dir``, or null for a bare model file)."""
         summary_file = self.path.parent / "summary.json"
         scores = None
@@ -181,36 +212,139 @@ class NER:
             "labels": sorted({t[2:] for t in tags if t != "O"}),
             "tags": tags,
             "objective": self.tagger.objective,
+            "temperature": self.tagger.temperature,
+            "tokenizer": self.tokenizer,
             "spec": self.meta.get("spec", {}),
             "config": self.tagger.config,
             "scores": scores,
         }
 
 
-def _build_doc(text: str, sents: list[list[str]], tags: list[list[str]], probs: list[float]) -> Doc:
-    doc, cursor, k = Doc(text), 0, 0
-    for s_index, (tokens, sent_tags) in enumerate(zip(sents, tags, strict=True)):
-        spans = token_offsets(text, tokens, cursor)
-        cursor = spans[-1][1]
-        toks = [
-            Token(tok, a, b, tag, probs[k + j])
-            for j, (tok, (a, b), tag) in enumerate(zip(tokens, spans, sent_tags, strict=True))
+class CachedEncoder:
+    """``Tagger.encode`` for token lists (same windows), looking each distinct word's id and
+    capitalisation class up once: a stream of text repeats most of its words."""
+
+    MAX_WORDS = 1 << 18  # the cache is emptied when it holds this many words
+
+    def __init__(self, tagger: Tagger) -> None:
+        self.tagger = tagger
+        self.half = tagger.model.spec.window // 2
+        self.cache: dict[str, tuple[int, int]] = {}
+
+    def _lookup(self, word: str) -> tuple[int, int]:
+        pair = (self.tagger.words.id(self.tagger.normalize(word)), caps_feature(word))
+        if len(self.cache) >= self.MAX_WORDS:
+            self.cache.clear()
+        self.cache[word] = pair
+        return pair
+
+    def __call__(self, word_lists: Sequence[Sequence[str]]) -> Encoded:
+        """S sentences of N tokens in all → Encoded (flat ids with ``half`` pads each side)."""
+        cache, lookup, half, n_sent = self.cache, self._lookup, self.half, len(word_lists)
+        pairs = [cache.get(w) or lookup(w) for words in word_lists for w in words]
+        ids = np.array(pairs, dtype=np.int32).reshape(len(pairs), 2)  # (N, 2): word id, caps
+        lengths = np.fromiter(map(len, word_lists), dtype=np.int64, count=n_sent)
+        bounds = np.zeros(n_sent + 1, dtype=np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        pads_before = (2 * np.arange(n_sent, dtype=np.int64) + 1) * half  # (S,)
+        centers = np.arange(len(pairs), dtype=np.int64) + np.repeat(pads_before, lengths)
+        words = np.full(len(pairs) + 2 * half * n_sent, START_ID, dtype=np.int32)
+        caps = np.zeros_like(words)
+        words[(bounds[1:] + pads_before)[:, None] + np.arange(half)] = END_ID
+        words[centers], caps[centers] = ids[:, 0], ids[:, 1]
+        return Encoded(
+            words=words,
+            caps=caps,
+            centers=centers,
+            tags=np.full(len(pairs), -1, dtype=np.int32),
+            sent_bounds=bounds,
+            window=2 * half + 1,
+        )
+
+
+def build_doc(
+    text: str, sentences: list[TextSentence], tags: list[list[str]], scores: Iterator[float]
+) -> Doc:
+    """A Doc from a text's sentences, their tags and the tokens' scores (an iterator shared
+    by the texts of a batch: this text takes one score per token)."""
+    doc, make = Doc(text), Token._make
+    for s_index, (sent, sent_tags) in enumerate(zip(sentences, tags, strict=True)):
+        toks = [  # _make: tuple.__new__, no Python-level __new__ per token
+            make((tok[0], tok[1], tok[2], tag, score))
+            for tok, tag, score in zip(sent.tokens, sent_tags, scores, strict=False)
         ]
-        k += len(tokens)
-        doc.sentences.append(Sentence(spans[0][0], cursor, toks))
+        doc.sentences.append(Sentence(sent.start, sent.end, toks))
         for label, s, e in get_entities(sent_tags):
             start, end = toks[s].start_char, toks[e - 1].end_char
-            score = sum(t.score for t in toks[s:e]) / (e - s)
+            score = round(sum(t.score for t in toks[s:e]) / (e - s), SCORE_DECIMALS)
             doc.entities.append(Entity(text[start:end], label, start, end, s_index, s, e, score))
     return doc
 
 
-def load(path: str | Path) -> NER:
-    """A run directory (its model.npz) or a model file → NER."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.npz"
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such model file or run directory")
-    tagger, _, meta = load_checkpoint(path)
-    return NER(tagger, path, meta)
+BATCH_CHARS = 1 << 17  # a batch also ends once its texts hold this many characters
+
+
+def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Lists of ``size`` texts, or fewer once they hold ``BATCH_CHARS`` characters; no text
+    is read before the batch before it was yielded."""
+    batch: list[str] = []
+    chars = 0
+    for text in texts:
+        batch.append(text)
+        chars += len(text)
+        if len(batch) >= size or chars >= BATCH_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+_WORKER_NER: NER | None = None
+
+
+def _init_worker(path: str, tokenizer: str) -> None:
+    global _WORKER_NER
+    _WORKER_NER = load(path, tokenizer=tokenizer)
+
+
+def _tag_in_worker(texts: list[str]) -> list[Doc]:
+    assert _WORKER_NER is not None
+    return _WORKER_NER._tag_texts(texts)
+
+
+def _pipe_parallel(ner: NER, batches: Iterator[list[str]], jobs: int) -> Iterator[Doc]:
+    """Batches tagged by ``jobs`` processes, in order; at most 2·jobs batches in flight (so a
+    huge input is never read ahead: ``Pool.imap`` would consume the whole iterator). Forked
+    workers use this process's model; spawned ones load it once each."""
+    import multiprocessing
+
+    global _WORKER_NER
+    init, init_args = _init_worker, (str(ner.path), ner.tokenizer)
+    if multiprocessing.get_start_method() == "fork":  # workers share the loaded model's pages
+        _WORKER_NER, init, init_args = ner, None, ()
+    with multiprocessing.Pool(jobs, init, init_args) as pool:
+        if init is None:
+            _WORKER_NER = None  # the workers are forked: this process need not keep it
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.apply_async(_tag_in_worker, (batch,)))
+            if len(pending) >= 2 * jobs:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load(path: str | Path | None = None, tokenizer: str = "default") -> NER:
+    """A run directory (its model.npz) or a model file → NER; ``None`` means ``runs/latest``
+    (relative to the working directory). ``tokenizer`` names an entry of
+    ``windowner.tokenizer.TOKENIZERS`` (``default``, ``whitespace``, ``spacy``)."""
+    from windowner.runs import resolve_model
+
+    model_file = resolve_model(None if path is None else Path(path))
+    tagger, _, meta = load_checkpoint(model_file)
+    return NER(tagger, model_file, meta, tokenizer)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,6 +37,9 @@ APP_SETTINGS: dict[str, Any] = {
     "rich_markup_mode": None,
     "context_settings": {"help_option_names": ["-h", "--help"]},
 }
+
+if TYPE_CHECKING:
+    from windowner.api import NER
 
 app = typer.Typer(
     help="Window-based named-entity recognition with hand-written backprop.", **APP_SETTINGS
@@ -261,6 +264,7 @@ class InputFormat(StrEnum):
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    jsonl = "jsonl"
     conll = "conll"
 
 
@@ -276,7 +280,12 @@ def predict(
     ] = None,
     input_file: Annotated[
         Path | None,
-        typer.Option("--input", "-i", metavar="FILE", help="Read text or CoNLL from a file."),
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="FILE",
+            help="Read a file (- = stdin; piped stdin is read too).",
+        ),
     ] = None,
     input_format: Annotated[
         InputFormat,
@@ -288,43 +297,90 @@ def predict(
     ] = InputFormat.text,
     output_format: Annotated[
         OutputFormat,
-        typer.Option("--output-format", "-f", metavar="table|json|conll", help="Output format."),
+        typer.Option(
+            "--output-format",
+            "-f",
+            metavar="table|json|jsonl|conll",
+            help="table, json, jsonl (streams) or conll.",
+        ),
     ] = OutputFormat.table,
+    per_line: Annotated[
+        bool,
+        typer.Option("--per-line", help="Each input line is a document (default: paragraphs)."),
+    ] = False,
+    tokenizer: Annotated[
+        str,
+        typer.Option(
+            "--tokenizer", metavar="NAME", help="default (CoNLL-style), whitespace, spacy."
+        ),
+    ] = "default",
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes for big inputs."),
+    ] = 1,
     explain: Annotated[
         bool,
         typer.Option("--explain", help="Show each token's window, every tag's score, the margin."),
     ] = False,
 ) -> None:
-    """Tag text and list its entities.
+    """Tag text and list its entities, with character offsets and scores.
+
+    A file or stdin is read lazily, one document per paragraph (--per-line: per line); -f jsonl
+    writes one record per document as it goes, for inputs of any size.
 
     Example: windowner predict "Museums in Paris are amazing"
     """
-    from windowner.render import render_predictions
-    from windowner.runs import resolve_model
-    from windowner.tagger import Tagger
-    from windowner.textio import read_input
+    from windowner.api import load
 
+    if input_file is not None and str(input_file) == "-":
+        input_file = None
     if input_file is not None and input_format == InputFormat.text:
         from windowner.conllio import conll_warning
 
         if warning := conll_warning(input_file):
             log(warning)
+    ner = load(model, tokenizer=tokenizer)
     conll_both = input_format == output_format == "conll"
     if conll_both and input_file is not None and not explain:
         from windowner.conllio import ConllDocument  # the file back, with a predicted column
 
         doc = ConllDocument.read(input_file)
-        sys.stdout.write(doc.render(Tagger.load(resolve_model(model)).tag(doc.sentences)))
+        sys.stdout.write(doc.render(ner.tag_tokens(doc.sentences)))
         return
-    sentences = read_input(text, input_file, input_format.value)
-    tagger = Tagger.load(resolve_model(model))
+    if input_format == InputFormat.conll or explain:
+        source = (text, input_file, input_format.value, per_line)
+        predict_whole(ner, source, output_format.value, explain)
+        return
+    from windowner.output import write_docs
+    from windowner.textio import iter_documents
+
+    docs = ner.pipe(iter_documents(text, input_file, per_line), jobs=jobs)
+    write_docs(out, docs, output_format.value, log)
+
+
+def predict_whole(ner: NER, source: tuple, output_format: str, explain: bool) -> None:
+    """predict on CoNLL input, and --explain: small inputs, read whole and tagged as token
+    lists. ``source``: (TEXT, --input, --input-format, --per-line)."""
+    from windowner.render import render_predictions
+    from windowner.textio import iter_documents, read_input
+    from windowner.tokenizer import iter_sentences
+
+    text, input_file, input_format, per_line = source
+    if input_format == "conll":
+        sentences = read_input(text, input_file, "conll")
+    else:
+        documents = iter_documents(text, input_file, per_line)
+        sentences = [s.words for d in documents for s in iter_sentences(d, ner.tokenizer)]
     if explain:
         from windowner.explain import print_explanations
 
-        print_explanations(out, tagger, sentences, output_format.value)
-        return
-    tags = tagger.tag(sentences)
-    render_predictions(out, sentences, tags, output_format.value)
+        print_explanations(out, ner.tagger, sentences, output_format)
+    elif output_format == "conll":
+        render_predictions(out, sentences, ner.tag_tokens(sentences), output_format)
+    else:
+        from windowner.output import write_docs
+
+        write_docs(out, [ner.doc_from_tokens(sentences)], output_format, log)
 
 
 # ----------------------------------------------------------------------------- gradcheck

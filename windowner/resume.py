@@ -169,8 +169,9 @@ def check_best_model(model: Path, meta: dict[str, Any]) -> None:
 
 
 def later_best_of_this_run(model: Path, meta: dict[str, Any]) -> bool:
-    """Whether ``model`` was written by this run after its ``last.npz`` (a stop between the
-    two writes at the end of an epoch)."""
+    """Whether ``model`` was written by this run after its ``last.npz``: a later best (a stop
+    between the two writes at the end of an epoch), or the same best with the temperature
+    that the end of training fits on dev (``calibrate.store_temperature``)."""
     try:
         _, model_meta = load_npz(model)
     except ModelFileError:
@@ -180,7 +181,7 @@ def later_best_of_this_run(model: Path, meta: dict[str, Any]) -> bool:
         meta.get("run") is not None
         and model_meta.get("run") == meta.get("run")
         and isinstance(epoch, int)
-        and epoch > int(meta.get("loop", {}).get("best_epoch", 0))
+        and epoch >= int(meta.get("loop", {}).get("best_epoch", 0))
     )
 
 

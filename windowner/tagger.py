@@ -40,6 +40,7 @@ class Tagger:
     digits_to_zero: bool = True
     decode: str = "viterbi"
     threshold: float = 0.0
+    temperature: float = 1.0  # hinge models' softmax temperature (windowner.calibrate)
     config: dict[str, Any] = field(default_factory=dict)
     frozen_rows: int = 0
 
@@ -98,6 +99,7 @@ class Tagger:
             "digits_to_zero": self.digits_to_zero,
             "decode": self.decode,
             "threshold": self.threshold,
+            "temperature": self.temperature,
             "config": self.config,
             "frozen_rows": self.frozen_rows,
         }
@@ -143,6 +145,9 @@ def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], di
     except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: incomplete or inconsistent model file ({exc})") from None
     _check_spec(Path(path), spec, meta.get("decode", "viterbi"))
+    temperature = meta.get("temperature", 1.0)
+    if not isinstance(temperature, int | float) or not 0 < temperature < float("inf"):
+        raise ModelFileError(f"{path}: temperature {temperature!r} is not a positive number")
     _check_params(Path(path), spec, params, len(words), len(tags))
     tagger = Tagger(
         model=WindowScorer(spec, params),
@@ -152,6 +157,7 @@ def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], di
         digits_to_zero=meta.get("digits_to_zero", True),
         decode=meta.get("decode", "viterbi"),
         threshold=float(threshold),
+        temperature=float(temperature),
         config=meta.get("config", {}),
         frozen_rows=frozen_rows,
     )

@@ -20,8 +20,10 @@ import json
 import secrets
 import shlex
 import signal
+import sys
 import threading
 import time
+import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ import numpy as np
 
 from windowner import card, runs
 from windowner import config as cfg
+from windowner.calibrate import fit_temperature, store_temperature
 from windowner.checkpoint import atomic_write_text
 from windowner.corpus import (
     SchemeEvidence,
@@ -544,6 +547,9 @@ class Trainer:
         self.tagger.model.params.clear()
         best = Tagger.load(self.run_dir / "model.npz")
         d = self.data
+        if d.dev_enc is not None and best.objective != "softmax":  # hinge scores → probabilities
+            best.temperature = fit_temperature(best, d.dev_enc)
+            store_temperature(self.run_dir / "model.npz", best.temperature)
         summary: dict[str, Any] = {
             "run_dir": str(self.run_dir),
             "epochs": self.state.epoch,
@@ -748,3 +754,17 @@ def resume_config(
     if override_items(overrides) or not same:
         raise UsageError("--resume takes the run's own config.yaml; drop --config/--set")
     return conf
+
+
+# ------------------------------------------------------------------------- windowner.train(...)
+
+
+class _CallableModule(types.ModuleType):
+    """``windowner.train`` names both this module and ``train()``: importing the module binds
+    the module as the package's attribute, so calling the module calls ``train()``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
