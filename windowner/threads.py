@@ -1,0 +1,236 @@
+"""How many threads numpy's BLAS may use: chosen per run from the product sizes and the machine.
+
+OpenBLAS splits every matrix product across all cores by default, and its worker threads
+spin while they wait. For this model's products that is a loss twice over: a step's
+products are small (B×D by D×H, D = 275), so at small batches the split costs more than it
+saves; and when another process keeps a core busy, the product waits for the worker that
+does not get it — an epoch can take 4× (one busy neighbour) to 40× (two) as long as on one
+thread. So ``auto``:
+
+    1. runs the products of B·H·D < MIN_THREADED_MNK multiply-adds on one thread;
+    2. else uses the free cores: the usable cores (CPU affinity, a cgroup quota) minus the
+       cores other processes kept busy while we measured (/proc/stat less our own CPU time,
+       over SAMPLE_SECONDS; the 1-minute load average where /proc is missing);
+    3. re-measures at each epoch end (``ThreadPolicy.recheck``): a neighbour that arrives
+       takes threads away, one that leaves gives them back.
+
+A number ``N`` is used as given. The thread count can change the last bits of float32
+products, so bit-identical runs on another machine or load need a number, not ``auto``.
+threadpoolctl is imported only when a limit is applied (never by ``windowner --help``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+AUTO = "auto"
+MIN_THREADED_MNK = 16_000_000  # multiply-adds in one product (batch × hidden × input dim)
+SAMPLE_SECONDS = 0.1
+FREE_MARGIN = 0.25  # a core counts as free when others use less than 1 − FREE_MARGIN of it
+
+
+def parse_setting(value: Any) -> int | None:
+    """``"auto"`` → None, a positive whole number (or its string) → that number.
+
+    Raises ValueError with a one-line reason for anything else."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected 'auto' or a positive whole number, got {value!r}")
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected 'auto' or a positive whole number, got {value!r}") from None
+    if n < 1 or (isinstance(value, float) and value != n):
+        raise ValueError(f"expected 'auto' or a positive whole number, got {value!r}")
+    return n
+
+
+# ----------------------------------------------------------------------------- the machine
+
+
+def cgroup_cpu_limit(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> float | None:
+    """Cores allowed by a cgroup v2 quota ("quota period"), or None when unlimited/unknown."""
+    try:
+        quota, period = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        cores = min(cores, max(1, math.floor(quota)))
+    return max(1, cores)
+
+
+def read_busy_seconds(path: Path = Path("/proc/stat")) -> float | None:
+    """CPU seconds all processes have spent busy since boot (the "cpu" line of /proc/stat:
+    every field but idle and iowait; guest time is already inside user), None without /proc."""
+    try:
+        with path.open() as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class LoadMeter:
+    """Cores kept busy by other processes between two readings: the machine's busy CPU
+    time (/proc/stat) less this process's own (``time.process_time``), per wall second."""
+
+    def __init__(self, stat: Path = Path("/proc/stat")) -> None:
+        self.stat = stat
+        self._last = self._reading()
+
+    def _reading(self) -> tuple[float, float | None, float]:
+        return time.monotonic(), read_busy_seconds(self.stat), time.process_time()
+
+    def others(self) -> float | None:
+        """Other processes' busy cores since the last call (or creation); None without /proc."""
+        (t0, busy0, own0), now = self._last, self._reading()
+        self._last = now
+        t1, busy1, own1 = now
+        if busy0 is None or busy1 is None or t1 <= t0:
+            return None
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+
+
+def measure_others(seconds: float = SAMPLE_SECONDS) -> tuple[float, str]:
+    """Cores other processes keep busy now, and how that was measured."""
+    meter = LoadMeter()
+    time.sleep(seconds)
+    others = meter.others()
+    if others is not None:
+        return others, f"/proc/stat over {seconds:g} s"
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0, "not measurable here"
+    return max(0.0, load - 1.0), "1-minute load average less this process"
+
+
+# ----------------------------------------------------------------------------- the policy
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """What was chosen and why (printed at the start of a run)."""
+
+    threads: int
+    setting: str  # "auto" or the number asked for
+    cores: int  # usable cores
+    others: float | None  # cores busy with other processes (None: not measured)
+    reason: str
+    adaptive: bool = False  # auto, sized by the load: re-measured at epoch ends
+
+    def describe(self) -> str:
+        return f"BLAS threads: {self.threads} ({self.setting}: {self.reason})"
+
+
+def choose_threads(
+    requested: int | None, mnk: int, cores: int, others: float | None
+) -> ThreadChoice:
+    """The thread count for products of ``mnk`` multiply-adds (pure: no measuring here).
+
+    ``requested`` is a number to use as given, or None for ``auto``."""
+    if requested is not None:
+        return ThreadChoice(requested, str(requested), cores, others, "as configured")
+    if cores <= 1:
+        return ThreadChoice(1, AUTO, cores, others, "one usable core")
+    if mnk < MIN_THREADED_MNK:
+        reason = f"products of {mnk / 1e6:.1f}M multiply-adds are faster on one thread"
+        return ThreadChoice(1, AUTO, cores, others, reason)
+    busy = others or 0.0
+    free = max(1, min(cores, math.floor(cores - busy + FREE_MARGIN)))
+    reason = f"{cores} usable cores, {busy:.1f} busy with other processes"
+    return ThreadChoice(free, AUTO, cores, others, reason, adaptive=True)
+
+
+def product_size(batch_size: int, hidden: int, input_dim: int) -> int:
+    """Multiply-adds of one of a step's big products (x Wᵀ, δᵀ x, δ W are all B·H·D)."""
+    return int(batch_size) * int(hidden) * int(input_dim)
+
+
+class ThreadPolicy:
+    """Applies a ThreadChoice to numpy's BLAS for the length of a ``with`` block.
+
+    ``recheck()`` (auto only) re-measures the machine and changes the limit when the free
+    cores changed; it returns the new choice, or None when nothing changed."""
+
+    def __init__(self, setting: Any, batch_size: int, hidden: int, input_dim: int) -> None:
+        self.requested = parse_setting(setting)
+        self.mnk = product_size(batch_size, hidden, input_dim)
+        self.cores = usable_cores()
+        self.choice = self._choose(None)
+        self._controller: Any = None
+        self._limiter: Any = None  # restores the limits found on entry
+        self._meter: LoadMeter | None = None
+
+    def _choose(self, others: float | None) -> ThreadChoice:
+        needs_measure = self.requested is None and self.cores > 1 and self.mnk >= MIN_THREADED_MNK
+        if others is None and needs_measure:
+            others, _ = measure_others()
+        return choose_threads(self.requested, self.mnk, self.cores, others)
+
+    def __enter__(self) -> ThreadChoice:
+        self._apply(self.choice.threads)
+        if self.choice.adaptive:
+            self._meter = LoadMeter()
+        return self.choice
+
+    def __exit__(self, *exc: object) -> None:
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+            self._limiter = self._controller = None
+        self._meter = None
+
+    def _apply(self, threads: int) -> None:
+        from threadpoolctl import ThreadpoolController  # lazily: not on the --help path
+
+        if self._controller is None:
+            self._controller = ThreadpoolController()
+            self._limiter = self._controller.limit(limits=threads, user_api="blas")
+        else:
+            self._controller.limit(limits=threads, user_api="blas")
+
+    def recheck(self) -> ThreadChoice | None:
+        """Re-measure other processes' load since the last check and adapt (auto only)."""
+        if self._meter is None:
+            return None
+        others = self._meter.others()
+        if others is None:
+            return None
+        new = choose_threads(None, self.mnk, self.cores, others)
+        if new.threads == self.choice.threads:
+            self.choice = replace(self.choice, others=others)
+            return None
+        self._apply(new.threads)
+        self.choice = new
+        return new
+
+
+def configure_threads(setting: Any, batch_size: int, hidden: int, input_dim: int) -> ThreadChoice:
+    """Choose the thread count for these shapes and apply it for the rest of the process
+    (for a one-shot command; a training run uses ``ThreadPolicy`` to adapt and restore)."""
+    return ThreadPolicy(setting, batch_size, hidden, input_dim).__enter__()
