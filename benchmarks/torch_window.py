@@ -52,7 +52,8 @@ class TorchWindowStep:
         words_t = torch.from_numpy(words.astype(np.int64))
         parts = [F.embedding(words_t, self.E_word, sparse=True).view(n, -1)]
         if self.E_caps is not None:
-            parts.append(F.embedding(torch.from_numpy(caps.astype(np.int64)), self.E_caps).view(n, -1))
+            caps_t = torch.from_numpy(caps.astype(np.int64))
+            parts.append(F.embedding(caps_t, self.E_caps).view(n, -1))
         x = torch.cat(parts, dim=1)
         if self.p_in > 0:
             x = F.dropout(x, self.p_in, training=True)

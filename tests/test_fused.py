@@ -1,0 +1,88 @@
+"""The numba one-pass update kernels equal the numpy rules bit for bit (skipped without numba)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from windowner.nn.layers import SparseGrad
+from windowner.optim.optimizers import OPTIMIZERS, SLOTS, Optimizer, OptimizerSettings
+
+pytest.importorskip("numba")
+
+from windowner.optim import fused  # noqa: E402
+
+
+def problem(dtype: str, seed: int = 0) -> tuple[dict, list[dict]]:
+    """Parameters of every shape kind (table, matrix, vector) and 4 steps of gradients: dense
+    for W and b, rows 1, 3, 4 of the table (unique, sorted, as SparseGrad gives them)."""
+    rng = np.random.default_rng(seed)
+    params = {
+        "E_word": rng.standard_normal((7, 5)).astype(dtype),
+        "W": rng.standard_normal((6, 11)).astype(dtype),
+        "b": rng.standard_normal(6).astype(dtype),
+    }
+    steps = []
+    for k in range(4):
+        ids = np.array([1, 3, 4] if k % 2 == 0 else [0, 3, 6], dtype=np.int64)
+        steps.append(
+            {
+                "E_word": SparseGrad(ids, rng.standard_normal((3, 5)).astype(dtype)),
+                "W": rng.standard_normal((6, 11)).astype(dtype),
+                "b": (rng.standard_normal(6) * 1e-3).astype(dtype),
+            }
+        )
+    return params, steps
+
+
+def fused_steps(settings: OptimizerSettings, params: dict, steps: list[dict], lr: float) -> dict:
+    """The same updates through fused.FusedRules, with state laid out as Optimizer's."""
+    rules = fused.FusedRules()
+    state: dict[str, np.ndarray] = {}
+    for t, grads in enumerate(steps, start=1):
+        for name, g in grads.items():
+            theta = params[name]
+            slots = [
+                state.setdefault(f"{name}.{s}", np.zeros_like(theta)) for s in SLOTS[settings.name]
+            ]
+            if isinstance(g, SparseGrad):
+                rules.update(settings.name, settings, t, theta, slots, g.ids, g.rows, lr)
+            else:
+                rules.update(settings.name, settings, t, theta, slots, None, g, lr)
+    return state
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_fused_rules_equal_the_numpy_rules_bit_for_bit(name: str, dtype: str):
+    settings = OptimizerSettings(name, momentum=0.8, decay=0.95, eps=1e-6)
+    params, steps = problem(dtype)
+    reference = {k: v.copy() for k, v in params.items()}
+    optimizer = Optimizer(settings)
+    for grads in steps:
+        optimizer.step(reference, grads, 0.05)
+    ours = {k: v.copy() for k, v in params.items()}
+    state = fused_steps(settings, ours, steps, 0.05)
+    for key in params:
+        assert ours[key].dtype == reference[key].dtype
+        np.testing.assert_array_equal(ours[key], reference[key], err_msg=key)
+        assert not np.array_equal(ours[key], params[key]), f"{key} was not updated"
+    assert state.keys() == optimizer.state.keys()
+    for key, value in optimizer.state.items():
+        np.testing.assert_array_equal(state[key], value, err_msg=key)
+
+
+def test_untouched_rows_and_their_state_stay_as_they_were():
+    settings = OptimizerSettings("adam")
+    params, steps = problem("float32")
+    before = params["E_word"].copy()
+    state = fused_steps(settings, params, steps[:1], 0.1)  # rows 1, 3, 4 only
+    for row in (0, 2, 5, 6):
+        np.testing.assert_array_equal(params["E_word"][row], before[row])
+        assert not state["E_word.m"][row].any() and not state["E_word.v"][row].any()
+
+
+def test_disabled_by_the_environment(monkeypatch: pytest.MonkeyPatch):
+    assert fused.available()
+    monkeypatch.setenv(fused.DISABLE_ENV, "1")
+    assert not fused.available()
