@@ -86,3 +86,36 @@ def test_disabled_by_the_environment(monkeypatch: pytest.MonkeyPatch):
     assert fused.available()
     monkeypatch.setenv(fused.DISABLE_ENV, "1")
     assert not fused.available()
+
+
+@pytest.mark.parametrize("zipf", [0.0, 1.1, 3.0])
+def test_row_sums_equal_sum_window_rows(zipf: float):
+    """Ids from uniform (most seen once) to very skewed (long runs, reduceat in numpy), rows
+    read from a column block of a wider buffer as the fast path does. Equal up to the order of
+    the additions: numpy's reduceat adds long runs pairwise, the kernel in window order."""
+    from windowner.nn.fused import RowSummer
+    from windowner.nn.layers import sum_window_rows
+
+    rng = np.random.default_rng(3)
+    V, B, w, d = 500, 256, 5, 8
+    p = 1.0 / (np.arange(V) + 1.0) ** zipf
+    ids = rng.choice(V, size=(B, w), p=p / p.sum()).astype(np.int32)
+    buffer = rng.standard_normal((B, w * d + 7)).astype(np.float32)
+    rows = buffer[:, : w * d].reshape(B, w, d)
+    summer = RowSummer(V)
+    for _ in range(2):  # the id → slot table is reset between calls
+        ours, reference = summer(ids, rows), sum_window_rows(ids, rows)
+        np.testing.assert_array_equal(ours.ids, reference.ids)
+        np.testing.assert_allclose(ours.rows, reference.rows, rtol=1e-5, atol=1e-5)
+        once = np.bincount(ids.reshape(-1), minlength=V)[ours.ids] == 1
+        np.testing.assert_array_equal(ours.rows[once], reference.rows[once])
+
+
+def test_row_sums_reject_an_id_outside_the_table():
+    from windowner.nn.fused import RowSummer
+
+    rows = np.zeros((1, 2, 3), dtype=np.float32)
+    with pytest.raises(IndexError, match="out of range"):
+        RowSummer(4)(np.array([[1, 4]]), rows)
+    with pytest.raises(IndexError, match="out of range"):
+        RowSummer(4)(np.array([[-1, 2]]), rows)
