@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from windowner import config as cfg  # noqa: E402
-from windowner.predict import Tagger  # noqa: E402
+from windowner.evaluate import evaluate_split  # noqa: E402
 from windowner.render import ConsoleReporter  # noqa: E402
-from windowner.train import Trainer, evaluate_split  # noqa: E402
+from windowner.tagger import Tagger  # noqa: E402
+from windowner.train import Trainer  # noqa: E402
 
 CONFIGS = ["configs/conll03.yaml", "configs/conll03-softmax.yaml", "configs/conll03-ranking.yaml"]
 
@@ -43,7 +44,7 @@ def run_one(
     trainer = Trainer(conf, run_dir, ConsoleReporter(console))
     summary = trainer.run()
     wall = time.perf_counter() - started
-    best, _, _ = Tagger.load(run_dir / "model.npz")
+    best = Tagger.load(run_dir / "model.npz")
     data = trainer.data
     result = {
         "config": config_path,

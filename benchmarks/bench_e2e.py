@@ -103,9 +103,9 @@ def run_child(config: Path, sets: list[str], out: Path) -> dict:
 def predict_speed(model: Path, dev: Path, repeats: int = 3) -> dict:
     """Tokens/s tagging the dev file with the model, median of ``repeats``."""
     from windowner.corpus import read_conll
-    from windowner.predict import Tagger
+    from windowner.tagger import Tagger
 
-    tagger, _, _ = Tagger.load(model)
+    tagger = Tagger.load(model)
     sentences = read_conll(dev)
     tokens = [list(s.tokens) for s in sentences]
     n = sum(len(t) for t in tokens)

@@ -7,7 +7,7 @@ import pytest
 from windowner import gradcheck as gc
 from windowner.nn.losses import OBJECTIVES
 
-from .test_fastpath import assert_grads_close, make_batch, make_model
+from .helpers import assert_grads_close, make_batch, make_model
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)

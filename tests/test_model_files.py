@@ -23,7 +23,7 @@ from windowner.cli import app
 from windowner.corpus import SPECIALS, Vocab
 from windowner.errors import ModelFileError
 from windowner.nn.model import ModelSpec, WindowScorer
-from windowner.predict import Tagger
+from windowner.tagger import Tagger, load_checkpoint
 
 from .conftest import strip_ansi
 
@@ -34,7 +34,7 @@ def tiny_tagger() -> Tagger:
     words = Vocab([*SPECIALS, "museums", "in", "paris", "are", "amazing"])
     spec = ModelSpec(vocab_size=len(words), n_out=len(TAGS), word_dim=4, caps_dim=2, hidden=6)
     model = WindowScorer.create(spec, np.random.default_rng(0))
-    return Tagger(model, words, TAGS)
+    return Tagger(model=model, words=words, tags=TAGS)
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ class RunsCode:
 
 def test_a_saved_model_loads_back_identically(model_file):
     tagger = tiny_tagger()
-    loaded, _, meta = Tagger.load(model_file)
+    loaded, _, meta = load_checkpoint(model_file)
     assert meta["format"] == "windowner-model" and meta["version"] == 1
     assert loaded.words.items == tagger.words.items and loaded.tags == TAGS
     for name, value in tagger.model.params.items():
@@ -160,7 +160,7 @@ def test_shapes_dtypes_vocabulary_and_version_are_validated(tmp_path, model_file
     path = rewrite(model_file, tmp_path / "b.npz", {**arrays, "param/W": arrays["param/W"][:, 1:]})
     refused(path, r"parameter W is float32\(6, 29\), expected float32\(6, 30\)")
     path = rewrite(model_file, tmp_path / "c.npz", {**arrays, "param/U": arrays["param/U"] * 1.0})
-    assert Tagger.load(path)[0].model.params["U"].dtype == np.float32  # same dtype: fine
+    assert Tagger.load(path).model.params["U"].dtype == np.float32  # same dtype: fine
     path = rewrite(
         model_file, tmp_path / "d.npz", {**arrays, "param/U": arrays["param/U"].astype(np.float64)}
     )

@@ -6,7 +6,7 @@ import yaml
 from typer.testing import CliRunner
 
 from windowner.cli import app
-from windowner.predict import Tagger
+from windowner.tagger import Tagger
 
 from .conftest import ROOT, embedded_data, strip_ansi
 
@@ -63,7 +63,7 @@ def test_unseen_pretrained_words_are_kept_frozen_and_small(tmp_path, glove):
         assert npz["frozen/E_word"].dtype == np.float16
         assert npz["frozen/E_word"].shape == (2, 8)
         assert npz["param/E_word"].shape == (1749, 8)
-    tagger, _, _ = Tagger.load(tmp_path / "run/model.npz")
+    tagger = Tagger.load(tmp_path / "run/model.npz")
     assert tagger.frozen_rows == 2
     for word in UNSEEN:
         row = tagger.model.params["E_word"][tagger.words.id(word)]

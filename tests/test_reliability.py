@@ -15,11 +15,11 @@ from windowner.config import load_config
 from windowner.corpus import read_conll
 from windowner.nn.model import WindowScorer
 from windowner.optim.optimizers import Optimizer
-from windowner.predict import Tagger
+from windowner.tagger import Tagger
 from windowner.train import SilentReporter, Trainer
 
 from .conftest import ROOT, strip_ansi, write
-from .test_resume import outcome
+from .helpers import outcome
 from .tiny_runs import (
     check_run_files,
     kill_at_random,
@@ -282,7 +282,7 @@ def test_a_100k_token_line(model, tmp_path):
     assert [ln.split("\t")[0] for ln in lines[:5]] == words[:5]
     code, out = cli("predict", "--model", model, "--input", path)  # the table falls back
     assert code == 0 and out.startswith("100000 tokens") and "entities:" in out
-    tagger, _, _ = Tagger.load(model)
+    tagger = Tagger.load(model)
     assert len(tagger.tag([words[:100_000]])[0]) == 100_000
 
 

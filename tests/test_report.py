@@ -17,8 +17,8 @@ from windowner.cli import app
 from windowner.corpus import Sentence
 from windowner.explain import explain
 from windowner.gradcheck import dense_grad
-from windowner.predict import Tagger
 from windowner.render import bar, sparkline, window_text
+from windowner.tagger import Tagger, load_checkpoint
 from windowner.trace import ROW, notes_batch, notes_trace, trace_lines
 
 from .conftest import ROOT, strip_ansi
@@ -227,7 +227,7 @@ def test_report_without_a_run_says_what_to_do(tmp_path, monkeypatch):
 
 
 def test_report_without_a_dev_set_shows_the_curves(tiny_run, tmp_path):
-    tagger, _, meta = Tagger.load(tiny_run / "model.npz")
+    tagger, _, meta = load_checkpoint(tiny_run / "model.npz")
     tagger.config = {**tagger.config, "data": {**tagger.config["data"], "dev": None}}
     tagger.save(tmp_path / "model.npz", {"epoch": meta["epoch"]})
     (tmp_path / "metrics.jsonl").write_bytes((tiny_run / "metrics.jsonl").read_bytes())
@@ -254,7 +254,7 @@ def test_report_help_has_an_example():
 
 
 def test_explain_scores_and_margins_are_the_models(tiny_run):
-    tagger, _, _ = Tagger.load(tiny_run / "model.npz")
+    tagger = Tagger.load(tiny_run / "model.npz")
     tokens = MUSEUMS.split()
     tags, (explained,) = explain(tagger, [tokens])
     assert tags == tagger.tag([tokens])

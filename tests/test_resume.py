@@ -15,6 +15,7 @@ from windowner.errors import ModelFileError
 from windowner.train import Interrupted, SilentReporter, Trainer, strip_timing
 
 from .conftest import strip_ansi
+from .helpers import outcome
 from .tiny_runs import same_arrays, subset, write_config
 
 runner = CliRunner()
@@ -41,22 +42,6 @@ def trainer(config: cfg.Config, run: Path, resume: bool = False, stop_at=None, h
 
         t._step = stepping
     return t
-
-
-def outcome(run: Path) -> dict:
-    """Everything a finished run leaves, minus what depends on the machine's speed."""
-    last, _ = load_npz(run / "last.npz")
-    model, _ = load_npz(run / "model.npz")
-    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    summary = json.loads((run / "summary.json").read_text())
-    for key in ("run_dir", "seconds"):
-        summary.pop(key)
-    return {
-        "last": last,
-        "model": model,
-        "metrics": [strip_timing(r) for r in metrics],
-        "summary": summary,
-    }
 
 
 def assert_same(a: dict, b: dict) -> None:

@@ -87,14 +87,14 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> 
 def check_run_files(run: Path) -> dict[str, object]:
     """Load every file a run directory holds; raise if any is partial. Returns what loaded."""
     from windowner import config as cfg
-    from windowner.predict import Tagger
+    from windowner.tagger import load_checkpoint
 
     found: dict[str, object] = {}
     if (run / "config.yaml").exists():
         found["config.yaml"] = cfg.load_config(run / "config.yaml")
     for name in ("model.npz", "last.npz"):
         if (run / name).exists():
-            found[name] = Tagger.load(run / name)[2]
+            found[name] = load_checkpoint(run / name)[2]
     if (run / "metrics.jsonl").exists():
         text = (run / "metrics.jsonl").read_text(encoding="utf-8")
         assert text == "" or text.endswith("\n"), "metrics.jsonl ends in a partial line"

@@ -1,7 +1,12 @@
-"""The ``windowner`` command line: parse, load, call one function, print. No math here.
+"""The ``windowner`` command line: each command parses, calls one library function, prints.
 
 Results go to stdout, progress and logs to stderr. Usage, config and data errors exit with 2,
 runtime failures with 1, an interrupted training run with 130 (SIGINT) or 143 (SIGTERM).
+
+Where to change what: train → windowner.train.train; eval → windowner.evaluate.evaluate_file;
+predict → windowner.tagger (+ textio for input, render for output); gradcheck →
+windowner.gradcheck; report → windowner.report. Run directories and the default ``runs/latest``
+are windowner.runs. Library modules are imported inside the commands, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +24,7 @@ import typer
 from rich.console import Console
 
 from windowner import __version__
-from windowner.errors import ModelFileError, UsageError, WindownerError
+from windowner.errors import UsageError, WindownerError
 
 app = typer.Typer(
     help="Window-based named-entity recognition with hand-written backprop.",
@@ -31,8 +35,6 @@ app = typer.Typer(
 )
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
-
-DEFAULT_RUN = Path("runs/latest")
 
 
 def handle_errors(command: Callable) -> Callable:
@@ -83,41 +85,9 @@ def _main(
 # ----------------------------------------------------------------------------- helpers
 
 
-def resolve_model(model: Path | None) -> Path:
-    """A run directory or model file → the model file; a clear message when there is none."""
-    path = model or DEFAULT_RUN
-    if path.is_dir():
-        path = path / "model.npz"
-    if not path.exists():
-        if model is None:
-            raise UsageError(
-                "no trained model at runs/latest; train one first: "
-                "windowner train --config configs/adam.yaml"
-            )
-        raise ModelFileError(f"{path}: no such model file or run directory")
-    return path
-
-
-def new_run_dir(config_path: Path, out_dir: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(out_dir) / f"{config_path.stem}-{stamp}"
-    run, n = base, 1
-    while run.exists():
-        n += 1
-        run = base.with_name(f"{base.name}-{n}")
-    return run
-
-
-def point_latest(run_dir: Path) -> None:
-    """Make ``<parent>/latest`` a relative symlink to the run directory."""
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / ".latest.tmp"
-    try:
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(run_dir.name, target_is_directory=True)
-        tmp.replace(link)
-    except OSError as exc:
-        err.print(f"note: could not point {link} at the run ({exc})", markup=False)
+def log(message: str) -> None:
+    """A plain line on stderr (warnings, notes)."""
+    err.print(message, markup=False, highlight=False)
 
 
 def emit_json(data: Any) -> None:
@@ -145,45 +115,35 @@ def train(
 
     Example: windowner train --config configs/adam.yaml --set train.epochs=5
     """
-    from windowner import config as cfg
-    from windowner.checkpoint import atomic_write_text
-    from windowner.render import ConsoleReporter, print_evaluation
-    from windowner.train import Trainer
+    from windowner.render import ConsoleReporter
+    from windowner.train import train as train_run
 
-    if resume is not None:
-        if config is not None or set_:
-            raise UsageError("--resume takes the run's own config.yaml; drop --config/--set")
-        if not (resume / "config.yaml").is_file():
-            raise UsageError(f"{resume}: not a run directory (no config.yaml)")
-        conf = cfg.load_config(resume / "config.yaml")
-        if not (resume / "last.npz").exists():
-            raise UsageError(f"{resume}: no last.npz to resume from")
-        run_dir = resume
-    else:
-        if config is None:
-            raise UsageError("give --config FILE (e.g. configs/adam.yaml) or --resume RUN_DIR")
-        conf = cfg.resolved(cfg.load_config(config, set_ or []))
-        run_dir = out_dir or new_run_dir(config, conf.out_dir)
-        if (run_dir / "last.npz").exists():
-            raise UsageError(
-                f"{run_dir} already holds a run; resume it with "
-                f"windowner train --resume {run_dir}, or pick another --out"
-            )
+    if resume is not None and (config is not None or set_):
+        raise UsageError("--resume takes the run's own config.yaml; drop --config/--set")
+    if resume is None and config is None:
+        raise UsageError("give --config FILE (e.g. configs/adam.yaml) or --resume RUN_DIR")
     reporter = ConsoleReporter(err)
     try:
-        # Data and checkpoint problems surface here, before a new run directory is made.
-        trainer = Trainer(conf, run_dir, reporter, resume=resume is not None)
-        if resume is None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
-        reporter.log(f"run directory: {run_dir}")
-        summary = trainer.run()
+        summary = train_run(
+            resume / "config.yaml" if resume is not None else config,
+            set_ or [],
+            out_dir=out_dir,
+            resume=resume,
+            reporter=reporter,
+        )
     finally:
         reporter.close()
-    point_latest(run_dir)
+    print_summary(summary, as_json)
+
+
+def print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    """The training summary: JSON, or the dev/test tables and where the model is."""
+    from windowner.render import print_evaluation
+
     if as_json:
         emit_json(summary)
         return
+    run_dir = Path(summary["run_dir"])
     for split in ("dev", "test"):
         if split in summary:
             print_evaluation(out, summary[split], f"{split} (best epoch {summary['best_epoch']})")
@@ -209,27 +169,15 @@ def eval_(
 
     Example: windowner eval --model runs/latest --data data/test.conll --json
     """
-    from windowner.corpus import read_conll
-    from windowner.predict import Tagger
+    from windowner.evaluate import evaluate_file
     from windowner.render import print_evaluation
-    from windowner.train import evaluate_split, unseen_tags_message
+    from windowner.runs import resolve_model
 
-    tagger, _, _ = Tagger.load(resolve_model(model))
-    if data is None:
-        dev = tagger.config.get("data", {}).get("dev")
-        if not dev:
-            raise UsageError("the model's run has no dev set; give --data FILE")
-        data = Path(dev)
-    sents = read_conll(data, tagger.config.get("data", {}).get("scheme", "iob2"))
-    warning = unseen_tags_message(str(data), sents, tagger.tags)
-    if warning and tagger.objective != "ranking":
-        err.print(warning, markup=False, highlight=False)
-    result = evaluate_split(tagger, sents, tagger.encode(sents))
-    result["data"] = str(data)
+    result = evaluate_file(resolve_model(model), data, warn=log)
     if as_json:
         emit_json(result)
     else:
-        print_evaluation(out, result, f"{data}")
+        print_evaluation(out, result, result["data"])
 
 
 # ----------------------------------------------------------------------------- predict
@@ -271,10 +219,13 @@ def predict(
 
     Example: windowner predict "Museums in Paris are amazing"
     """
-    from windowner.predict import Tagger, read_input, render_predictions
+    from windowner.render import render_predictions
+    from windowner.runs import resolve_model
+    from windowner.tagger import Tagger
+    from windowner.textio import read_input
 
     sentences = read_input(text, input_file, input_format.value)
-    tagger, _, _ = Tagger.load(resolve_model(model))
+    tagger = Tagger.load(resolve_model(model))
     if explain:
         from windowner.explain import print_explanations
 
@@ -308,42 +259,34 @@ def gradcheck(
 
     Example: windowner gradcheck --json
     """
-    from windowner import gradcheck as gc
-
     if trace:
-        from windowner.trace import notes_trace, print_trace
-
         if config is not None:
             raise UsageError("--trace follows the notes' fixed example; drop --config")
-        result = notes_trace()
-        if as_json:
-            emit_json(result.to_dict())
-        else:
-            print_trace(out, result)
-        if not result.ok:
-            raise typer.Exit(1)
+        notes_walkthrough(as_json)
         return
+    from windowner import gradcheck as gc
+
     results = gc.run_default() if config is None else gc.run_for_config(config)
     if as_json:
-        emit_json(
-            [
-                {
-                    "activation": r.activation,
-                    "objective": r.objective,
-                    "param": r.param,
-                    "max_rel_error": r.max_rel_error,
-                    "max_abs_diff": r.max_abs_diff,
-                    "n_checked": r.n_checked,
-                    "ok": r.ok,
-                }
-                for r in results
-            ]
-        )
+        emit_json([r.to_dict() for r in results])
     else:
         from windowner.render import gradcheck_table
 
         out.print(gradcheck_table(results))
     if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def notes_walkthrough(as_json: bool) -> None:
+    """``gradcheck --trace``: the notes' backprop example step by step; exit 1 if it fails."""
+    from windowner.trace import notes_trace, print_trace
+
+    result = notes_trace()
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        print_trace(out, result)
+    if not result.ok:
         raise typer.Exit(1)
 
 

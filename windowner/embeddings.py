@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +28,7 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from windowner.checkpoint import atomic_open, atomic_write_bytes
 from windowner.errors import DataError, WindownerError
 
 GLOVE_SPEC = "glove-6b-50d"
@@ -197,35 +197,9 @@ def _write_cache(cache_dir: Path, words: list[str], vectors: np.ndarray) -> None
     cache_dir.mkdir(parents=True, exist_ok=True)
     words_path, vectors_path = _cache_paths(cache_dir)
     text = "".join(f"{w}\n" for w in words).encode("utf-8")
-    _atomic_write(vectors_path, lambda f: np.save(f, vectors, allow_pickle=False))
-    _atomic_write(words_path, lambda f: f.write(text))
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` via a synced temp file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600 files; the cache is shareable
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable where the OS allows it."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with atomic_open(vectors_path) as f:
+        np.save(f, vectors, allow_pickle=False)
+    atomic_write_bytes(words_path, text)
 
 
 def _import_optional(name: str) -> ModuleType:

@@ -23,8 +23,9 @@ from rich.text import Text
 
 from windowner.corpus import Sentence
 from windowner.errors import UsageError
-from windowner.predict import ENTITY, Tagger, entity_records
+from windowner.evaluate import ENTITY, entity_records
 from windowner.render import window_text
+from windowner.tagger import Tagger
 
 
 @dataclass(frozen=True)

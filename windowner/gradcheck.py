@@ -9,7 +9,8 @@ at least ``KINK_GAP`` away from a kink, so the numeric derivative is well define
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,10 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return self.max_rel_error < TOLERANCE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields plus ``ok``, JSON-ready (``windowner gradcheck --json``)."""
+        return {**asdict(self), "ok": self.ok}
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray, noise: float = 0.0) -> np.ndarray:

@@ -6,6 +6,10 @@ JSON-ready dict: the learning curves, the best epoch, per-type P/R/F1, the tag c
 and the most frequent token errors with an example window each. ``render`` draws it with rich
 in 80 columns; ``write_png`` draws the curves and the confusion matrix with matplotlib (the
 optional ``plot`` extra, imported only there).
+
+Where to change what: which run is read is windowner.runs.find_run; the numbers are
+``collect`` (and ``dev_analysis``/``top_errors``); the terminal layout is ``render`` and its
+tables; the PNG is ``write_png``.
 """
 
 from __future__ import annotations
@@ -22,35 +26,18 @@ from rich.table import Table
 from rich.text import Text
 
 from windowner.corpus import Sentence, read_conll
-from windowner.errors import ModelFileError, UsageError
+from windowner.errors import UsageError
+from windowner.evaluate import gold_tags
 from windowner.metrics import evaluate
-from windowner.predict import Tagger, untyped
 from windowner.render import bar, scores_table, sparkline, window_text
+from windowner.runs import find_run
+from windowner.tagger import Tagger, load_checkpoint
 
-DEFAULT_RUN = Path("runs/latest")
 MAX_ROWS = 30  # per-epoch table rows; longer runs show evenly spaced epochs plus best and last
 PLOT_EXTRA = "pip install 'windowner[plot]' (or make plot)"
 
 
 # ----------------------------------------------------------------------------- collect
-
-
-def find_run(run: Path | None) -> Path:
-    """RUN (a run directory, or a file in one) → the directory; UsageError when it is none."""
-    path = run or DEFAULT_RUN
-    if path.is_file():
-        path = path.parent
-    if not path.is_dir():
-        if run is None:
-            raise UsageError(
-                "no run at runs/latest; train one first: windowner train --config configs/adam.yaml"
-            )
-        raise UsageError(f"{path}: no such run directory")
-    if not (path / "metrics.jsonl").is_file():
-        raise UsageError(f"{path}: no metrics.jsonl; is this a run directory?")
-    if not (path / "model.npz").is_file():
-        raise ModelFileError(f"{path}: no model.npz")
-    return path
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -126,9 +113,7 @@ def top_errors(
 def dev_analysis(tagger: Tagger, sents: list[Sentence], top: int) -> dict[str, Any]:
     """Scores, confusion matrix and top errors of the model on ``sents``."""
     pred = tagger.tag_encoded(tagger.encode(sents))
-    gold = [list(s.tags) for s in sents]
-    if tagger.objective == "ranking":
-        gold = [untyped(g) for g in gold]
+    gold = gold_tags(tagger, sents)
     result = evaluate(gold, pred)
     return {
         "scores": result.to_dict(),
@@ -143,7 +128,7 @@ def collect(run: Path | None = None, data: Path | None = None, top: int = 10) ->
         raise UsageError("--top must be ≥ 0")
     path = find_run(run)
     epochs = read_metrics(path / "metrics.jsonl")
-    tagger, _, meta = Tagger.load(path / "model.npz")
+    tagger, _, meta = load_checkpoint(path / "model.npz")
     best = int(meta.get("epoch", 0)) or None
     best_record = next((r for r in epochs if r["epoch"] == best), {})
     report: dict[str, Any] = {

@@ -1,9 +1,14 @@
-"""The training loop: data, model, batches, schedule, optimizer, evaluation, checkpoints, events.
+"""Training: ``train()`` (the library entry point the CLI calls) and the loop behind it.
 
 A run directory holds ``config.yaml`` (resolved), ``model.npz`` (best dev F1), ``last.npz``
 (everything needed to resume bit for bit: parameters, optimizer state, RNG state, the epoch's
 permutation and position), ``metrics.jsonl`` (one object per epoch) and ``summary.json``.
 Every file is written atomically.
+
+Where to change what: run directories (naming, claiming, ``latest``) are windowner.runs;
+``last.npz`` is windowner.resume; dev/test scores are windowner.evaluate; data reading and
+encoding are ``prepare_data``; one optimisation step is ``Trainer._step``; what happens at the
+end of an epoch (metrics, best model, early stopping, ``on_epoch``) is ``Trainer._end_epoch``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import shlex
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -24,7 +29,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from windowner import config as cfg
-from windowner.checkpoint import atomic_write_text, remove_stale_temporaries
+from windowner import runs
+from windowner.checkpoint import atomic_write_text
 from windowner.corpus import (
     Sentence,
     Vocab,
@@ -33,12 +39,19 @@ from windowner.corpus import (
     read_conll,
     tag_vocab_of,
 )
-from windowner.errors import DataError, ModelFileError, TrainingDiverged, WindownerError
-from windowner.metrics import evaluate
+from windowner.errors import (
+    ConfigError,
+    DataError,
+    TrainingDiverged,
+    UsageError,
+    WindownerError,
+)
+from windowner.evaluate import evaluate_split, report_unseen_tags
 from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
-from windowner.predict import Tagger, untyped
+from windowner.resume import restore_checkpoint, save_checkpoint
+from windowner.tagger import Tagger
 from windowner.windows import Encoded, NegativeSampler, encode
 
 TIMING_FIELDS = ("seconds", "windows_per_s")
@@ -51,6 +64,9 @@ class Reporter(Protocol):
     def epoch_start(self, epoch: int, epochs: int, n_batches: int, done: int) -> None: ...
     def batch_progress(self, batches_done: int, loss: float, lr: float, wps: float) -> None: ...
     def epoch_end(self, record: dict[str, Any]) -> None: ...
+
+
+EpochHook = Callable[[dict[str, Any]], bool | None]  # on_epoch(record) → True to stop
 
 
 class SilentReporter:
@@ -78,7 +94,7 @@ class Interrupted(WindownerError):
 # ------------------------------------------------------------------------- data
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Prepared:
     """The vocabularies and the encoded splits. The training sentences themselves are not
     kept: the training file is streamed twice (counts, then encoding), so memory holds the
@@ -122,20 +138,20 @@ def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] 
     tags = tag_vocab_of(seen_tags)
     for name, sents in (("dev", dev), ("test", test)):
         if sents:
-            report_unseen_tags(name, sents, tags, reporter)
+            report_unseen_tags(name, sents, tags, reporter.log)
     enc = partial(encode, word_vocab=words, tag_vocab=tags, window=f.window, normalize=normalize)
     train_enc = encode_stream(train(), n_sents, n_tokens, enc, f.window, config.data.train)
     return Prepared(
-        words,
-        tags,
-        normalize,
-        dev,
-        test,
-        train_enc,
-        enc(dev) if dev else None,
-        enc(test) if test else None,
-        dict(counts),
-        n_extra,
+        words=words,
+        tags=tags,
+        normalize=normalize,
+        dev=dev,
+        test=test,
+        train_enc=train_enc,
+        dev_enc=enc(dev) if dev else None,
+        test_enc=enc(test) if test else None,
+        word_counts=dict(counts),
+        n_extra=n_extra,
     )
 
 
@@ -184,22 +200,6 @@ def encode_stream(
     return Encoded(words, caps, centers, tags, bounds, window)
 
 
-def unseen_tags_message(name: str, sents: list[Sentence], known: Container[str]) -> str | None:
-    """A warning (with counts) about tags that training never saw, or None."""
-    unseen = Counter(t for s in sents for t in s.tags if t not in known)
-    if not unseen:
-        return None
-    listed = ", ".join(f"{t} ×{n}" for t, n in sorted(unseen.items()))
-    return f"warning: {name} has tags never seen in training ({listed}); they are scored as errors"
-
-
-def report_unseen_tags(name: str, sents: list[Sentence], tags: Vocab, reporter: Reporter) -> None:
-    """Warn (with counts) about tags that training never saw; they are scored as errors."""
-    message = unseen_tags_message(name, sents, tags)
-    if message:
-        reporter.log(message)
-
-
 # ------------------------------------------------------------------------- model
 
 
@@ -214,14 +214,14 @@ def build_tagger(
     spec = cfg.model_spec(config, len(data.words), len(data.tags))
     model = WindowScorer.create(spec, rng, m.initializer, m.init_scale, word_table, e.scale)
     return Tagger(
-        model,
-        data.words,
-        data.tags.items,
-        config.features.lowercase,
-        config.features.digits_to_zero,
-        m.decode,
-        0.0,
-        config.to_dict(),
+        model=model,
+        words=data.words,
+        tags=data.tags.items,
+        lowercase=config.features.lowercase,
+        digits_to_zero=config.features.digits_to_zero,
+        decode=m.decode,
+        threshold=0.0,
+        config=config.to_dict(),
         frozen_rows=data.n_extra,
     )
 
@@ -270,34 +270,7 @@ def load_pretrained_cached(spec: str, lowercase: bool, digits_to_zero: bool):
     return embeddings.load_pretrained(spec, normalize)
 
 
-# ------------------------------------------------------------------------- evaluation
-
-
-def evaluate_split(tagger: Tagger, sents: list[Sentence], enc: Encoded) -> dict[str, Any]:
-    """Entity P/R/F1 (untyped spans for a ranking model), token accuracy, and for ranking the
-    pairwise ranking accuracy."""
-    scores = tagger.scores(enc)
-    pred = tagger.tag_encoded(enc, scores)
-    gold = [list(s.tags) for s in sents]
-    if tagger.objective == "ranking":
-        gold = [untyped(g) for g in gold]
-    result = evaluate(gold, pred).to_dict()
-    if tagger.objective == "ranking":
-        result["ranking_accuracy"] = ranking_accuracy(tagger, enc, scores)
-    return result
-
-
-def ranking_accuracy(tagger: Tagger, enc: Encoded, scores: np.ndarray) -> float:
-    """% of (entity window, center-corrupted window) pairs scored in the right order; the
-    corruption draws from a fixed seed so the number is comparable across epochs."""
-    entity = np.flatnonzero(enc.tags > 0)
-    if len(entity) == 0:
-        return 0.0
-    sampler = NegativeSampler(enc, len(tagger.words), "center", 1)
-    words, caps = enc.windows(entity)
-    neg_w, neg_c = sampler.sample(words, caps, np.random.default_rng(12345))
-    s_c = tagger.model.scores(neg_w, neg_c)[:, 0]
-    return 100.0 * float(np.mean(scores[entity, 0] > s_c))
+# ------------------------------------------------------------------------- ranking threshold
 
 
 def choose_threshold(scores: np.ndarray, is_entity: np.ndarray) -> float:
@@ -336,22 +309,31 @@ class LoopState:
 
 
 class Trainer:
-    """Owns the model, optimizer, schedule and RNG of one run."""
+    """Owns the model, optimizer, schedule and RNG of one run (``last.npz``: windowner.resume).
+
+    ``on_epoch(record)`` is called after each epoch is recorded and saved; returning True
+    stops training like early stopping (the run can still be resumed later)."""
 
     def __init__(
-        self, config: cfg.Config, run_dir: Path, reporter: Reporter, resume: bool = False
+        self,
+        config: cfg.Config,
+        run_dir: Path,
+        reporter: Reporter,
+        resume: bool = False,
+        on_epoch: EpochHook | None = None,
     ) -> None:
         self.config, self.run_dir, self.reporter = config, run_dir, reporter
+        self.on_epoch = on_epoch
         self.rng = np.random.default_rng(config.seed)
-        self.data = prepare_data(config, reporter, self._extra_words())
-        self.train_idx = self._training_tokens()
+        self.data = prepare_data(config, reporter, extra_words(config))
+        self.train_idx = training_tokens(config, self.data)
         self.state = LoopState()
         self.perm = np.arange(len(self.train_idx))
         table = None if resume else initial_word_table(config, self.data, self.rng, reporter)
         self.tagger = build_tagger(config, self.data, self.rng, table)
         del table
         self.optimizer = Optimizer(config.optimizer)
-        self.sampler = self._sampler()
+        self.sampler = negative_sampler(config, self.data)
         B = config.train.batch_size
         self.n_batches = max(1, -(-len(self.train_idx) // B))
         s = config.schedule
@@ -361,34 +343,7 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self._signal: int | None = None
         if resume:
-            self._load_last()
-
-    # ---------------------------------------------------------------- setup helpers
-
-    def _extra_words(self) -> list[str]:
-        """Pretrained words kept beyond the training vocabulary (never updated in training)."""
-        e = self.config.embeddings
-        if e.init == "random" or e.keep_pretrained == 0:
-            return []
-        f = self.config.features
-        pretrained = load_pretrained_cached(e.init, f.lowercase, f.digits_to_zero)
-        return pretrained.words[: e.keep_pretrained]
-
-    def _training_tokens(self) -> np.ndarray:
-        """Indices of the training windows: all tokens, or entity tokens for ranking."""
-        tags = self.data.train_enc.tags
-        if self.config.model.objective == "ranking":
-            idx = np.flatnonzero(tags > 0)
-            if len(idx) == 0:
-                raise DataError(f"{self.config.data.train}: no entity tokens to rank")
-            return idx
-        return np.arange(len(tags))
-
-    def _sampler(self) -> NegativeSampler | None:
-        n = self.config.negatives
-        if n.k == 0:
-            return None
-        return NegativeSampler(self.data.train_enc, len(self.data.words), n.strategy, n.k, n.power)
+            restore_checkpoint(self)
 
     # ---------------------------------------------------------------- running
 
@@ -486,8 +441,8 @@ class Trainer:
             "train_loss": st.loss_sum / max(st.windows_done, 1),
         }
         if self.tagger.objective == "ranking":
-            self.tagger.threshold = self._fit_threshold()
-        dev_f1 = self._evaluate_dev(record)
+            self.tagger.threshold = fit_threshold(self.tagger, self.data.train_enc)
+        dev_f1 = evaluate_dev(self.tagger, self.data, record)
         record["seconds"] = st.epoch_seconds
         record["windows_per_s"] = st.windows_done / max(st.epoch_seconds, 1e-9)
         if dev_f1 is None or dev_f1 > st.best_f1:
@@ -499,93 +454,14 @@ class Trainer:
             patience = self.config.train.patience
             st.stopped_early = bool(patience and st.bad_epochs >= patience)
         self.metrics.append(record)
-        self._write_metrics()
-        self._save_last()
+        write_metrics(self.run_dir, self.metrics)
+        save_checkpoint(self)
         self.reporter.epoch_end(record)
-
-    def _evaluate_dev(self, record: dict[str, Any]) -> float | None:
-        d = self.data
-        if d.dev is None or d.dev_enc is None:
-            return None
-        result = evaluate_split(self.tagger, d.dev, d.dev_enc)
-        record.update(
-            {
-                "dev_precision": result["precision"],
-                "dev_recall": result["recall"],
-                "dev_f1": result["f1"],
-                "dev_token_accuracy": result["token_accuracy"],
-            }
-        )
-        if "ranking_accuracy" in result:
-            record["dev_ranking_accuracy"] = result["ranking_accuracy"]
-        return result["f1"]
-
-    def _fit_threshold(self) -> float:
-        """The ranking threshold from the scores of every training window, in chunks."""
-        enc = self.data.train_enc
-        scores = np.empty(enc.n_tokens, dtype=np.float64)
-        for a in range(0, enc.n_tokens, SCORE_CHUNK):
-            idx = np.arange(a, min(a + SCORE_CHUNK, enc.n_tokens))
-            scores[idx] = self.tagger.model.scores(*enc.windows(idx))[:, 0]
-        return choose_threshold(scores, enc.tags > 0)
-
-    # ---------------------------------------------------------------- files
-
-    def _write_metrics(self) -> None:
-        lines = "".join(json.dumps(r) + "\n" for r in self.metrics)
-        atomic_write_text(self.run_dir / "metrics.jsonl", lines)
-
-    def _save_last(self) -> None:
-        arrays = self.optimizer.state_arrays()
-        n = self.tagger.frozen_rows
-        for key in [k for k in arrays if n and k.startswith("opt/E_word.")]:
-            arrays[key] = arrays[key][:-n]  # frozen rows have no optimizer state (all zero)
-        arrays["loop/perm"] = self.perm
-        meta = {
-            "loop": self.state.to_dict(),
-            "rng": self.rng.bit_generator.state,
-            "metrics": self.metrics,
-        }
-        self.tagger.save(self.run_dir / "last.npz", meta, arrays)
-
-    def _load_last(self) -> None:
-        path = self.run_dir / "last.npz"
-        stale = remove_stale_temporaries(self.run_dir)
-        if stale:
-            self.reporter.log(f"removed {len(stale)} partial file(s) left by an interrupted write")
-        tagger, arrays, meta = Tagger.load(path)
-        if tagger.words.items != self.data.words.items or tagger.tags != self.data.tags.items:
-            raise ModelFileError(
-                f"{path}: the training data changed since this run started "
-                f"({self.config.data.train}); resume needs the same data"
-            )
-        if tagger.model.spec != self.tagger.model.spec:
-            raise ModelFileError(f"{path}: the checkpoint does not match the run's config.yaml")
-        try:
-            perm = arrays["loop/perm"]
-            if perm.shape != (len(self.train_idx),) or perm.dtype.kind not in "iu":
-                raise ValueError("loop/perm does not fit the training data")
-            self.optimizer.load_state_arrays(self._padded_state(arrays))
-            self.rng.bit_generator.state = meta["rng"]
-            state = LoopState(**meta["loop"])
-            metrics = list(meta["metrics"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: not a usable training checkpoint ({exc})") from None
-        self.tagger.model.params = tagger.model.params
-        self.tagger.threshold = tagger.threshold
-        self.perm, self.state, self.metrics = perm, state, metrics
-
-    def _padded_state(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Optimizer state with the frozen rows' zeros put back (see ``_save_last``)."""
-        n = self.tagger.frozen_rows
-        out = dict(arrays)
-        for key in [k for k in arrays if n and k.startswith("opt/E_word.")]:
-            value = arrays[key]
-            out[key] = np.concatenate([value, np.zeros((n, *value.shape[1:]), value.dtype)])
-        return out
+        if self.on_epoch is not None and self.on_epoch(record):
+            st.stopped_early = True  # after the save: a resumed run would go on training
 
     def _interrupt(self) -> None:
-        self._save_last()
+        save_checkpoint(self)
         signum = self._signal or signal.SIGINT
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         st = self.state
@@ -604,7 +480,7 @@ class Trainer:
         # Training is over: free its state before the best model is loaded beside it.
         self.optimizer.state.clear()
         self.tagger.model.params.clear()
-        best, _, _ = Tagger.load(self.run_dir / "model.npz")
+        best = Tagger.load(self.run_dir / "model.npz")
         d = self.data
         summary: dict[str, Any] = {
             "run_dir": str(self.run_dir),
@@ -623,6 +499,161 @@ class Trainer:
         return summary
 
 
+# ------------------------------------------------------------------------- loop helpers
+
+
+def extra_words(config: cfg.Config) -> list[str]:
+    """Pretrained words kept beyond the training vocabulary (never updated in training)."""
+    e = config.embeddings
+    if e.init == "random" or e.keep_pretrained == 0:
+        return []
+    f = config.features
+    pretrained = load_pretrained_cached(e.init, f.lowercase, f.digits_to_zero)
+    return pretrained.words[: e.keep_pretrained]
+
+
+def training_tokens(config: cfg.Config, data: Prepared) -> np.ndarray:
+    """Indices of the training windows: all tokens, or entity tokens for ranking."""
+    tags = data.train_enc.tags
+    if config.model.objective == "ranking":
+        idx = np.flatnonzero(tags > 0)
+        if len(idx) == 0:
+            raise DataError(f"{config.data.train}: no entity tokens to rank")
+        return idx
+    return np.arange(len(tags))
+
+
+def negative_sampler(config: cfg.Config, data: Prepared) -> NegativeSampler | None:
+    """The corrupted-window sampler, or None when the config draws no negatives."""
+    n = config.negatives
+    if n.k == 0:
+        return None
+    return NegativeSampler(data.train_enc, len(data.words), n.strategy, n.k, n.power)
+
+
+def evaluate_dev(tagger: Tagger, data: Prepared, record: dict[str, Any]) -> float | None:
+    """Add the dev scores to the epoch's ``record``; returns dev F1 (None without a dev set)."""
+    if data.dev is None or data.dev_enc is None:
+        return None
+    result = evaluate_split(tagger, data.dev, data.dev_enc)
+    record.update(
+        {
+            "dev_precision": result["precision"],
+            "dev_recall": result["recall"],
+            "dev_f1": result["f1"],
+            "dev_token_accuracy": result["token_accuracy"],
+        }
+    )
+    if "ranking_accuracy" in result:
+        record["dev_ranking_accuracy"] = result["ranking_accuracy"]
+    return result["f1"]
+
+
+def fit_threshold(tagger: Tagger, enc: Encoded) -> float:
+    """The ranking threshold from the scores of every training window, in chunks."""
+    scores = np.empty(enc.n_tokens, dtype=np.float64)
+    for a in range(0, enc.n_tokens, SCORE_CHUNK):
+        idx = np.arange(a, min(a + SCORE_CHUNK, enc.n_tokens))
+        scores[idx] = tagger.model.scores(*enc.windows(idx))[:, 0]
+    return choose_threshold(scores, enc.tags > 0)
+
+
+def write_metrics(run_dir: Path, metrics: list[dict[str, Any]]) -> None:
+    """``metrics.jsonl``: every epoch's record so far, one JSON object per line."""
+    lines = "".join(json.dumps(r) + "\n" for r in metrics)
+    atomic_write_text(run_dir / "metrics.jsonl", lines)
+
+
 def strip_timing(record: dict[str, Any]) -> dict[str, Any]:
     """A metrics record without the fields that depend on the machine's speed."""
     return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
+
+# ------------------------------------------------------------------------- the library entry point
+
+
+def train(
+    config: cfg.Config | str | Path,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    *,
+    out_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    reporter: Reporter | None = None,
+    on_epoch: Callable[[dict[str, Any]], bool | None] | None = None,
+) -> dict[str, Any]:
+    """Train a model into a new run directory (or continue one) and return the summary.
+
+    ``config``: a Config or a YAML file; ``overrides``: ``{"model.hidden": 50}`` or
+    ``["model.hidden=50"]`` (as ``--set``). The run directory is ``out_dir`` (refused if it
+    exists and is not empty) or ``<config.out_dir>/<name>-<time>`` (suffixed if taken); it is
+    made only once the data has been read. ``resume``: a run directory, whose own config.yaml
+    is used (``config`` must be that file, ``overrides`` empty). ``on_epoch(record)`` is
+    called after each epoch is saved; True stops training. ``<parent>/latest`` then points at
+    the run; the summary (also summary.json) names it under ``"run_dir"``."""
+    reporter = reporter or SilentReporter()
+    if resume is not None:
+        run_dir = Path(resume)
+        conf = resume_config(run_dir, config, overrides)
+        trainer = Trainer(conf, run_dir, reporter, resume=True, on_epoch=on_epoch)
+    else:
+        conf, stem = load_for_training(config, overrides)
+        wanted = runs.run_dir_name(conf.out_dir, stem) if out_dir is None else Path(out_dir)
+        if out_dir is not None:
+            runs.check_out_dir(wanted)
+        # Data problems surface here, before the run directory is made.
+        trainer = Trainer(conf, wanted, reporter, on_epoch=on_epoch)
+        run_dir = runs.claim_run_dir(wanted, exact=out_dir is not None)
+        trainer.run_dir = run_dir
+        atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
+    reporter.log(f"run directory: {run_dir}")
+    summary = trainer.run()
+    runs.point_latest(run_dir, reporter.log)
+    return summary
+
+
+def override_items(overrides: Mapping[str, Any] | Sequence[str]) -> list[str]:
+    """Overrides as ``key.path=value`` strings (a mapping's values written as YAML flow)."""
+    if isinstance(overrides, str):
+        raise UsageError(f"overrides: give a list of key=value strings, not {overrides!r}")
+    if not isinstance(overrides, Mapping):
+        return list(overrides)
+    import yaml
+
+    def flow(value: Any) -> str:  # one line of YAML; a bare scalar ends with "..."
+        text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+        return text.removesuffix("\n...")
+
+    return [f"{key}={flow(value)}" for key, value in overrides.items()]
+
+
+def load_for_training(
+    config: cfg.Config | str | Path, overrides: Mapping[str, Any] | Sequence[str]
+) -> tuple[cfg.Config, str]:
+    """(the resolved config with the overrides applied, the run name's stem)."""
+    items = override_items(overrides)
+    if not isinstance(config, cfg.Config):
+        return cfg.resolved(cfg.load_config(config, items)), Path(config).stem
+    if items:
+        raw, problems = config.to_dict(), []
+        for item in items:
+            cfg.apply_override(raw, item, problems)
+        if problems:
+            raise ConfigError(problems, "overrides")
+        config = cfg.from_dict(raw)
+    return cfg.resolved(config), "run"
+
+
+def resume_config(
+    run_dir: Path, config: cfg.Config | str | Path, overrides: Mapping[str, Any] | Sequence[str]
+) -> cfg.Config:
+    """The run's own config.yaml, after checking the run can be resumed and that ``config``
+    and ``overrides`` do not ask for anything else."""
+    own = runs.check_resumable(run_dir)
+    conf = cfg.load_config(own)
+    if isinstance(config, cfg.Config):
+        same = config == conf
+    else:
+        same = Path(config).resolve() == own.resolve()
+    if override_items(overrides) or not same:
+        raise UsageError("--resume takes the run's own config.yaml; drop --config/--set")
+    return conf

@@ -1,0 +1,73 @@
+"""Helpers shared by several test modules (test modules never import each other).
+
+Each section belongs to one area; add a new section rather than growing another's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from windowner.checkpoint import load_npz
+from windowner.gradcheck import dense_grad
+from windowner.nn.layers import SparseGrad
+from windowner.nn.model import Batch, ModelSpec, WindowScorer
+from windowner.train import strip_timing
+
+# ----------------------------------------------------------------------------- runs (arch-jobs)
+
+
+def outcome(run: Path) -> dict:
+    """Everything a finished run leaves, minus what depends on the machine's speed."""
+    last, _ = load_npz(run / "last.npz")
+    model, _ = load_npz(run / "model.npz")
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("run_dir", "seconds"):
+        summary.pop(key)
+    return {
+        "last": last,
+        "model": model,
+        "metrics": [strip_timing(r) for r in metrics],
+        "summary": summary,
+    }
+
+
+# ----------------------------------------------------------------------------- nn fast path
+
+
+def make_model(dtype="float64", **kw):
+    args = dict(vocab_size=40, n_out=5, window=5, word_dim=4, caps_dim=2, hidden=8, dtype=dtype)
+    args.update(kw)
+    if args.get("objective") == "ranking":
+        args["n_out"] = 1
+    spec = ModelSpec(**args)
+    return WindowScorer.create(spec, np.random.default_rng(0))
+
+
+def make_batch(spec, rng, n=13, k=0):
+    """Windows drawn from a few ids so that rows repeat, as in text."""
+    w = rng.integers(0, 8, (n, spec.window)) * 5
+    c = rng.integers(0, 6, (n, spec.window))
+    t = rng.integers(0, spec.n_out, n)
+    if k == 0:
+        return Batch(w, c, t)
+    nw = rng.integers(0, spec.vocab_size, (k * n, spec.window))
+    return Batch(w, c, t, nw, rng.integers(0, 6, (k * n, spec.window)))
+
+
+def assert_grads_close(ref, got, shapes, rtol, atol=0.0):
+    assert set(ref) == set(got)
+    for name in ref:
+        if isinstance(ref[name], SparseGrad):
+            assert isinstance(got[name], SparseGrad)
+            np.testing.assert_array_equal(got[name].ids, ref[name].ids)
+        np.testing.assert_allclose(
+            dense_grad(got[name], shapes[name]),
+            dense_grad(ref[name], shapes[name]),
+            rtol=rtol,
+            atol=atol,
+            err_msg=name,
+        )

@@ -1,0 +1,133 @@
+"""Run directories: where they go, how they are named and claimed, ``latest``, and finding one.
+
+A run directory is created by exactly one training run and never reused: ``claim_run_dir``
+makes it with ``os.mkdir`` (atomic, fails if the name exists) and adds ``-2``, ``-3`` … to a
+generated name that is taken; an explicit ``--out`` that already holds anything is refused
+unless the run is resumed. ``latest`` beside the runs is a symlink to the newest one; it is
+replaced atomically and a regular file or directory of that name is never touched.
+
+Where to change what: the default place commands look is ``DEFAULT_RUN``; run-dir naming is
+``run_dir_name``; what a resumable run needs is ``check_resumable``; the model a command uses
+is ``resolve_model`` (eval, predict) and the run ``windowner report`` reads is ``find_run``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from windowner.errors import ModelFileError, UsageError
+
+DEFAULT_RUN = Path("runs/latest")
+LATEST = "latest"
+TRAIN_HINT = "train one first: windowner train --config configs/adam.yaml"
+
+
+# ----------------------------------------------------------------------------- finding runs
+
+
+def resolve_model(model: Path | None) -> Path:
+    """A run directory or model file (default: runs/latest) → the model file."""
+    path = model or DEFAULT_RUN
+    if path.is_dir():
+        path = path / "model.npz"
+    if not path.exists():
+        if model is None:
+            raise UsageError(f"no trained model at {DEFAULT_RUN}; {TRAIN_HINT}")
+        raise ModelFileError(f"{path}: no such model file or run directory")
+    return path
+
+
+def find_run(run: Path | None) -> Path:
+    """RUN (a run directory, or a file in one; default runs/latest) → the directory, which
+    must hold metrics.jsonl and model.npz."""
+    path = run or DEFAULT_RUN
+    if path.is_file():
+        path = path.parent
+    if not path.is_dir():
+        if run is None:
+            raise UsageError(f"no run at {DEFAULT_RUN}; {TRAIN_HINT}")
+        raise UsageError(f"{path}: no such run directory")
+    if not (path / "metrics.jsonl").is_file():
+        raise UsageError(f"{path}: no metrics.jsonl; is this a run directory?")
+    if not (path / "model.npz").is_file():
+        raise ModelFileError(f"{path}: no model.npz")
+    return path
+
+
+# ----------------------------------------------------------------------------- new runs
+
+
+def run_dir_name(parent: str | Path, stem: str, now: datetime | None = None) -> Path:
+    """``<parent>/<stem>-<YYYYmmdd-HHMMSS>``: the run directory to claim for a config."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return Path(parent) / f"{stem}-{stamp}"
+
+
+def check_out_dir(path: Path) -> None:
+    """Refuse an explicit ``--out`` that exists and is not an empty directory (checked before
+    any data is read, and again by ``claim_run_dir``)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir():
+        raise UsageError(f"{path} exists and is not a directory; pick another --out")
+    if (path / "last.npz").exists() or (path / "config.yaml").exists():
+        raise UsageError(
+            f"{path} already holds a run; resume it with windowner train --resume {path}, "
+            "or pick another --out"
+        )
+    if any(path.iterdir()):
+        raise UsageError(f"{path} is not empty; a run never writes into a used directory")
+
+
+def claim_run_dir(path: Path, *, exact: bool) -> Path:
+    """Create the run directory and return it. ``exact`` (an explicit ``--out``): ``path``
+    itself, which may exist only as an empty directory. Otherwise ``path`` or the first free
+    ``path-2``, ``path-3`` …; ``os.mkdir`` is atomic, so two runs never share a directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if exact:
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            check_out_dir(path)
+        return path
+    candidate, n = path, 1
+    while True:
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
+
+
+def check_resumable(run_dir: Path) -> Path:
+    """The run's config.yaml, after checking the directory holds what resuming needs."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
+    if not (run_dir / "last.npz").exists():
+        raise UsageError(f"{run_dir}: no last.npz to resume from")
+    return config
+
+
+def point_latest(run_dir: Path, warn: Callable[[str], None]) -> None:
+    """Make ``<parent>/latest`` a relative symlink to ``run_dir``, atomically (a temporary
+    link renamed over the old one). Anything named latest that is not a symlink is left alone
+    with a warning; on failure the temporary link is removed and ``warn`` says why."""
+    link = run_dir.parent / LATEST
+    if link.exists() and not link.is_symlink():
+        kind = "directory" if link.is_dir() else "file"
+        warn(f"note: {link} is a {kind}, not a symlink; left it alone (the run is {run_dir})")
+        return
+    tmp = run_dir.parent / f".{LATEST}.{os.getpid()}.tmp"
+    try:
+        tmp.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        warn(f"note: could not point {link} at the run ({exc})")

@@ -1,0 +1,208 @@
+"""The Tagger (a trained model ready to tag token lists) and the model-file format.
+
+The Tagger bundles what prediction needs besides the parameters: the word vocabulary and its
+normalisation, the tag list, the decoder and (for the ranking objective) the score threshold.
+
+Where to change what: what a model file stores is ``Tagger.save`` (plus ``_split_frozen`` for
+the float16 block of pretrained rows) and what loading checks is ``_from_file`` /
+``_check_spec`` / ``_check_params``; the .npz container itself (atomic writes, metadata,
+refusing pickles) is windowner.checkpoint. ``Tagger.load`` is for prediction;
+``load_checkpoint`` also returns the extra arrays and metadata that resuming needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from windowner.checkpoint import array_text, load_npz, save_npz, text_array
+from windowner.corpus import Sentence, Vocab, normalize_word
+from windowner.decode import decode_sentences
+from windowner.errors import ModelFileError
+from windowner.evaluate import ENTITY, ranking_tags
+from windowner.nn.model import ModelSpec, WindowScorer
+from windowner.windows import Encoded, encode
+
+CAPS_CLASSES = 6  # until ModelSpec carries caps_classes (see _check_params)
+
+
+@dataclass(kw_only=True)
+class Tagger:
+    """A trained model ready to tag token lists."""
+
+    model: WindowScorer
+    words: Vocab
+    tags: list[str]
+    lowercase: bool = True
+    digits_to_zero: bool = True
+    decode: str = "viterbi"
+    threshold: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+    frozen_rows: int = 0
+
+    @property
+    def objective(self) -> str:
+        return self.model.spec.objective
+
+    @property
+    def output_tags(self) -> list[str]:
+        """Tags this tagger predicts (untyped ``B-ENT``/``I-ENT`` for a ranking model)."""
+        return ["O", f"B-{ENTITY}", f"I-{ENTITY}"] if self.objective == "ranking" else self.tags
+
+    def normalize(self, word: str) -> str:
+        return normalize_word(word, self.lowercase, self.digits_to_zero)
+
+    def encode(self, sentences: Sequence[Sentence]) -> Encoded:
+        tag_vocab = Vocab(self.tags)
+        return encode(sentences, self.words, tag_vocab, self.model.spec.window, self.normalize)
+
+    def scores(self, encoded: Encoded) -> np.ndarray:
+        """(N, C) scores for every token of the encoded corpus (C = 1 for ranking)."""
+        words, caps = encoded.windows()
+        return self.model.scores(words, caps)
+
+    def tag_encoded(self, encoded: Encoded, scores: np.ndarray | None = None) -> list[list[str]]:
+        """Decoded tag strings per sentence."""
+        scores = self.scores(encoded) if scores is None else scores
+        if self.objective == "ranking":
+            return ranking_tags(scores[:, 0] > self.threshold, encoded.sent_bounds)
+        if self.objective == "softmax" and self.decode == "viterbi":
+            from windowner.nn.losses import log_softmax
+
+            scores = log_softmax(scores.astype(np.float64))
+        return decode_sentences(scores, encoded.sent_bounds, self.tags, self.decode)
+
+    def tag(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
+        sentences = [Sentence(tuple(t), ("O",) * len(t)) for t in token_lists]
+        return self.tag_encoded(self.encode(sentences))
+
+    # ------------------------------------------------------------------ files
+
+    def save(
+        self,
+        path: Path,
+        extra_meta: dict[str, Any] | None = None,
+        extra_arrays: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
+        arrays.update(self._split_frozen())
+        arrays["vocab"] = text_array("\n".join(self.words.items))
+        arrays["tags"] = text_array("\n".join(self.tags))
+        arrays.update(extra_arrays or {})
+        meta = {
+            "spec": self.model.spec.to_dict(),
+            "lowercase": self.lowercase,
+            "digits_to_zero": self.digits_to_zero,
+            "decode": self.decode,
+            "threshold": self.threshold,
+            "config": self.config,
+            "frozen_rows": self.frozen_rows,
+        }
+        meta.update(extra_meta or {})
+        save_npz(path, arrays, meta)
+
+    def _split_frozen(self) -> dict[str, np.ndarray]:
+        """Pretrained rows that training never touches (words absent from the training data,
+        kept for prediction) are stored once, as float16 — they were rounded to float16 when
+        the table was built, so the round trip is exact: (V − n, d) float32 + (n, d) float16."""
+        n = self.frozen_rows
+        if n == 0:
+            return {}
+        table = self.model.params["E_word"]
+        return {"param/E_word": table[:-n], "frozen/E_word": table[-n:].astype(np.float16)}
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tagger:
+        """The tagger stored in a model (or checkpoint) file; ModelFileError when unusable."""
+        return load_checkpoint(path)[0]
+
+
+def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], dict[str, Any]]:
+    """(tagger, all arrays, meta) from a model or checkpoint file (resuming reads the
+    optimizer state and loop position from the arrays and meta)."""
+    arrays, meta = load_npz(path)
+    try:
+        spec = ModelSpec(**meta["spec"])
+        params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+        frozen_rows = int(meta.get("frozen_rows", 0))
+        if frozen_rows:
+            frozen = arrays["frozen/E_word"]
+            if len(frozen) != frozen_rows:
+                raise ValueError(f"{len(frozen)} frozen rows, metadata says {frozen_rows}")
+            params["E_word"] = np.concatenate([params["E_word"], frozen.astype(spec.dtype)])
+        words = Vocab.from_text(array_text(arrays["vocab"]))
+        tags = array_text(arrays["tags"]).split("\n")
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: incomplete or inconsistent model file ({exc})") from None
+    _check_spec(Path(path), spec, meta.get("decode", "viterbi"))
+    _check_params(Path(path), spec, params, len(words), len(tags))
+    tagger = Tagger(
+        model=WindowScorer(spec, params),
+        words=words,
+        tags=tags,
+        lowercase=meta.get("lowercase", True),
+        digits_to_zero=meta.get("digits_to_zero", True),
+        decode=meta.get("decode", "viterbi"),
+        threshold=float(meta.get("threshold", 0.0)),
+        config=meta.get("config", {}),
+        frozen_rows=frozen_rows,
+    )
+    return tagger, arrays, meta
+
+
+def _check_spec(path: Path, spec: ModelSpec, decode: Any) -> None:
+    """The stored architecture names things this windowner knows, with sane sizes."""
+    from windowner.decode import DECODERS
+    from windowner.nn.activations import ACTIVATIONS
+    from windowner.nn.losses import OBJECTIVES
+
+    problems = [
+        f"{name} {value!r} is unknown"
+        for name, value, known in (
+            ("activation", spec.activation, ACTIVATIONS),
+            ("objective", spec.objective, OBJECTIVES),
+            ("dtype", spec.dtype, ("float32", "float64")),
+            ("decoder", decode, DECODERS),
+        )
+        if not isinstance(value, str) or value not in known
+    ]
+    for name in ("vocab_size", "n_out", "window", "word_dim", "caps_dim", "hidden"):
+        value = getattr(spec, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.append(f"{name} {value!r} is not a size")
+    if isinstance(spec.window, int) and spec.window % 2 == 0:
+        problems.append(f"window {spec.window} is not odd")
+    if problems:
+        raise ModelFileError(f"{path}: inconsistent model spec: " + "; ".join(problems))
+
+
+def _check_params(path: Path, spec: ModelSpec, params: dict, n_words: int, n_tags: int) -> None:
+    """Shapes of the parameters against the spec and the vocabulary sizes."""
+    n_out = 1 if spec.objective == "ranking" else n_tags
+    expected = {
+        "E_word": (spec.vocab_size, spec.word_dim),
+        "W": (spec.hidden, spec.input_dim),
+        "b": (spec.hidden,),
+        "U": (spec.hidden, spec.n_out),
+    }
+    if spec.caps_dim:
+        expected["E_caps"] = (getattr(spec, "caps_classes", CAPS_CLASSES), spec.caps_dim)
+    problems = []
+    if n_words != spec.vocab_size:
+        problems.append(f"vocabulary has {n_words} words, spec says {spec.vocab_size}")
+    if spec.n_out != n_out:
+        problems.append(f"{n_tags} tags do not fit {spec.n_out} outputs")
+    for name, shape in expected.items():
+        if name not in params:
+            problems.append(f"parameter {name} is missing")
+        elif params[name].shape != shape or params[name].dtype != np.dtype(spec.dtype):
+            problems.append(
+                f"parameter {name} is {params[name].dtype}{params[name].shape}, "
+                f"expected {spec.dtype}{shape}"
+            )
+    if problems:
+        raise ModelFileError(f"{path}: " + "; ".join(problems))
