@@ -3,12 +3,21 @@ the choice; no test here times anything."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from windowner import config as cfg
 from windowner import threads as th
+from windowner.cli import app
+from windowner.errors import ConfigError
+from windowner.train import SilentReporter, strip_timing, train
+
+from .conftest import ROOT, embedded_data, strip_ansi
 
 
 def blas_threads() -> int:
@@ -194,3 +203,82 @@ def test_recheck_does_nothing_for_a_fixed_number(monkeypatch: pytest.MonkeyPatch
         assert choice.threads == 2
     policy = th.ThreadPolicy(2, batch_size=1024, hidden=300, input_dim=275)
     assert policy.recheck() is None
+
+
+# ----------------------------------------------------------------------------- wiring
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), ("2", 2), ("1", 1)])
+def test_train_threads_config_key(value: str, expected):
+    conf = cfg.load_config(None, [f"train.threads={value}"])
+    assert conf.train.threads == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "train.threads: must be 'auto' or a positive integer, got 0"),
+        ("many", "train.threads: must be 'auto' or a positive integer, got 'many'"),
+        ("1.5", "train.threads: expected an integer or a string, got float 1.5"),
+    ],
+)
+def test_train_threads_config_key_is_checked(value: str, message: str):
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(None, [f"train.threads={value}"])
+    assert info.value.problems == [message + " (from --set)"]
+
+
+class Logs(SilentReporter):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)
+
+
+@pytest.mark.parametrize(
+    ("setting", "line"),
+    [
+        ("auto", "BLAS threads: 1 (auto: products of "),  # configs/adam.yaml's are small
+        ("1", "BLAS threads: 1 (1: as configured)"),
+    ],
+)
+def test_training_prints_and_records_its_thread_choice(tmp_path: Path, setting: str, line: str):
+    logs = Logs()
+    overrides = [*embedded_overrides(), "train.epochs=1", f"train.threads={setting}"]
+    summary = train(ROOT / "configs/adam.yaml", overrides, out_dir=tmp_path / "run", reporter=logs)
+    assert any(x.startswith(line) for x in logs.lines), logs.lines
+    record = json.loads((Path(summary["run_dir"]) / "metrics.jsonl").read_text())
+    assert record["threads"] == 1
+    assert "threads" not in strip_timing(record)
+
+
+def embedded_overrides() -> list[str]:
+    """``embedded_data()``'s --set arguments as plain overrides."""
+    return [a for a in embedded_data() if a != "--set"]
+
+
+def test_predict_refuses_a_bad_threads_option_before_loading_anything(tmp_path: Path):
+    result = CliRunner().invoke(app, ["predict", "--threads", "0", "--model", tmp_path, "Paris"])
+    assert result.exit_code == 2
+    assert "--threads: expected 'auto' or a positive whole number, got '0'" in strip_ansi(
+        result.output
+    )
+
+
+def test_scoring_threads_tells_the_choice_only_when_it_was_measured(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(th, "usable_cores", lambda: 2)
+    monkeypatch.setattr(th, "measure_others", lambda: (1.0, "fake"))
+    monkeypatch.setattr(th.ThreadPolicy, "_apply", lambda self, n: None)
+    spec = SimpleNamespace(hidden=300, input_dim=275)
+    told: list[str] = []
+    with th.scoring_threads("auto", spec, 100_000, told.append) as choice:
+        assert choice.threads == 1 and choice.adaptive  # 4096-window chunks; one core busy
+    assert told == ["BLAS threads: 1 (auto: 2 usable cores, 1.0 busy with other processes)"]
+    with th.scoring_threads("auto", spec, th.SCORE_CHUNK - 1, told.append) as choice:
+        assert choice.threads == 1 and choice.adaptive  # measured, but a small input: quiet
+    with th.scoring_threads("auto", spec, 10, told.append) as choice:
+        assert choice.threads == 1 and not choice.adaptive
+    assert len(told) == 1

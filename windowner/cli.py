@@ -90,6 +90,22 @@ def log(message: str) -> None:
     err.print(message, markup=False, highlight=False)
 
 
+def check_threads(setting: str) -> str:
+    """``--threads`` as given, after checking it is auto or a positive number."""
+    from windowner.threads import parse_setting
+
+    try:
+        parse_setting(setting)
+    except ValueError as exc:
+        raise UsageError(f"--threads: {exc}") from None
+    return setting
+
+
+ThreadsOption = Annotated[
+    str, typer.Option("--threads", help="BLAS threads: auto (by input size and machine load) or N.")
+]
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -164,6 +180,7 @@ def eval_(
         Path | None, typer.Option("--data", "-d", help="CoNLL file (default: the run's dev set).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    threads: ThreadsOption = "auto",
 ) -> None:
     """Entity-level precision, recall and F1 (conlleval semantics) of a model on a CoNLL file.
 
@@ -173,7 +190,7 @@ def eval_(
     from windowner.render import print_evaluation
     from windowner.runs import resolve_model
 
-    result = evaluate_file(resolve_model(model), data, warn=log)
+    result = evaluate_file(resolve_model(model), data, warn=log, threads=check_threads(threads))
     if as_json:
         emit_json(result)
     else:
@@ -214,6 +231,7 @@ def predict(
         bool,
         typer.Option("--explain", help="Show each token's window, every tag's score, the margin."),
     ] = False,
+    threads: ThreadsOption = "auto",
 ) -> None:
     """Tag text and list its entities.
 
@@ -223,7 +241,9 @@ def predict(
     from windowner.runs import resolve_model
     from windowner.tagger import Tagger
     from windowner.textio import read_input
+    from windowner.threads import scoring_threads
 
+    check_threads(threads)
     sentences = read_input(text, input_file, input_format.value)
     tagger = Tagger.load(resolve_model(model))
     if explain:
@@ -231,7 +251,8 @@ def predict(
 
         print_explanations(out, tagger, sentences, output_format.value)
         return
-    tags = tagger.tag(sentences)
+    with scoring_threads(threads, tagger.model.spec, sum(len(s) for s in sentences), log):
+        tags = tagger.tag(sentences)
     render_predictions(out, sentences, tags, output_format.value)
 
 

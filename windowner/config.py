@@ -111,6 +111,7 @@ class TrainConfig:
     batch_size: int = 32
     patience: int = 0
     shuffle: bool = True
+    threads: int | str = "auto"  # BLAS threads: "auto" (windowner.threads) or a number
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,10 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.epochs": (lambda v: v > 0, "> 0"),
     "train.batch_size": (lambda v: v > 0, "> 0"),
     "train.patience": (lambda v: v >= 0, ">= 0 (0 turns early stopping off)"),
+    "train.threads": (
+        lambda v: v == "auto" or (isinstance(v, int) and v >= 1),
+        "'auto' or a positive integer",
+    ),
 }
 
 
@@ -349,7 +354,12 @@ def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
         args = typing.get_args(kind)
         if value is None and type(None) in args:
             return True, None
-        kind = next(a for a in args if a is not type(None))
+        kinds = [a for a in args if a is not type(None)]
+        for one in kinds[:-1]:  # X | Y: the first type that takes the value
+            ok, coerced = _coerce(value, one)
+            if ok:
+                return True, coerced
+        kind = kinds[-1]
     if kind is bool:
         return isinstance(value, bool), value
     if kind is int:

@@ -24,12 +24,18 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 AUTO = "auto"
 MIN_THREADED_MNK = 16_000_000  # multiply-adds in one product (batch × hidden × input dim)
+# OpenBLAS runs products below 4 × 65536 multiply-adds on one thread by itself: for those
+# ``auto`` sets no limit (and does not import threadpoolctl: one-sentence predict stays fast)
+BLAS_SINGLE_MNK = 4 * 65536
+SCORE_CHUNK = 4096  # windows per product when scoring (WindowScorer.scores)
 SAMPLE_SECONDS = 0.1
 FREE_MARGIN = 0.25  # a core counts as free when others use less than 1 − FREE_MARGIN of it
 
@@ -194,7 +200,8 @@ class ThreadPolicy:
         return choose_threads(self.requested, self.mnk, self.cores, others)
 
     def __enter__(self) -> ThreadChoice:
-        self._apply(self.choice.threads)
+        if self.requested is not None or self.mnk >= BLAS_SINGLE_MNK:
+            self._apply(self.choice.threads)
         if self.choice.adaptive:
             self._meter = LoadMeter()
         return self.choice
@@ -230,7 +237,16 @@ class ThreadPolicy:
         return new
 
 
-def configure_threads(setting: Any, batch_size: int, hidden: int, input_dim: int) -> ThreadChoice:
-    """Choose the thread count for these shapes and apply it for the rest of the process
-    (for a one-shot command; a training run uses ``ThreadPolicy`` to adapt and restore)."""
-    return ThreadPolicy(setting, batch_size, hidden, input_dim).__enter__()
+@contextmanager
+def scoring_threads(
+    setting: Any, spec: Any, windows: int, log: Callable[[str], None] | None = None
+) -> Iterator[ThreadChoice]:
+    """The thread policy for scoring ``windows`` windows of a model (``spec``: its ModelSpec)
+    in chunks of SCORE_CHUNK, for a ``with`` block. The choice goes to ``log`` for inputs of
+    a full chunk or more whose products were big enough to be sized by the machine's load
+    (smaller inputs, e.g. a sentence or a test file, log nothing)."""
+    batch = max(1, min(windows, SCORE_CHUNK))
+    with ThreadPolicy(setting, batch, spec.hidden, spec.input_dim) as choice:
+        if choice.adaptive and windows >= SCORE_CHUNK and log is not None:
+            log(choice.describe())
+        yield choice

@@ -52,9 +52,10 @@ from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
 from windowner.resume import restore_checkpoint, save_checkpoint
 from windowner.tagger import Tagger
+from windowner.threads import ThreadPolicy
 from windowner.windows import Encoded, NegativeSampler, encode
 
-TIMING_FIELDS = ("seconds", "windows_per_s")
+TIMING_FIELDS = ("seconds", "windows_per_s", "threads")  # fields that depend on the machine
 
 
 class Reporter(Protocol):
@@ -342,6 +343,7 @@ class Trainer:
         )
         self.metrics: list[dict[str, Any]] = []
         self._signal: int | None = None
+        self.threads = thread_policy(config)
         if resume:
             restore_checkpoint(self)
 
@@ -353,7 +355,8 @@ class Trainer:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             # Overflow is detected (and explained) by the finite checks, not by numpy warnings.
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self.threads:
+                self.reporter.log(self.threads.choice.describe())
                 while self.state.epoch < t.epochs and not self.state.stopped_early:
                     self._run_epoch()
             if self._signal is not None:  # arrived during the last epoch's evaluation
@@ -445,6 +448,10 @@ class Trainer:
         dev_f1 = evaluate_dev(self.tagger, self.data, record)
         record["seconds"] = st.epoch_seconds
         record["windows_per_s"] = st.windows_done / max(st.epoch_seconds, 1e-9)
+        record["threads"] = self.threads.choice.threads
+        changed = self.threads.recheck()  # for the next epoch
+        if changed is not None:
+            self.reporter.log(f"other processes' load changed: {changed.describe()}")
         if dev_f1 is None or dev_f1 > st.best_f1:
             st.best_f1 = -1.0 if dev_f1 is None else dev_f1
             st.best_epoch, st.bad_epochs = st.epoch, 0
@@ -500,6 +507,13 @@ class Trainer:
 
 
 # ------------------------------------------------------------------------- loop helpers
+
+
+def thread_policy(config: cfg.Config) -> ThreadPolicy:
+    """The BLAS thread policy for a training step's products (``train.threads``)."""
+    windows = config.train.batch_size * (1 + config.negatives.k)
+    spec = cfg.model_spec(config, vocab_size=1, n_tags=1)
+    return ThreadPolicy(config.train.threads, windows, spec.hidden, spec.input_dim)
 
 
 def extra_words(config: cfg.Config) -> list[str]:
