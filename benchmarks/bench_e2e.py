@@ -22,6 +22,7 @@ loading and without dev evaluation). Then, with the config run's model:
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import os
@@ -35,6 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import e2e_rows  # noqa: E402
 
 DEFAULT_TRAIN = Path("../shared/data/conll2003/train.txt")
 DEFAULT_CONFIG = Path("configs/conll03.yaml")
@@ -55,7 +59,11 @@ train: {epochs: 1, batch_size: 256}
 
 
 def child(spec: dict) -> dict:
-    """Train in this process (a fresh one) and report epoch times and peak RSS."""
+    """Train in this process (a fresh one) and report epoch times, dev F1s and peak RSS.
+
+    spec["engine"] "torch" swaps the trainer's step for the eager-PyTorch one (same data,
+    batches, schedule and evaluation); spec["target_f1"] stops at the first epoch that
+    reaches that dev F1."""
     import numpy as np
 
     from windowner import config as cfg
@@ -64,15 +72,24 @@ def child(spec: dict) -> dict:
     conf = cfg.resolved(cfg.load_config(spec["config"], spec["sets"]))
     run_dir = Path(spec["out"])
     run_dir.mkdir(parents=True, exist_ok=True)
+    target = spec.get("target_f1")
+    stop = None if target is None else (lambda record: record.get("dev_f1", 0.0) >= target)
     started = time.perf_counter()
-    trainer = Trainer(conf, run_dir, SilentReporter())
+    trainer = Trainer(conf, run_dir, SilentReporter(), on_epoch=stop)
+    if spec.get("engine") == "torch":
+        from e2e_rows import use_torch_step
+
+        use_torch_step(trainer, spec.get("torch_threads"))
     setup = time.perf_counter() - started
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         trainer.run()
     metrics = trainer.metrics
     return {
+        "engine": spec.get("engine", "windowner"),
         "setup_seconds": setup,
         "epoch_seconds": [m["seconds"] for m in metrics],
+        "dev_f1s": [m.get("dev_f1") for m in metrics],
+        "threads": [m.get("threads") for m in metrics],
         "windows": int(len(trainer.train_idx)),
         "vocab": len(trainer.data.words),
         "dev_f1": metrics[-1].get("dev_f1"),
@@ -84,8 +101,18 @@ def child(spec: dict) -> dict:
     }
 
 
-def run_child(config: Path, sets: list[str], out: Path) -> dict:
-    spec = {"config": str(config), "sets": sets, "out": str(out)}
+def run_child(
+    config: Path,
+    sets: list[str],
+    out: Path,
+    engine: str = "windowner",
+    target_f1: float | None = None,
+    torch_threads: int | None = None,
+) -> dict:
+    spec = {"config": str(config), "sets": sets, "out": str(out), "engine": engine}
+    spec["torch_threads"] = torch_threads
+    if target_f1 is not None:
+        spec["target_f1"] = target_f1
     proc = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(spec)],
         capture_output=True,
@@ -171,6 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     ap.add_argument("--epochs", type=int, default=2, help="epochs of the target-shape run")
     ap.add_argument("--quick", action="store_true", help="the target-shape run only")
+    ap.add_argument(
+        "--rows",
+        nargs="*",
+        choices=ROWS,
+        default=list(ROWS),
+        help="comparison rows (e2e_rows.py; none with --quick): time to F1 against PyTorch, "
+        "busy neighbours, threads auto against 1",
+    )
+    ap.add_argument("--target-f1", type=float, default=91.0, help="dev F1 of the time-to-F1 row")
+    ap.add_argument(
+        "--torch-threads", type=int, default=None, help="PyTorch's threads (default: its own)"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -197,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"bench_e2e: {train} / {dev}\n  config {args.config}"
         f"{'' if config == args.config else ' (missing: built-in equivalent)'}; trainer step: "
-        f"{trainer_step()}; BLAS {blas()}\n  load average before: "
+        f"{trainer_step()}; BLAS {blas()}\n  {machine()}\n  load average before: "
         + " ".join(f"{x:.2f}" for x in os.getloadavg()),
         file=err,
         flush=True,
@@ -214,12 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     predict = predict_speed(model, dev)
     cold = cold_start(model)
     result = {
+        "machine": machine(),
         "runs": runs,
         "predict": predict,
         "cold_start_seconds": cold,
         "trainer_step": trainer_step(),
-        "load_average_after": os.getloadavg(),
     }
+    if not args.quick:
+        result.update(comparisons(args, config, data, tmp, model, dev))
+    result["load_average_after"] = os.getloadavg()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -233,8 +275,65 @@ def main(argv: list[str] | None = None) -> int:
             f'cold start, windowner predict "…" (one sentence): {cold:.2f} s\n'
             "  load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
         )
-        print_targets(result)
+        e2e_rows.print_rows(result, args.target_f1)
+        print_targets(result, args.target_f1)
     return 0
+
+
+ROWS = ("f1", "contention", "threads")
+
+
+def comparisons(
+    args: argparse.Namespace, config: Path, data: list[str], tmp: Path, model: Path, dev: Path
+) -> dict:
+    """The rows of e2e_rows.py that ``--rows`` asks for (progress on stderr)."""
+    out: dict = {}
+    run = functools.partial(run_child, torch_threads=args.torch_threads)
+    once = ["train.epochs=1", "train.patience=0"]
+    random_init = ["embeddings.init=random", "embeddings.keep_pretrained=0"]
+    if "f1" in args.rows:
+        print(f"time to dev F1 {args.target_f1}: windowner, then PyTorch …", file=sys.stderr)
+        out["time_to_f1"] = e2e_rows.time_to_f1(run, config, data, tmp, args.target_f1)
+    if "contention" in args.rows:
+        print("epochs with 0, 1, 2 busy neighbours …", file=sys.stderr)
+        out["contention"] = e2e_rows.contention(run, config, data + once, tmp)
+    if "threads" in args.rows:
+        print("threads auto against 1 …", file=sys.stderr)
+        sets = data + once + random_init
+        out["threads"] = e2e_rows.threads_rows(run, config, sets, tmp)
+        out["predict_threads"] = e2e_rows.predict_threads(model, dev, predict_speed)
+    return out
+
+
+def machine() -> str:
+    """CPU, cores, library versions and the environment that changes BLAS speed."""
+    import numpy as np
+
+    from windowner.optim import fused
+
+    try:
+        import torch
+
+        torch_info = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    except ImportError:
+        torch_info = "torch not installed"
+    env = ", ".join(
+        f"{k}={os.environ.get(k, '(unset)')}"
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")
+    )
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    kernels = "numba" if fused.available() else "numpy"
+    return (
+        f"CPU {cpu}, {os.cpu_count()} cores; Python {sys.version.split()[0]}, numpy "
+        f"{np.__version__}, {torch_info}; optimizer kernels: {kernels}; {env}"
+    )
 
 
 def print_run(name: str, r: dict, first: bool) -> None:
@@ -254,7 +353,7 @@ def print_run(name: str, r: dict, first: bool) -> None:
     )
 
 
-def print_targets(result: dict) -> None:
+def print_targets(result: dict, target_f1: float) -> None:
     runs = result["runs"]
     lines = []
     epoch = min(runs["target shape"]["epoch_seconds"])
@@ -266,6 +365,7 @@ def print_targets(result: dict) -> None:
     if "config" in runs and runs["config"]["init"] != "random":
         rss = runs["config"]["peak_rss_mb"]
         lines.append((rss <= 400, f"peak RSS with {runs['config']['init']} ≤ 400 MB: {rss:.0f} MB"))
+    lines += e2e_rows.target_lines(result, target_f1)
     print("\ntargets:")
     for ok, text in lines:
         print(f"  {'met   ' if ok else 'MISSED'} {text}")
