@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from windowner.nn.layers import SparseGrad
-from windowner.optim.optimizers import OPTIMIZERS, SLOTS, Optimizer, OptimizerSettings
+from windowner.optim.optimizers import OPTIMIZERS, Optimizer, OptimizerSettings
 
 pytest.importorskip("numba")
 
@@ -35,57 +35,48 @@ def problem(dtype: str, seed: int = 0) -> tuple[dict, list[dict]]:
     return params, steps
 
 
-def fused_steps(settings: OptimizerSettings, params: dict, steps: list[dict], lr: float) -> dict:
-    """The same updates through fused.FusedRules, with state laid out as Optimizer's."""
-    rules = fused.FusedRules()
-    state: dict[str, np.ndarray] = {}
-    for t, grads in enumerate(steps, start=1):
-        for name, g in grads.items():
-            theta = params[name]
-            slots = [
-                state.setdefault(f"{name}.{s}", np.zeros_like(theta)) for s in SLOTS[settings.name]
-            ]
-            if isinstance(g, SparseGrad):
-                rules.update(settings.name, settings, t, theta, slots, g.ids, g.rows, lr)
-            else:
-                rules.update(settings.name, settings, t, theta, slots, None, g, lr)
-    return state
+def run_steps(settings: OptimizerSettings, params: dict, steps: list[dict], fused_: bool):
+    """Copies of ``params`` after ``steps``, and the optimizer, numba kernels or numpy rules."""
+    params = {k: v.copy() for k, v in params.items()}
+    optimizer = Optimizer(settings, fused=fused_)
+    assert optimizer.kernels == ("numba" if fused_ else "numpy")
+    for grads in steps:
+        optimizer.step(params, grads, 0.05)
+    return params, optimizer
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_fused_rules_equal_the_numpy_rules_bit_for_bit(name: str, dtype: str):
-    settings = OptimizerSettings(name, momentum=0.8, decay=0.95, eps=1e-6)
+    settings = OptimizerSettings(name, momentum=0.8, decay=0.95, eps=1e-6, fan_in_scaling=True)
     params, steps = problem(dtype)
-    reference = {k: v.copy() for k, v in params.items()}
-    optimizer = Optimizer(settings)
-    for grads in steps:
-        optimizer.step(reference, grads, 0.05)
-    ours = {k: v.copy() for k, v in params.items()}
-    state = fused_steps(settings, ours, steps, 0.05)
+    reference, numpy_opt = run_steps(settings, params, steps, fused_=False)
+    ours, numba_opt = run_steps(settings, params, steps, fused_=True)
     for key in params:
         assert ours[key].dtype == reference[key].dtype
         np.testing.assert_array_equal(ours[key], reference[key], err_msg=key)
         assert not np.array_equal(ours[key], params[key]), f"{key} was not updated"
-    assert state.keys() == optimizer.state.keys()
-    for key, value in optimizer.state.items():
-        np.testing.assert_array_equal(state[key], value, err_msg=key)
+    assert numba_opt.state.keys() == numpy_opt.state.keys()
+    assert numba_opt.t == numpy_opt.t
+    for key, value in numpy_opt.state.items():
+        np.testing.assert_array_equal(numba_opt.state[key], value, err_msg=key)
 
 
 def test_untouched_rows_and_their_state_stay_as_they_were():
-    settings = OptimizerSettings("adam")
     params, steps = problem("float32")
-    before = params["E_word"].copy()
-    state = fused_steps(settings, params, steps[:1], 0.1)  # rows 1, 3, 4 only
-    for row in (0, 2, 5, 6):
-        np.testing.assert_array_equal(params["E_word"][row], before[row])
-        assert not state["E_word.m"][row].any() and not state["E_word.v"][row].any()
+    ours, optimizer = run_steps(OptimizerSettings("adam"), params, steps[:1], fused_=True)
+    for row in (0, 2, 5, 6):  # step 0 names rows 1, 3, 4 only
+        np.testing.assert_array_equal(ours["E_word"][row], params["E_word"][row])
+        assert not optimizer.state["E_word.m"][row].any()
+        assert not optimizer.state["E_word.v"][row].any()
 
 
 def test_disabled_by_the_environment(monkeypatch: pytest.MonkeyPatch):
     assert fused.available()
+    assert Optimizer(OptimizerSettings()).kernels == "numba"
     monkeypatch.setenv(fused.DISABLE_ENV, "1")
     assert not fused.available()
+    assert Optimizer(OptimizerSettings()).kernels == "numpy"
 
 
 @pytest.mark.parametrize("zipf", [0.0, 1.1, 3.0])
