@@ -357,6 +357,11 @@ class Trainer:
             # Overflow is detected (and explained) by the finite checks, not by numpy warnings.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self.threads:
                 self.reporter.log(self.threads.choice.describe())
+                if self.optimizer.kernels != "numpy":
+                    self.reporter.log(
+                        f"optimizer updates: {self.optimizer.kernels} one-pass kernels "
+                        "(WINDOWNER_NO_NUMBA=1: numpy)"
+                    )
                 while self.state.epoch < t.epochs and not self.state.stopped_early:
                     self._run_epoch()
             if self._signal is not None:  # arrived during the last epoch's evaluation
