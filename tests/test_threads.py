@@ -174,8 +174,11 @@ def test_policy_applies_the_choice_and_restores_the_previous_limit(
 
 
 class FakeMeter:
-    def __init__(self, readings: list[float | None]) -> None:
-        self.readings = readings
+    def __init__(self, readings: list[float | None], since: float = 10.0) -> None:
+        self.readings, self.since = readings, since
+
+    def seconds_since(self) -> float:
+        return self.since
 
     def others(self) -> float | None:
         return self.readings.pop(0)
@@ -282,3 +285,28 @@ def test_scoring_threads_tells_the_choice_only_when_it_was_measured(
     with th.scoring_threads("auto", spec, 10, told.append) as choice:
         assert choice.threads == 1 and not choice.adaptive
     assert len(told) == 1
+
+
+def test_recheck_waits_min_seconds_between_readings(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(th, "usable_cores", lambda: 2)
+    monkeypatch.setattr(th, "measure_others", lambda: (0.0, "fake"))
+    monkeypatch.setattr(th.ThreadPolicy, "_apply", lambda self, n: None)
+    policy = th.ThreadPolicy("auto", batch_size=1024, hidden=300, input_dim=275)
+    with policy:
+        policy._meter = FakeMeter([1.0], since=0.5)
+        assert policy.recheck(min_seconds=2.0) is None  # too soon: not read
+        assert policy._meter.readings == [1.0]
+        policy._meter.since = 2.5
+        assert policy.recheck(min_seconds=2.0).threads == 1
+
+
+def test_load_meter_counts_seconds_since_its_last_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    clocks = FakeClocks()
+    monkeypatch.setattr(th, "time", clocks)
+    meter = th.LoadMeter(write_stat(tmp_path / "stat", user=0, idle=0))
+    clocks.wall += 3.0
+    assert meter.seconds_since() == 3.0
+    meter.others()
+    assert meter.seconds_since() == 0.0

@@ -11,8 +11,9 @@ thread. So ``auto``:
     2. else uses the free cores: the usable cores (CPU affinity, a cgroup quota) minus the
        cores other processes kept busy while we measured (/proc/stat less our own CPU time,
        over SAMPLE_SECONDS; the 1-minute load average where /proc is missing);
-    3. re-measures at each epoch end (``ThreadPolicy.recheck``): a neighbour that arrives
-       takes threads away, one that leaves gives them back.
+    3. re-measures while it trains (``ThreadPolicy.recheck``: every RECHECK_SECONDS and at
+       each epoch end): a neighbour that arrives takes threads away, one that leaves gives
+       them back.
 
 A number ``N`` is used as given. The thread count can change the last bits of float32
 products, so bit-identical runs on another machine or load need a number, not ``auto``.
@@ -37,6 +38,7 @@ MIN_THREADED_MNK = 16_000_000  # multiply-adds in one product (batch × hidden �
 BLAS_SINGLE_MNK = 4 * 65536
 SCORE_CHUNK = 4096  # windows per product when scoring (WindowScorer.scores)
 SAMPLE_SECONDS = 0.1
+RECHECK_SECONDS = 2.0  # the trainer's re-measurements, at most this often
 FREE_MARGIN = 0.25  # a core counts as free when others use less than 1 − FREE_MARGIN of it
 
 
@@ -111,6 +113,10 @@ class LoadMeter:
 
     def _reading(self) -> tuple[float, float | None, float]:
         return time.monotonic(), read_busy_seconds(self.stat), time.process_time()
+
+    def seconds_since(self) -> float:
+        """Wall seconds since the last reading."""
+        return time.monotonic() - self._last[0]
 
     def others(self) -> float | None:
         """Other processes' busy cores since the last call (or creation); None without /proc."""
@@ -221,9 +227,10 @@ class ThreadPolicy:
         else:
             self._controller.limit(limits=threads, user_api="blas")
 
-    def recheck(self) -> ThreadChoice | None:
-        """Re-measure other processes' load since the last check and adapt (auto only)."""
-        if self._meter is None:
+    def recheck(self, min_seconds: float = 0.0) -> ThreadChoice | None:
+        """Re-measure other processes' load since the last check and adapt (auto only; not
+        before ``min_seconds`` have passed since that check)."""
+        if self._meter is None or self._meter.seconds_since() < min_seconds:
             return None
         others = self._meter.others()
         if others is None:

@@ -52,7 +52,7 @@ from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
 from windowner.resume import restore_checkpoint, save_checkpoint
 from windowner.tagger import Tagger
-from windowner.threads import ThreadPolicy
+from windowner.threads import RECHECK_SECONDS, ThreadPolicy
 from windowner.windows import Encoded, NegativeSampler, encode
 
 TIMING_FIELDS = ("seconds", "windows_per_s", "threads")  # fields that depend on the machine
@@ -400,6 +400,7 @@ class Trainer:
             now = time.perf_counter()
             if now - last_report > 0.2 or st.batch_pos == self.n_batches:
                 last_report = now
+                self._recheck_threads(RECHECK_SECONDS)
                 wps = st.windows_done / max(now - started, 1e-9)
                 self.reporter.batch_progress(st.batch_pos, st.loss_sum / st.windows_done, lr, wps)
         st.epoch_seconds = time.perf_counter() - started
@@ -454,9 +455,7 @@ class Trainer:
         record["seconds"] = st.epoch_seconds
         record["windows_per_s"] = st.windows_done / max(st.epoch_seconds, 1e-9)
         record["threads"] = self.threads.choice.threads
-        changed = self.threads.recheck()  # for the next epoch
-        if changed is not None:
-            self.reporter.log(f"other processes' load changed: {changed.describe()}")
+        self._recheck_threads()  # for the next epoch
         if dev_f1 is None or dev_f1 > st.best_f1:
             st.best_f1 = -1.0 if dev_f1 is None else dev_f1
             st.best_epoch, st.bad_epochs = st.epoch, 0
@@ -471,6 +470,12 @@ class Trainer:
         self.reporter.epoch_end(record)
         if self.on_epoch is not None and self.on_epoch(record):
             st.stopped_early = True  # after the save: a resumed run would go on training
+
+    def _recheck_threads(self, min_seconds: float = 0.0) -> None:
+        """Adapt the BLAS threads to other processes' load (auto, large products only)."""
+        changed = self.threads.recheck(min_seconds)
+        if changed is not None:
+            self.reporter.log(f"other processes' load changed: {changed.describe()}")
 
     def _interrupt(self) -> None:
         save_checkpoint(self)

@@ -64,7 +64,7 @@ class Optimizer:
 
     @property
     def kernels(self) -> str:
-        """"numba" (one-pass kernels) or "numpy" (the reference ufunc chains)."""
+        """ "numba" (one-pass kernels) or "numpy" (the reference ufunc chains)."""
         return "numpy" if self._fused is None else "numba"
 
     def _slot(self, key: str, like: np.ndarray) -> np.ndarray:
