@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import inspect
 import json
 import os
 import resource
@@ -164,14 +163,11 @@ def cold_start(model: Path, repeats: int = 5) -> float:
 
 
 def trainer_step() -> str:
-    """Which model method the trainer's step calls (the fast path or the reference)."""
-    from windowner.train import Trainer
+    """The step every training run takes: ``windowner.nn.fast.train_step`` (the trainer, the
+    tests and bench_train all call that one function), named from the function itself."""
+    from windowner.nn.fast import train_step
 
-    source = inspect.getsource(Trainer._step)
-    for name in ("train_step", "loss_and_grads_fast", "loss_and_grads"):
-        if f".{name}(" in source:
-            return name
-    return "unknown"
+    return f"{train_step.__module__}.{train_step.__qualname__}"
 
 
 def blas() -> str:
@@ -191,7 +187,7 @@ def blas() -> str:
 # ----------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("train", nargs="?", type=Path, default=DEFAULT_TRAIN)
     ap.add_argument("--dev", type=Path, default=None, help="default: valid.txt beside TRAIN")
@@ -212,7 +208,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def print_predict(predict: dict, cold: float, source: str) -> None:
+    """The prediction and cold-start lines of the report (``source``: the run of the model)."""
+    print(
+        f"\npredict, dev file ({predict['tokens']:,} tokens, model of the {source} run):\n"
+        f"  from encoded windows (model + Viterbi): {predict['encoded_tokens_per_s']:>11,.0f}"
+        f" tokens/s\n"
+        f"  from token lists (encode + model + Viterbi): "
+        f"{predict['tokens_per_s']:>7,.0f} tokens/s\n"
+        f'cold start, windowner predict "…" (one sentence): {cold:.2f} s\n'
+        "  load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+
+
+def header(train: Path, dev: Path, asked: Path, config: Path) -> str:
+    """The report's first lines: data, config (``asked``, or the built-in ``config``), step."""
+    return (
+        f"bench_e2e: {train} / {dev}\n  config {asked}"
+        f"{'' if config == asked else ' (missing: built-in equivalent)'}; trainer step: "
+        f"{trainer_step()}; BLAS {blas()}\n  {machine()}\n  load average before: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
@@ -233,14 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     random_init = ["embeddings.init=random", "embeddings.keep_pretrained=0"]
 
     err = sys.stderr if args.json else sys.stdout
-    print(
-        f"bench_e2e: {train} / {dev}\n  config {args.config}"
-        f"{'' if config == args.config else ' (missing: built-in equivalent)'}; trainer step: "
-        f"{trainer_step()}; BLAS {blas()}\n  {machine()}\n  load average before: "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        file=err,
-        flush=True,
-    )
+    print(header(train, dev, args.config, config), file=err, flush=True)
     runs = {}
     plan = [("target shape", data + ["train.patience=0"] + target)]
     if not args.quick:
@@ -249,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         runs[name] = run_child(config, sets, tmp / name.replace(" ", "_"))
         if not args.json:
             print_run(name, runs[name], first=len(runs) == 1)
-    model = Path(runs.get("config", runs["target shape"])["model"])
+    source = "config" if "config" in runs else "target shape"
+    model = Path(runs[source]["model"])
     predict = predict_speed(model, dev)
     cold = cold_start(model)
     result = {
@@ -265,16 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(
-            f"\npredict, dev file ({predict['tokens']:,} tokens, model of the "
-            f"{'config' if 'config' in runs else 'target shape'} run):\n"
-            f"  from encoded windows (model + Viterbi): {predict['encoded_tokens_per_s']:>11,.0f}"
-            f" tokens/s\n"
-            f"  from token lists (encode + model + Viterbi): "
-            f"{predict['tokens_per_s']:>7,.0f} tokens/s\n"
-            f'cold start, windowner predict "…" (one sentence): {cold:.2f} s\n'
-            "  load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-        )
+        print_predict(predict, cold, source)
         e2e_rows.print_rows(result, args.target_f1)
         print_targets(result, args.target_f1)
     return 0
@@ -309,7 +317,7 @@ def machine() -> str:
     """CPU, cores, library versions and the environment that changes BLAS speed."""
     import numpy as np
 
-    from windowner.optim import fused
+    from windowner import accel
 
     try:
         import torch
@@ -329,7 +337,7 @@ def machine() -> str:
         ),
         "?",
     )
-    kernels = "numba" if fused.available() else "numpy"
+    kernels = "numba" if accel.available() else "numpy"
     return (
         f"CPU {cpu}, {os.cpu_count()} cores; Python {sys.version.split()[0]}, numpy "
         f"{np.__version__}, {torch_info}; optimizer kernels: {kernels}; {env}"

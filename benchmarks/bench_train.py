@@ -5,7 +5,7 @@ Both sides train the same network from the same initial parameters on the same b
 layer, 9 tags, the multi-class hinge (Weston–Watkins, margin 1), Adam (lr 1e-3) with a sparse
 (lazy) update of the word table. One step = forward, loss, backward and the optimizer update.
 
-    windowner   WindowScorer.train_step: the numpy fast path (loss_and_grads_fast + Optimizer.step)
+    windowner   nn.fast.train_step, the trainer's step: the numpy fast path + Optimizer.step
     torch       eager PyTorch, two variants timed, the faster one reported per shape:
                   sparse  word table as a sparse gradient + SparseAdam, the rest fused Adam
                   dense   everything dense, fused Adam
@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from windowner.nn.fast import train_step  # noqa: E402
 from windowner.nn.model import Batch, ModelSpec, WindowScorer  # noqa: E402
 from windowner.optim.optimizers import Optimizer, OptimizerSettings  # noqa: E402
 
@@ -116,7 +117,7 @@ class WindownerStep:
         return Batch(*batch)
 
     def __call__(self, batch: Batch) -> float:
-        return self.model.train_step(batch, self.optimizer, LR)
+        return train_step(self.model, batch, self.optimizer, LR)
 
 
 class TorchStep:
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     torch, torch_info = import_torch(args)
     blas, _ = blas_info()
     data = make_data(args.zipf)
-    from windowner.optim import fused
+    from windowner import accel
 
     header = [
         "bench_train: one training step (forward, loss, backward, Adam with sparse embedding "
@@ -365,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  window {WINDOW}, word dim {WORD_DIM}, caps dim {CAPS_DIM}, vocab {VOCAB}, "
         f"{N_TAGS} tags, tanh, multi-class hinge, float32",
         f"  numpy {np.__version__}, BLAS {blas}; windowner threads: {args.threads}; "
-        f"optimizer kernels: {'numba' if fused.available() else 'numpy'}",
+        f"optimizer kernels: {'numba' if accel.available() else 'numpy'}",
         f"  {torch_info}",
         f"  CPU {cpu_name()}, {os.cpu_count()} cores; OPENBLAS_CORETYPE="
         f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, OPENBLAS_L2_SIZE="

@@ -35,7 +35,8 @@ def outcome(run: Path) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------- nn fast path
+# ----------------------------------------------------------------------------- nn (arch-nn)
+# Small models and batches for the fast-path and reference comparisons.
 
 
 def make_model(dtype="float64", **kw):
@@ -55,7 +56,8 @@ def make_batch(spec, rng, n=13, k=0):
     if k == 0:
         return Batch(w, c, t)
     nw = rng.integers(0, spec.vocab_size, (k * n, spec.window))
-    return Batch(w, c, t, nw, rng.integers(0, 6, (k * n, spec.window)))
+    nc = rng.integers(0, 6, (k * n, spec.window))
+    return Batch(words=w, caps=c, tags=t, neg_words=nw, neg_caps=nc)
 
 
 def assert_grads_close(ref, got, shapes, rtol, atol=0.0):

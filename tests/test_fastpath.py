@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from windowner.decode import allowed_transitions, decode_sentences, viterbi, viterbi_batch
-from windowner.nn import layers
+from windowner.nn import fast, layers
 from windowner.nn.activations import ACTIVATIONS
+from windowner.nn.fast import train_step
 from windowner.nn.layers import SparseGrad
 from windowner.nn.losses import OBJECTIVES
 from windowner.optim.optimizers import OPTIMIZERS, Optimizer, OptimizerSettings
@@ -23,7 +24,7 @@ TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-
 @pytest.mark.parametrize("n", [1, 2, 7, 1000])
 def test_sort_ids_is_a_stable_argsort(n):
     ids = np.random.default_rng(n).integers(0, 5, n).astype(np.int32)
-    sorted_ids, order = layers.sort_ids(ids)
+    sorted_ids, order = fast.sort_ids(ids)
     np.testing.assert_array_equal(order, np.argsort(ids, kind="stable"))
     np.testing.assert_array_equal(sorted_ids, np.sort(ids))
 
@@ -36,7 +37,7 @@ def test_sum_window_rows_equals_sum_rows(vocab, dim):
     block = rng.standard_normal((64, 5 * dim + 3)).astype(np.float32)
     rows = block[:, : 5 * dim].reshape(64, 5, dim)  # a strided column block, like dx's
     ref = layers.sum_rows(ids.reshape(-1), np.ascontiguousarray(rows).reshape(-1, dim))
-    for got in (layers.sum_window_rows(ids, rows), layers.sum_window_rows_small(ids, rows, vocab)):
+    for got in (fast.sum_window_rows(ids, rows), fast.sum_window_rows_small(ids, rows, vocab)):
         np.testing.assert_array_equal(got.ids, ref.ids)
         np.testing.assert_allclose(got.rows, ref.rows, rtol=1e-5, atol=1e-5)
 
@@ -49,7 +50,7 @@ def test_sum_window_rows_by_run_length(short):
     block = rng.standard_normal((600, 5 * 6 + 2))
     rows = block[:, :30].reshape(600, 5, 6)
     ref = layers.sum_rows(ids.reshape(-1), np.ascontiguousarray(rows).reshape(-1, 6))
-    got = layers.sum_window_rows(ids, rows, layers.RowSource(rows), short=short)
+    got = fast.sum_window_rows(ids, rows, fast.RowSource(rows), short=short)
     lengths = np.bincount(ids.reshape(-1))
     assert (lengths == 1).any() and ((lengths > 1) & (lengths <= 8)).sum() >= 128
     assert (lengths > 100).any()
@@ -60,18 +61,18 @@ def test_sum_window_rows_by_run_length(short):
 def test_sum_window_rows_rejects_negative_ids():
     rows = np.zeros((2, 5, 3))
     with pytest.raises(IndexError):
-        layers.sum_window_rows(np.full((2, 5), -1), rows)
+        fast.sum_window_rows(np.full((2, 5), -1), rows)
 
 
 def test_sum_window_rows_of_nothing():
-    got = layers.sum_window_rows(np.zeros((0, 5), dtype=np.int32), np.zeros((0, 5, 3)))
+    got = fast.sum_window_rows(np.zeros((0, 5), dtype=np.int32), np.zeros((0, 5, 3)))
     assert got.ids.shape == (0,) and got.rows.shape == (0, 3)
 
 
 def test_sum_window_rows_small_rejects_bad_ids():
     rows = np.zeros((2, 5, 3), dtype=np.float32)
     with pytest.raises(IndexError):
-        layers.sum_window_rows_small(np.full((2, 5), 6), rows, 6)
+        fast.sum_window_rows_small(np.full((2, 5), 6), rows, 6)
 
 
 # ----------------------------------------------------------------------------- training step
@@ -120,16 +121,16 @@ def test_fast_path_float32_and_fixed_mask():
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_train_step_equals_reference_steps(name):
     """Several steps of different sizes (the workspace is per size): same parameters and state."""
-    fast, ref = make_model(keep_prob=0.8), make_model(keep_prob=0.8)
+    fast_model, ref = make_model(keep_prob=0.8), make_model(keep_prob=0.8)
     opt_fast, opt_ref = Optimizer(OptimizerSettings(name)), Optimizer(OptimizerSettings(name))
     rng_fast, rng_ref, data = (np.random.default_rng(s) for s in (7, 7, 8))
     for n in (13, 5, 13, 13):
-        batch = make_batch(fast.spec, data, n=n)
-        fast.train_step(batch, opt_fast, 0.05, rng_fast)
+        batch = make_batch(fast_model.spec, data, n=n)
+        train_step(fast_model, batch, opt_fast, 0.05, rng_fast)
         _, grads = ref.loss_and_grads(batch, rng_ref)
         opt_ref.step(ref.params, grads, 0.05)
     for k in ref.params:
-        np.testing.assert_allclose(fast.params[k], ref.params[k], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(fast_model.params[k], ref.params[k], rtol=1e-10, atol=1e-12)
     assert opt_fast.state.keys() == opt_ref.state.keys()
     for k in opt_ref.state:
         np.testing.assert_allclose(opt_fast.state[k], opt_ref.state[k], rtol=1e-9, atol=1e-12)
@@ -143,7 +144,7 @@ def test_train_step_is_deterministic():
         opt = Optimizer(OptimizerSettings("adam"))
         rng, data = np.random.default_rng(1), np.random.default_rng(2)
         for _ in range(5):
-            model.train_step(make_batch(model.spec, data, n=40), opt, 0.01, rng)
+            train_step(model, make_batch(model.spec, data, n=40), opt, 0.01, rng)
         runs.append((model.params, opt.state))
     for (p1, s1), (p2, s2) in zip(runs[:1], runs[1:], strict=True):
         for k in p1:
@@ -156,11 +157,40 @@ def test_train_step_skips_the_update_when_the_loss_is_not_finite():
     model = make_model()
     model.params["b"][0] = np.nan
     before = {k: v.copy() for k, v in model.params.items()}
-    loss = model.train_step(make_batch(model.spec, np.random.default_rng(0)), Optimizer(
-        OptimizerSettings("adam")), 0.1)  # fmt: skip
+    optimizer = Optimizer(OptimizerSettings("adam"))
+    loss = train_step(model, make_batch(model.spec, np.random.default_rng(0)), optimizer, 0.1)
     assert not np.isfinite(loss)
+    assert optimizer.t == 0 and optimizer.state == {}  # the optimizer was not called
     for k, v in before.items():
         np.testing.assert_array_equal(model.params[k], v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_mask_into_buffers_is_the_same_mask_and_the_same_draws(dtype):
+    """The fast path's buffers change where the mask is written, not what is drawn."""
+    rng_new, rng_buf = np.random.default_rng(3), np.random.default_rng(3)
+    expected = layers.dropout_mask(rng_new, (7, 11), 0.6, dtype)
+    draws, out = np.empty((7, 11), dtype=np.float32), np.empty((7, 11), dtype=dtype)
+    got = layers.dropout_mask(rng_buf, (7, 11), 0.6, dtype, draws, out)
+    assert got is out and got.dtype == dtype
+    np.testing.assert_array_equal(got, expected)
+    assert set(np.unique(got).tolist()) == {0.0, float(np.asarray(1 / 0.6, dtype=dtype))}
+    assert rng_new.bit_generator.state == rng_buf.bit_generator.state
+
+
+def test_dropout_masks_input_first_then_hidden():
+    """The one mask-drawing function: input mask from the first draws, hidden mask next."""
+    model = make_model(keep_prob=0.7, input_keep_prob=0.8)
+    spec, n = model.spec, 6
+    input_mask, mask = model.dropout_masks(n, np.random.default_rng(4))
+    rng = np.random.default_rng(4)
+    first = layers.dropout_mask(rng, (n, spec.input_dim), 0.8, np.float64)
+    second = layers.dropout_mask(rng, (n, spec.hidden), 0.7, np.float64)
+    np.testing.assert_array_equal(input_mask, first)
+    np.testing.assert_array_equal(mask, second)
+    fixed = np.ones((n, spec.hidden))
+    assert model.dropout_masks(n, np.random.default_rng(4), mask=fixed)[1] is fixed
+    assert make_model().dropout_masks(n, None) == (None, None)  # no dropout, no draws
 
 
 def test_fast_path_rejects_bad_ids():

@@ -10,7 +10,7 @@ from windowner.optim.optimizers import OPTIMIZERS, Optimizer, OptimizerSettings
 
 pytest.importorskip("numba")
 
-from windowner.optim import fused  # noqa: E402
+from windowner import accel  # noqa: E402
 
 
 def problem(dtype: str, seed: int = 0) -> tuple[dict, list[dict]]:
@@ -72,10 +72,10 @@ def test_untouched_rows_and_their_state_stay_as_they_were():
 
 
 def test_disabled_by_the_environment(monkeypatch: pytest.MonkeyPatch):
-    assert fused.available()
+    assert accel.available()
     assert Optimizer(OptimizerSettings()).kernels == "numba"
-    monkeypatch.setenv(fused.DISABLE_ENV, "1")
-    assert not fused.available()
+    monkeypatch.setenv(accel.DISABLE_ENV, "1")
+    assert not accel.available()
     assert Optimizer(OptimizerSettings()).kernels == "numpy"
 
 
@@ -84,8 +84,8 @@ def test_row_sums_equal_sum_window_rows(zipf: float):
     """Ids from uniform (most seen once) to very skewed (long runs, reduceat in numpy), rows
     read from a column block of a wider buffer as the fast path does. Equal up to the order of
     the additions: numpy's reduceat adds long runs pairwise, the kernel in window order."""
+    from windowner.nn.fast import sum_window_rows
     from windowner.nn.fused import RowSummer
-    from windowner.nn.layers import sum_window_rows
 
     rng = np.random.default_rng(3)
     V, B, w, d = 500, 256, 5, 8

@@ -1,9 +1,13 @@
 """Activations, layers, losses and the whole model against central differences."""
 
+from dataclasses import fields, replace
+
 import numpy as np
 import pytest
 
 from windowner import gradcheck as gc
+from windowner.config import Config, EmbeddingsConfig, FeaturesConfig, ModelConfig, model_spec
+from windowner.corpus import CAPS_CLASSES
 from windowner.nn import layers, losses
 from windowner.nn.activations import ACTIVATIONS, DERIVATIVES, KINKS
 from windowner.nn.initializers import init_weight
@@ -211,3 +215,37 @@ def test_model_float32_by_default_and_scores_shape():
     loss, grads = model.loss_and_grads(Batch(words, caps, np.zeros(11, dtype=np.int64)))
     assert np.isfinite(loss)
     assert grads["W"].dtype == np.float32
+
+
+def test_model_spec_takes_every_shared_field_from_the_config():
+    """ModelSpec fields named like a features/model config field are derived from it, field by
+    field; the others are set explicitly. Non-default config values prove each one is read."""
+    model = ModelConfig(
+        hidden=17, activation="relu", leaky_slope=0.2, keep_prob=0.6, input_keep_prob=0.9,
+        objective="softmax", margin=2.0, l2=0.3, l2_embeddings=True, dtype="float64",
+    )  # fmt: skip
+    features = FeaturesConfig(window=3, caps_dim=4)
+    embeddings = EmbeddingsConfig(dim=7, train=False)
+    config = Config(model=model, features=features, embeddings=embeddings)
+    spec = model_spec(config, vocab_size=123, n_tags=9)
+    explicit = {
+        "vocab_size": 123,
+        "n_out": 9,
+        "word_dim": 7,
+        "train_embeddings": False,
+        "caps_classes": len(CAPS_CLASSES),
+    }
+    for f in fields(ModelSpec):
+        if f.name in explicit:
+            assert getattr(spec, f.name) == explicit[f.name], f.name
+            continue
+        source = model if hasattr(model, f.name) else features
+        assert getattr(spec, f.name) == getattr(source, f.name), f.name
+        assert getattr(spec, f.name) != f.default, f.name  # a non-default value was read
+    assert model_spec(replace(config, model=replace(model, objective="ranking")), 5, 9).n_out == 1
+
+
+def test_caps_table_has_caps_classes_rows():
+    spec = ModelSpec(vocab_size=10, n_out=3, caps_dim=2, caps_classes=4)
+    assert WindowScorer.create(spec, np.random.default_rng(0)).params["E_caps"].shape == (4, 2)
+    assert ModelSpec(vocab_size=10, n_out=3).caps_classes == len(CAPS_CLASSES)  # old files

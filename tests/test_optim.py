@@ -1,12 +1,14 @@
 """Each update rule and schedule: one step computed by hand."""
 
 import math
+from dataclasses import fields
 
 import numpy as np
 import pytest
 
+from windowner.config import ScheduleConfig
 from windowner.nn.layers import SparseGrad
-from windowner.optim.optimizers import Optimizer, OptimizerSettings
+from windowner.optim.optimizers import OPTIMIZERS, RULES, SLOTS, Optimizer, OptimizerSettings
 from windowner.optim.schedules import Schedule
 
 G = np.array([0.5, -1.0])
@@ -96,14 +98,33 @@ def test_state_round_trip():
 
 
 def test_schedules_by_hand():
-    assert Schedule("constant", 0.1)(1000) == 0.1
-    step = Schedule("step", 0.1, factor=0.5, every=2, unit="epochs", steps_per_epoch=10)
+    assert Schedule(name="constant", lr=0.1)(1000) == 0.1
+    step = Schedule(name="step", lr=0.1, factor=0.5, every=2, unit="epochs", steps_per_epoch=10)
     assert [step(s) for s in (0, 19, 20, 39, 40)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
-    step_s = Schedule("step", 1.0, factor=0.1, every=100, unit="steps")
+    step_s = Schedule(name="step", lr=1.0, factor=0.1, every=100, unit="steps")
     assert step_s(99) == 1.0 and step_s(100) == pytest.approx(0.1)
-    exp = Schedule("exponential", 0.2, k=0.5, unit="steps")
+    exp = Schedule(name="exponential", lr=0.2, k=0.5, unit="steps")
     assert exp(3) == pytest.approx(0.2 * math.exp(-1.5))
-    inv = Schedule("inverse", 0.3, tau=10, unit="steps")
+    inv = Schedule(name="inverse", lr=0.3, tau=10, unit="steps")
     assert inv(5) == pytest.approx(0.3) and inv(30) == pytest.approx(0.1)
-    per_epoch = Schedule("exponential", 1.0, k=1.0, unit="epochs", steps_per_epoch=4)
+    per_epoch = Schedule(name="exponential", lr=1.0, k=1.0, unit="epochs", steps_per_epoch=4)
     assert per_epoch(2) == pytest.approx(math.exp(-0.5))
+
+
+def test_schedule_from_config_takes_every_setting():
+    settings = ScheduleConfig(name="step", factor=0.25, every=3.0, k=0.7, tau=2.0, unit="steps")
+    schedule = Schedule.from_config(settings, lr=0.4, steps_per_epoch=9)
+    for f in fields(ScheduleConfig):
+        assert getattr(schedule, f.name) == getattr(settings, f.name), f.name
+        assert getattr(settings, f.name) != getattr(ScheduleConfig(), f.name), (
+            f.name
+        )  # not a default
+    assert (schedule.lr, schedule.steps_per_epoch) == (0.4, 9)
+    assert schedule(6) == pytest.approx(0.4 * 0.25**2)
+    with pytest.raises(TypeError):
+        Schedule("constant", 0.1)  # the base rate is a keyword argument
+
+
+def test_every_optimizer_has_one_rule_and_its_slots():
+    assert tuple(RULES) == OPTIMIZERS
+    assert tuple(SLOTS) == OPTIMIZERS

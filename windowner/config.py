@@ -20,14 +20,14 @@ from typing import Any
 
 import yaml
 
-from windowner.corpus import SCHEMES
+from windowner.corpus import CAPS_CLASSES, SCHEMES
 from windowner.decode import DECODERS
 from windowner.errors import ConfigError
 from windowner.nn.activations import ACTIVATIONS
 from windowner.nn.initializers import INITIALIZERS
 from windowner.nn.losses import OBJECTIVES
 from windowner.optim.optimizers import OPTIMIZERS, OptimizerSettings
-from windowner.optim.schedules import SCHEDULES, UNITS
+from windowner.optim.schedules import SCHEDULES, UNITS, ScheduleSettings
 from windowner.windows import NEGATIVE_STRATEGIES
 
 PREPROCESSING = ("none", "mean", "standardize", "whiten")
@@ -96,13 +96,9 @@ class OptimizerConfig(OptimizerSettings):
 
 
 @dataclass(frozen=True)
-class ScheduleConfig:
-    name: str = "constant"
-    factor: float = 0.5
-    every: float = 1.0
-    k: float = 0.1
-    tau: float = 1.0
-    unit: str = "epochs"
+class ScheduleConfig(ScheduleSettings):
+    """The schedule's name and shape (name, factor, every, k, tau, unit); with the base
+    learning rate, ``Schedule.from_config`` turns it into lr(t)."""
 
 
 @dataclass(frozen=True)
@@ -458,27 +454,22 @@ def resolved(config: Config) -> Config:
 
 def model_spec(config: Config, vocab_size: int, n_tags: int):
     """The ModelSpec (architecture and objective) a config describes, for a vocabulary of
-    ``vocab_size`` words and ``n_tags`` tags."""
+    ``vocab_size`` words and ``n_tags`` tags.
+
+    Every ModelSpec field named like a field of ``features`` or ``model`` (window, caps_dim,
+    hidden, activation, ..., dtype) takes that field's value; the rest are set here."""
     from windowner.nn.model import ModelSpec
 
     m, e = config.model, config.embeddings
+    named = {**dataclasses.asdict(config.features), **dataclasses.asdict(m)}
+    shared = {f.name: named[f.name] for f in fields(ModelSpec) if f.name in named}
     return ModelSpec(
         vocab_size=vocab_size,
         n_out=1 if m.objective == "ranking" else n_tags,
-        window=config.features.window,
         word_dim=e.dim,
-        caps_dim=config.features.caps_dim,
-        hidden=m.hidden,
-        activation=m.activation,
-        leaky_slope=m.leaky_slope,
-        objective=m.objective,
-        margin=m.margin,
-        keep_prob=m.keep_prob,
-        input_keep_prob=m.input_keep_prob,
-        l2=m.l2,
-        l2_embeddings=m.l2_embeddings,
         train_embeddings=e.train,
-        dtype=m.dtype,
+        caps_classes=len(CAPS_CLASSES),
+        **shared,
     )
 
 

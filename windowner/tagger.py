@@ -27,8 +27,6 @@ from windowner.evaluate import ENTITY, ranking_tags
 from windowner.nn.model import ModelSpec, WindowScorer
 from windowner.windows import Encoded, encode
 
-CAPS_CLASSES = 6  # until ModelSpec carries caps_classes (see _check_params)
-
 
 @dataclass(kw_only=True)
 class Tagger:
@@ -190,7 +188,7 @@ def _check_params(path: Path, spec: ModelSpec, params: dict, n_words: int, n_tag
         "U": (spec.hidden, spec.n_out),
     }
     if spec.caps_dim:
-        expected["E_caps"] = (getattr(spec, "caps_classes", CAPS_CLASSES), spec.caps_dim)
+        expected["E_caps"] = (spec.caps_classes, spec.caps_dim)
     problems = []
     if n_words != spec.vocab_size:
         problems.append(f"vocabulary has {n_words} words, spec says {spec.vocab_size}")

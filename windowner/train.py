@@ -47,6 +47,7 @@ from windowner.errors import (
     WindownerError,
 )
 from windowner.evaluate import evaluate_split, report_unseen_tags
+from windowner.nn.fast import train_step
 from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
@@ -337,9 +338,8 @@ class Trainer:
         self.sampler = negative_sampler(config, self.data)
         B = config.train.batch_size
         self.n_batches = max(1, -(-len(self.train_idx) // B))
-        s = config.schedule
-        self.schedule = Schedule(
-            s.name, config.optimizer.lr, s.factor, s.every, s.k, s.tau, s.unit, self.n_batches
+        self.schedule = Schedule.from_config(
+            config.schedule, lr=config.optimizer.lr, steps_per_epoch=self.n_batches
         )
         self.metrics: list[dict[str, Any]] = []
         self._signal: int | None = None
@@ -412,14 +412,12 @@ class Trainer:
         neg_w = neg_c = None
         if self.sampler is not None:
             neg_w, neg_c = self.sampler.sample(words, caps, self.rng)
-        batch = Batch(words, caps, enc.tags[idx], neg_w, neg_c)
-        model = self.tagger.model
+        batch = Batch(words=words, caps=caps, tags=enc.tags[idx], neg_words=neg_w, neg_caps=neg_c)
         # the fast path: the same math and random draws as loss_and_grads, in reused buffers
-        loss, grads = model.loss_and_grads_fast(batch, self.rng)
+        loss = train_step(self.tagger.model, batch, self.optimizer, lr, self.rng)
         self.state.step += 1
         if not np.isfinite(loss):
             self._diverged(f"the loss became {loss}")
-        self.optimizer.step(model.params, grads, lr)
         return loss
 
     def _diverged(self, what: str) -> None:

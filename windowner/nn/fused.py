@@ -1,5 +1,5 @@
 """The sum of an embedding table's gradient rows, compiled by numba: an optional accelerator
-(``pip install windowner[accel]``) for ``layers.sum_window_rows``.
+(``pip install windowner[accel]``) for ``nn.fast.sum_window_rows``.
 
 numpy needs a sort, gathers and a pass per run length to add the rows of repeated ids; this
 kernel walks the windows once, keeping each id's running sum in a slot found through an
@@ -57,7 +57,7 @@ class RowSummer:
         if not _KERNEL:
             _KERNEL.append(_compile())
         self.kernel = _KERNEL[0]
-        self.slot_of = np.full(n_rows, -1, dtype=np.int64)
+        self.slot_of = np.full(n_rows, -1, dtype=np.int32)
         self._out = np.empty((0, 0), dtype=np.float32)  # running sums, kept between calls
         self._used = np.empty(0, dtype=np.int64)
 
@@ -73,3 +73,10 @@ class RowSummer:
         k = self.kernel(ids, rows, self.slot_of, out, used)
         order = np.argsort(used[:k], kind="stable")
         return SparseGrad(used[:k][order], out[:k][order])
+
+
+def row_summer(vocab_size: int) -> RowSummer | None:
+    """A RowSummer when the numba kernels are in use (``windowner.accel``), else None."""
+    from windowner import accel
+
+    return RowSummer(vocab_size) if accel.available() else None

@@ -8,25 +8,25 @@ For a window of w word ids (and w capitalisation ids):
     a = f(z) ∘ mask        (inverted dropout, training only)
     s = Uᵀ a               U ∈ R^(H×C)   (C = 1 for the ranking objective, else the tag count)
 
-Parameters live in one dict keyed by name: ``E_word`` (V, d), ``E_caps`` (6, d_caps) when
-d_caps > 0, ``W`` (H, D), ``b`` (H,), ``U`` (H, C).
+Parameters live in one dict keyed by name: ``E_word`` (V, d), ``E_caps`` (caps_classes,
+d_caps) when d_caps > 0, ``W`` (H, D), ``b`` (H,), ``U`` (H, C).
+
+This is the readable reference (with ``nn/layers.py``); training and scoring run the same math
+in reused buffers in ``nn/fast.py``. Change the math here, mirror it there;
+tests/test_fastpath.py proves they agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-from windowner.corpus import CAPS_CLASSES
-from windowner.nn import layers
+from windowner.nn import fast, layers
 from windowner.nn.initializers import init_weight
 from windowner.nn.layers import SparseGrad
 from windowner.nn.losses import multiclass_hinge, ranking_hinge, softmax_cross_entropy
-
-if TYPE_CHECKING:
-    from windowner.optim.optimizers import Optimizer
 
 EMBEDDINGS = ("E_word", "E_caps")
 WEIGHTS = ("W", "U")
@@ -52,6 +52,7 @@ class ModelSpec:
     l2_embeddings: bool = False
     train_embeddings: bool = True
     dtype: str = "float32"
+    caps_classes: int = 6  # rows of E_caps: windowner.corpus.CAPS_CLASSES (6 in old model files)
 
     @property
     def input_dim(self) -> int:
@@ -83,7 +84,7 @@ class WindowScorer:
     def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray]) -> None:
         self.spec = spec
         self.params = params
-        self._workspaces: dict[int, _Workspace] = {}
+        self.fast_buffers: dict[int, Any] = {}  # nn/fast.py's workspaces, by batch size
 
     @classmethod
     def create(
@@ -103,7 +104,7 @@ class WindowScorer:
             word_table = rng.uniform(-embed_scale, embed_scale, (spec.vocab_size, spec.word_dim))
         params["E_word"] = np.ascontiguousarray(word_table, dtype=dtype)
         if spec.caps_dim > 0:
-            caps = rng.uniform(-embed_scale, embed_scale, (len(CAPS_CLASSES), spec.caps_dim))
+            caps = rng.uniform(-embed_scale, embed_scale, (spec.caps_classes, spec.caps_dim))
             params["E_caps"] = caps.astype(dtype)
         params["W"] = init_weight(initializer, rng, spec.hidden, spec.input_dim, init_scale, dtype)
         params["b"] = np.zeros(spec.hidden, dtype=dtype)
@@ -171,22 +172,38 @@ class WindowScorer:
     ) -> tuple[float, dict[str, np.ndarray | SparseGrad]]:
         """Mean objective plus L2 over the batch → (J, grads).
 
-        Dropout uses the fixed masks if given — ``input_mask`` (N_total, D) on x when
-        input_keep_prob < 1, ``dropout_mask`` (N_total, H) on a when keep_prob < 1 — else
-        draws them from ``rng``, input mask first.
+        Dropout uses the fixed masks if given — ``input_mask`` (N_total, D) on x,
+        ``dropout_mask`` (N_total, H) on a — else draws them (``dropout_masks``).
         """
         words, caps, labels = self._stack(batch)
-        dtype, spec = self.params["W"].dtype, self.spec
-        if input_mask is None and spec.input_keep_prob < 1.0:
-            shape = (len(words), spec.input_dim)
-            input_mask = layers.dropout_mask(_need(rng), shape, spec.input_keep_prob, dtype)
-        mask = dropout_mask
-        if mask is None and spec.keep_prob < 1.0:
-            mask = layers.dropout_mask(_need(rng), (len(words), spec.hidden), spec.keep_prob, dtype)
+        input_mask, mask = self.dropout_masks(len(words), rng, input_mask, dropout_mask)
         scores, cache = self.forward(words, caps, mask, input_mask)
         loss, dscores = self._objective(scores, labels, len(batch.words))
         grads = self.backward(dscores, cache)
         return loss + self._l2(grads), grads
+
+    def dropout_masks(
+        self,
+        n: int,
+        rng: np.random.Generator | None,
+        input_mask: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        buffers: tuple | None = None,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The dropout masks of n windows for both paths: the given ones, else drawn from
+        ``rng`` — the input mask (n, D) when input_keep_prob < 1 first, then the hidden mask
+        (n, H) when keep_prob < 1 (resumed runs depend on this order); None when not used.
+        ``buffers``: (input draws, input mask, hidden draws, hidden mask) arrays to reuse."""
+        spec, dtype = self.spec, self.params["W"].dtype
+        in_draws, in_out, draws, out = (None,) * 4 if buffers is None else buffers
+        if input_mask is None and spec.input_keep_prob < 1.0:
+            shape = (n, spec.input_dim)
+            keep = spec.input_keep_prob
+            input_mask = layers.dropout_mask(_need(rng), shape, keep, dtype, in_draws, in_out)
+        if mask is None and spec.keep_prob < 1.0:
+            shape = (n, spec.hidden)
+            mask = layers.dropout_mask(_need(rng), shape, spec.keep_prob, dtype, draws, out)
+        return input_mask, mask
 
     def _stack(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """True and corrupted windows in one array; corrupted ones are labelled O (id 0)."""
@@ -232,181 +249,37 @@ class WindowScorer:
     # ------------------------------------------------------------------ fast path
 
     def loss_and_grads_fast(
-        self,
-        batch: Batch,
-        rng: np.random.Generator | None = None,
-        dropout_mask: np.ndarray | None = None,
-        input_mask: np.ndarray | None = None,
+        self, batch: Batch, rng: np.random.Generator | None = None, **masks: np.ndarray
     ) -> tuple[float, dict[str, np.ndarray | SparseGrad]]:
-        """``loss_and_grads`` for training: the same math and the same draws from ``rng``,
-        equal to it up to float rounding, computed in buffers reused from step to step.
-
-        The returned gradients are views of those buffers: the next call overwrites them, so
-        use them (``Optimizer.step``) before calling again. The embedding lookups write into
-        the two column blocks of one x buffer, and their gradients are read from the same
-        blocks of dx, so nothing is concatenated or copied. Every operation is the reference's,
-        in its order, except the sums of repeated embedding rows, which add in another order
-        (``layers.sum_window_rows``: one int64 key sort, then by run length; the caps table by
-        ``layers.sum_window_rows_small``: one small one-hot product).
-        """
-        spec = self.spec
-        words, caps, labels = self._stack(batch)
-        n = len(words)
-        ws = self._workspace(n)
-        p = self.params
-        W, U = p["W"], p["U"]
-        has_caps = spec.caps_dim > 0
-
-        # forward: z = W x + b; a = f(z) ∘ mask; s = Uᵀ a
-        x = ws.x
-        ws.x_words[...] = np.take(p["E_word"], words, axis=0)
-        if has_caps:
-            ws.x_caps[...] = np.take(p["E_caps"], caps, axis=0)
-        if input_mask is None and spec.input_keep_prob < 1.0:
-            input_mask = layers.dropout_mask_into(
-                _need(rng), spec.input_keep_prob, ws.in_draws, ws.in_mask
-            )
-        if input_mask is not None:
-            x *= input_mask
-        z = np.matmul(x, W.T, out=ws.z)
-        z += p["b"]
-        a = ws.a
-        layers.activation_forward_into(z, spec.activation, spec.leaky_slope, a)
-        mask = dropout_mask
-        if mask is None and spec.keep_prob < 1.0:
-            mask = layers.dropout_mask_into(_need(rng), spec.keep_prob, ws.draws, ws.mask)
-        a_out = a if mask is None else np.multiply(a, mask, out=ws.a_drop)
-        scores = np.matmul(a_out, U, out=ws.s)
-        if spec.objective == "multiclass":
-            loss, dscores = _multiclass_hinge_into(scores, labels, spec.margin, ws)
-        else:
-            loss, dscores = self._objective(scores, labels, len(batch.words))
-
-        # backward
-        grads: dict[str, np.ndarray | SparseGrad] = {}
-        grads["U"] = np.matmul(a_out.T, dscores, out=ws.dU)
-        dz = np.matmul(dscores, U.T, out=ws.da)
-        if mask is not None:
-            dz *= mask
-        layers.activation_backward_into(dz, a, spec.activation, spec.leaky_slope, ws.scratch)
-        grads["W"] = np.matmul(dz.T, x, out=ws.dW)
-        grads["b"] = np.sum(dz, axis=0, out=ws.db)
-        if spec.train_embeddings or has_caps:
-            np.matmul(dz, W, out=ws.dx)
-            if input_mask is not None:
-                ws.dx *= input_mask
-        if spec.train_embeddings:
-            grads["E_word"] = layers.sum_window_rows(words, ws.dx_words, ws.dx_word_rows)
-        if has_caps:
-            grads["E_caps"] = layers.sum_window_rows_small(caps, ws.dx_caps, len(p["E_caps"]))
-        return loss + self._l2(grads), grads
-
-    def train_step(
-        self,
-        batch: Batch,
-        optimizer: Optimizer,
-        lr: float,
-        rng: np.random.Generator | None = None,
-    ) -> float:
-        """One training step on the fast path: loss, gradients and the optimizer update.
-        Returns the loss; a non-finite loss leaves the parameters untouched."""
-        loss, grads = self.loss_and_grads_fast(batch, rng)
-        if np.isfinite(loss):
-            optimizer.step(self.params, grads, lr)
-        return loss
-
-    def _workspace(self, n: int) -> _Workspace:
-        """Buffers for n windows, kept for the batch sizes seen last (usually two: the batch
-        size and the epoch's last, smaller batch)."""
-        cache = self._workspaces
-        ws = cache.get(n)
-        if ws is None or ws.dtype != self.params["W"].dtype:
-            if len(cache) >= 4:
-                cache.clear()
-            ws = cache[n] = _Workspace(self.spec, n, self.params["W"].dtype)
-        return ws
+        """``loss_and_grads`` in reused buffers: ``nn/fast.py``'s ``loss_and_grads_fast``
+        (``masks``: its ``dropout_mask``/``input_mask``). The method the trainer's step
+        calls, so a test can wrap it."""
+        return fast.loss_and_grads_fast(self, batch, rng, **masks)
 
     # ------------------------------------------------------------------ inference
 
     def scores(self, words: np.ndarray, caps: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Evaluation scores (N, C) for windows (N, w), without dropout, in chunks.
 
-        The same operations as ``forward`` (so the same values), with x, z and the output
-        written in place: one pair of chunk buffers serves every chunk.
+        The fast path's forward (``fast.embed_into``, ``fast.hidden_into``: the operations of
+        ``forward``, so the same values) with one pair of chunk buffers for every chunk.
         """
         spec, p = self.spec, self.params
         n, dtype = len(words), p["W"].dtype
         out = np.empty((n, spec.n_out), dtype=dtype)
         chunk = max(1, min(batch_size, n))
-        split = spec.window * spec.word_dim
         x_buf = np.empty((chunk, spec.input_dim), dtype=dtype)
         z_buf = np.empty((chunk, spec.hidden), dtype=dtype)
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
-            m = stop - start
-            x, z = x_buf[:m], z_buf[:m]
-            word_part = x[:, :split].reshape(m, spec.window, spec.word_dim)
-            word_part[...] = np.take(p["E_word"], words[start:stop], axis=0)
-            if spec.caps_dim > 0:
-                caps_part = x[:, split:].reshape(m, spec.window, spec.caps_dim)
-                caps_part[...] = np.take(p["E_caps"], caps[start:stop], axis=0)
-            np.matmul(x, p["W"].T, out=z)
-            z += p["b"]
-            layers.activation_forward_into(z, spec.activation, spec.leaky_slope, z)
+            x, z = x_buf[: stop - start], z_buf[: stop - start]
+            fast.embed_into(self, words[start:stop], caps[start:stop], *fast.input_blocks(x, spec))
+            fast.hidden_into(self, x, z, z)
             np.matmul(z, p["U"], out=out[start:stop])
         return out
-
-
-class _Workspace:
-    """Preallocated arrays for one batch of n windows (see ``loss_and_grads_fast``)."""
-
-    def __init__(self, spec: ModelSpec, n: int, dtype: np.dtype) -> None:
-        H, C = spec.hidden, spec.n_out
-        split, caps = spec.window * spec.word_dim, spec.window * spec.caps_dim
-        self.dtype = dtype
-
-        def buf(*shape: int) -> np.ndarray:
-            return np.empty(shape, dtype=dtype)
-
-        self.x, self.dx = buf(n, split + caps), buf(n, split + caps)
-        # (n, w, d) and (n, w, d_caps) views of the word and caps column blocks (splitting the
-        # last axis of a column slice never copies)
-        self.x_words, self.dx_words = (
-            v[:, :split].reshape(n, spec.window, spec.word_dim) for v in (self.x, self.dx)
-        )
-        self.x_caps, self.dx_caps = (
-            v[:, split:].reshape(n, spec.window, spec.caps_dim) for v in (self.x, self.dx)
-        )
-        self.dx_word_rows = layers.RowSource(self.dx_words)
-        self.z, self.a, self.a_drop, self.scratch = (buf(n, H) for _ in range(4))
-        self.mask, self.draws = buf(n, H), np.empty((n, H), dtype=np.float32)
-        D = split + caps
-        if spec.input_keep_prob < 1.0:
-            self.in_mask, self.in_draws = buf(n, D), np.empty((n, D), dtype=np.float32)
-        self.s, self.margins, self.active = buf(n, C), buf(n, C), buf(n, C)
-        self.flat = np.arange(n, dtype=np.int64) * C
-        self.flat_y = np.empty(n, dtype=np.int64)
-        self.da, self.dW, self.db, self.dU = buf(n, H), buf(H, split + caps), buf(H), buf(H, C)
 
 
 def _need(rng: np.random.Generator | None) -> np.random.Generator:
     if rng is None:
         raise ValueError("dropout needs a Generator or a fixed mask")
     return rng
-
-
-def _multiclass_hinge_into(
-    scores: np.ndarray, y: np.ndarray, margin: float, ws: _Workspace
-) -> tuple[float, np.ndarray]:
-    """``losses.multiclass_hinge`` in workspace buffers, with the same operations in the same
-    order (so the same values): margins, hinge, loss, dJ/ds."""
-    n = len(y)
-    flat = np.add(ws.flat, y, out=ws.flat_y)  # row i, column y_i of a (n, C) array
-    m = np.add(scores, margin, out=ws.margins)
-    m -= np.take(scores, flat)[:, None]
-    np.put(m, flat, 0.0)
-    active = np.greater(m, 0, out=ws.active)
-    loss = float(np.sum(np.multiply(m, active, out=m))) / n
-    np.put(active, flat, -active.sum(axis=1))
-    active /= n
-    return loss, active

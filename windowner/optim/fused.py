@@ -16,23 +16,9 @@ as the numpy rules compute them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
-
-DISABLE_ENV = "WINDOWNER_NO_NUMBA"  # set to 1 to keep the numpy rules with numba installed
-
-
-def available() -> bool:
-    """numba importable and not disabled by $WINDOWNER_NO_NUMBA."""
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-        return False
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _compile() -> dict[str, Callable]:

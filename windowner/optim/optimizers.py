@@ -16,6 +16,7 @@ each weight matrix's learning rate is divided by √fan_in (W: D, U: H).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,60 +120,8 @@ class Optimizer:
             f[ids] = r
 
     def _apply(self, theta: np.ndarray, g: np.ndarray, slots: list[np.ndarray], lr: float) -> None:
-        """θ and its state updated in place by the rule in the module docstring.
-
-        Each line is the formula's arithmetic in the formula's order, so the result is the
-        same to the last bit as evaluating the formula with temporaries.
-        """
-        s = self.settings
-        kind = s.name
-        f = theta.dtype.type
-        tmp = self._scratch(0, g)
-        if kind == "sgd":
-            theta += np.multiply(g, -f(lr), out=tmp)  # θ += −α g
-            return
-        if kind in ("momentum", "nesterov"):
-            (v,) = slots
-            if kind == "nesterov":
-                old = np.multiply(v, -f(s.momentum), out=self._scratch(1, g))  # −μ v
-            v *= f(s.momentum)
-            v -= np.multiply(g, f(lr), out=tmp)  # v ← μ v − α g
-            if kind == "momentum":
-                theta += v
-            else:
-                old += np.multiply(v, f(1.0 + s.momentum), out=tmp)  # −μ v + (1 + μ) v'
-                theta += old
-            return
-        if kind in ("adagrad", "rmsprop"):
-            (cache,) = slots
-            if kind == "adagrad":
-                cache += np.multiply(g, g, out=tmp)  # G ← G + g²
-            else:
-                np.multiply(g, f(1 - s.decay), out=tmp)
-                tmp *= g
-                cache *= f(s.decay)
-                cache += tmp  # G ← ρ G + (1 − ρ) g²
-            denom = np.sqrt(cache, out=tmp)
-            denom += f(s.eps)
-            step = np.multiply(g, -f(lr), out=self._scratch(1, g))
-            step /= denom
-            theta += step
-            return
-        m, v = slots
-        m *= f(s.beta1)
-        m += np.multiply(g, f(1 - s.beta1), out=tmp)  # m ← β₁ m + (1 − β₁) g
-        np.multiply(g, f(1 - s.beta2), out=tmp)
-        tmp *= g
-        v *= f(s.beta2)
-        v += tmp  # v ← β₂ v + (1 − β₂) g²
-        m_hat_scale = 1.0 / (1.0 - s.beta1**self.t)
-        v_hat_scale = 1.0 / (1.0 - s.beta2**self.t)
-        denom = np.multiply(v, f(v_hat_scale), out=tmp)
-        np.sqrt(denom, out=denom)
-        denom += f(s.eps)  # √v̂ + ε
-        step = np.multiply(m, -f(lr * m_hat_scale), out=self._scratch(1, g))
-        step /= denom
-        theta += step  # θ ← θ − α m̂ / (√v̂ + ε)
+        """θ and its state updated in place by the settings' rule (``RULES``)."""
+        RULES[self.settings.name](self, theta, g, slots, lr)
 
     # ----------------------------------------------------------------- saving and resuming
 
@@ -187,10 +136,104 @@ class Optimizer:
         self.t = int(arrays["opt_t"])
 
 
+# ----------------------------------------------------------------------------- update rules
+#
+# One function per rule in the module docstring: (optimizer, θ, g, state slots, α) → None,
+# updating θ and the slots in place. Each line is the formula's arithmetic in the formula's
+# order, so the result is the same to the last bit as evaluating the formula with temporaries
+# (tests/test_fastpath.py checks it). Scratch buffer 0 and 1 are the optimizer's.
+
+
+def _sgd(opt: Optimizer, theta: np.ndarray, g: np.ndarray, slots: list, lr: float) -> None:
+    f = theta.dtype.type
+    theta += np.multiply(g, -f(lr), out=opt._scratch(0, g))  # θ += −α g
+
+
+def _momentum(opt: Optimizer, theta: np.ndarray, g: np.ndarray, slots: list, lr: float) -> None:
+    (v,) = slots
+    f = theta.dtype.type
+    v *= f(opt.settings.momentum)
+    v -= np.multiply(g, f(lr), out=opt._scratch(0, g))  # v ← μ v − α g
+    theta += v
+
+
+def _nesterov(opt: Optimizer, theta: np.ndarray, g: np.ndarray, slots: list, lr: float) -> None:
+    (v,) = slots
+    f, mu = theta.dtype.type, opt.settings.momentum
+    tmp = opt._scratch(0, g)
+    old = np.multiply(v, -f(mu), out=opt._scratch(1, g))  # −μ v
+    v *= f(mu)
+    v -= np.multiply(g, f(lr), out=tmp)  # v ← μ v − α g
+    old += np.multiply(v, f(1.0 + mu), out=tmp)  # −μ v + (1 + μ) v'
+    theta += old
+
+
+def _adagrad(opt: Optimizer, theta: np.ndarray, g: np.ndarray, slots: list, lr: float) -> None:
+    (cache,) = slots
+    cache += np.multiply(g, g, out=opt._scratch(0, g))  # G ← G + g²
+    _scaled_step(opt, theta, g, cache, lr)
+
+
+def _rmsprop(opt: Optimizer, theta: np.ndarray, g: np.ndarray, slots: list, lr: float) -> None:
+    (cache,) = slots
+    f, rho = theta.dtype.type, opt.settings.decay
+    tmp = opt._scratch(0, g)
+    np.multiply(g, f(1 - rho), out=tmp)
+    tmp *= g
+    cache *= f(rho)
+    cache += tmp  # G ← ρ G + (1 − ρ) g²
+    _scaled_step(opt, theta, g, cache, lr)
+
+
+def _scaled_step(
+    opt: Optimizer, theta: np.ndarray, g: np.ndarray, cache: np.ndarray, lr: float
+) -> None:
+    """θ ← θ − α g / (√G + ε), the step of adagrad and rmsprop."""
+    f = theta.dtype.type
+    denom = np.sqrt(cache, out=opt._scratch(0, g))
+    denom += f(opt.settings.eps)
+    step = np.multiply(g, -f(lr), out=opt._scratch(1, g))
+    step /= denom
+    theta += step
+
+
+def _adam(opt: Optimizer, theta: np.ndarray, g: np.ndarray, slots: list, lr: float) -> None:
+    m, v = slots
+    s, f = opt.settings, theta.dtype.type
+    tmp = opt._scratch(0, g)
+    m *= f(s.beta1)
+    m += np.multiply(g, f(1 - s.beta1), out=tmp)  # m ← β₁ m + (1 − β₁) g
+    np.multiply(g, f(1 - s.beta2), out=tmp)
+    tmp *= g
+    v *= f(s.beta2)
+    v += tmp  # v ← β₂ v + (1 − β₂) g²
+    m_hat_scale = 1.0 / (1.0 - s.beta1**opt.t)
+    v_hat_scale = 1.0 / (1.0 - s.beta2**opt.t)
+    denom = np.multiply(v, f(v_hat_scale), out=tmp)
+    np.sqrt(denom, out=denom)
+    denom += f(s.eps)  # √v̂ + ε
+    step = np.multiply(m, -f(lr * m_hat_scale), out=opt._scratch(1, g))
+    step /= denom
+    theta += step  # θ ← θ − α m̂ / (√v̂ + ε)
+
+
+Rule = Callable[[Optimizer, np.ndarray, np.ndarray, list, float], None]
+RULES: dict[str, Rule] = {
+    "sgd": _sgd,
+    "momentum": _momentum,
+    "nesterov": _nesterov,
+    "adagrad": _adagrad,
+    "rmsprop": _rmsprop,
+    "adam": _adam,
+}
+
+
 def _fused_rules(wanted: bool | None):
     """optim/fused.py's kernels when ``wanted`` (None: when numba is installed), else None."""
-    from windowner.optim import fused
+    from windowner import accel
 
-    if wanted is False or (wanted is None and not fused.available()):
+    if wanted is False or (wanted is None and not accel.available()):
         return None
-    return fused.FusedRules()
+    from windowner.optim.fused import FusedRules
+
+    return FusedRules()

@@ -10,24 +10,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 SCHEDULES = ("constant", "step", "exponential", "inverse")
 UNITS = ("epochs", "steps")
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """lr(step) for a named schedule; ``steps_per_epoch`` converts steps to epochs."""
+class ScheduleSettings:
+    """A schedule's name and shape (``config.ScheduleConfig`` is this, read from YAML)."""
 
-    name: str
-    lr: float
+    name: str = "constant"
     factor: float = 0.5
     every: float = 1.0
     k: float = 0.1
     tau: float = 1.0
     unit: str = "epochs"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule(ScheduleSettings):
+    """lr(step) for a named schedule from base rate ``lr``; ``steps_per_epoch`` converts
+    steps to epochs."""
+
+    lr: float
     steps_per_epoch: int = 1
+
+    @classmethod
+    def from_config(
+        cls, settings: ScheduleSettings, *, lr: float, steps_per_epoch: int
+    ) -> Schedule:
+        """The schedule a config's settings describe, from base rate ``lr``."""
+        shared = {f.name: getattr(settings, f.name) for f in fields(ScheduleSettings)}
+        return cls(lr=lr, steps_per_epoch=steps_per_epoch, **shared)
 
     def time(self, step: int) -> float:
         """t in the schedule's unit: the step count, or completed (fractional) epochs."""

@@ -1,0 +1,390 @@
+"""The training fast path: the reference model's math in buffers reused from step to step.
+
+The readable reference is ``nn/layers.py`` (forward/backward pairs) and ``nn/model.py``
+(``WindowScorer.forward``/``backward``/``loss_and_grads``). This module computes the same
+thing for training and scoring: the same operations in the same order, written into
+preallocated arrays with ``out=``, and the same random draws (``WindowScorer.dropout_masks``
+is the one function that draws the masks, for both paths). Change the math in
+layers.py/model.py, mirror it here; tests/test_fastpath.py proves they agree.
+
+The one exception to "the same order": repeated embedding rows are summed in another order
+(``sum_window_rows``: one int64 key sort, then by run length; with numba installed
+(windowner.accel) nn/fused.py's one walk over the windows; the caps table by
+``sum_window_rows_small``: one small one-hot product), so results agree up to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from windowner.nn.activations import ACTIVATIONS, DERIVATIVES
+from windowner.nn.fused import row_summer
+from windowner.nn.layers import SparseGrad
+from windowner.registry import lookup
+
+if TYPE_CHECKING:
+    from windowner.nn.model import Batch, ModelSpec, WindowScorer
+    from windowner.optim.optimizers import Optimizer
+
+Grads = dict[str, np.ndarray | SparseGrad]
+
+
+# ----------------------------------------------------------------------------- one training step
+
+
+def train_step(
+    model: WindowScorer,
+    batch: Batch,
+    optimizer: Optimizer,
+    lr: float,
+    rng: np.random.Generator | None = None,
+) -> float:
+    """The one training step (trainer, tests, benchmarks): loss and gradients on the fast
+    path (``model.loss_and_grads_fast``), then the optimizer update if the loss is finite.
+    Returns the loss; a non-finite loss leaves the parameters and the optimizer untouched."""
+    loss, grads = model.loss_and_grads_fast(batch, rng)
+    if np.isfinite(loss):
+        optimizer.step(model.params, grads, lr)
+    return loss
+
+
+# ----------------------------------------------------------------------------- loss and gradients
+
+
+class _Pass(NamedTuple):
+    """What the backward pass needs from the forward pass of one batch."""
+
+    words: np.ndarray  # (N, w) word ids, true windows then corrupted ones
+    caps: np.ndarray  # (N, w) caps ids
+    input_mask: np.ndarray | None  # (N, D) input dropout mask
+    mask: np.ndarray | None  # (N, H) hidden dropout mask
+    a_out: np.ndarray  # (N, H) hidden activations after dropout
+
+
+def loss_and_grads_fast(
+    model: WindowScorer,
+    batch: Batch,
+    rng: np.random.Generator | None = None,
+    dropout_mask: np.ndarray | None = None,
+    input_mask: np.ndarray | None = None,
+) -> tuple[float, Grads]:
+    """``model.loss_and_grads`` for training: the same math and the same draws from ``rng``,
+    equal to it up to float rounding, computed in buffers reused from step to step.
+
+    The returned gradients are views of those buffers: the next call overwrites them, so
+    use them (``Optimizer.step``) before calling again. The embedding lookups write into
+    the two column blocks of one x buffer, and their gradients are read from the same
+    blocks of dx, so nothing is concatenated or copied.
+    """
+    spec = model.spec
+    words, caps, labels = model._stack(batch)
+    ws = workspace(model, len(words))
+    input_mask, mask = model.dropout_masks(len(words), rng, input_mask, dropout_mask, ws.masks)
+    fwd = _forward(model, ws, words, caps, input_mask, mask)
+    if spec.objective == "multiclass":
+        loss, dscores = multiclass_hinge_into(ws.s, labels, spec.margin, ws)
+    else:
+        loss, dscores = model._objective(ws.s, labels, len(batch.words))
+    grads = _backward(model, ws, fwd, dscores)
+    return loss + model._l2(grads), grads
+
+
+def _forward(
+    model: WindowScorer,
+    ws: Workspace,
+    words: np.ndarray,
+    caps: np.ndarray,
+    input_mask: np.ndarray | None,
+    mask: np.ndarray | None,
+) -> _Pass:
+    """x = embed ∘ mask_in; z = W x + b; a = f(z) ∘ mask; s = Uᵀ a, into ``ws`` (s in ws.s)."""
+    embed_into(model, words, caps, ws.x_words, ws.x_caps)
+    if input_mask is not None:
+        ws.x *= input_mask
+    hidden_into(model, ws.x, ws.z, ws.a)
+    a_out = ws.a if mask is None else np.multiply(ws.a, mask, out=ws.a_drop)
+    np.matmul(a_out, model.params["U"], out=ws.s)
+    return _Pass(words=words, caps=caps, input_mask=input_mask, mask=mask, a_out=a_out)
+
+
+def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarray) -> Grads:
+    """dJ/ds (N, C) → gradients keyed like ``model.params`` (views of ``ws``), in the order
+    of ``WindowScorer.backward``."""
+    spec, p = model.spec, model.params
+    has_caps = spec.caps_dim > 0
+    grads: Grads = {}
+    grads["U"] = np.matmul(fwd.a_out.T, dscores, out=ws.dU)
+    dz = np.matmul(dscores, p["U"].T, out=ws.da)
+    if fwd.mask is not None:
+        dz *= fwd.mask
+    activation_backward_into(dz, ws.a, spec.activation, spec.leaky_slope, ws.scratch)
+    grads["W"] = np.matmul(dz.T, ws.x, out=ws.dW)
+    grads["b"] = np.sum(dz, axis=0, out=ws.db)
+    if spec.train_embeddings or has_caps:
+        np.matmul(dz, p["W"], out=ws.dx)
+        if fwd.input_mask is not None:
+            ws.dx *= fwd.input_mask
+    if spec.train_embeddings and ws.row_summer is not None:  # numba (windowner.accel)
+        grads["E_word"] = ws.row_summer(fwd.words, ws.dx_words)
+    elif spec.train_embeddings:
+        grads["E_word"] = sum_window_rows(fwd.words, ws.dx_words, ws.dx_word_rows)
+    if has_caps:
+        grads["E_caps"] = sum_window_rows_small(fwd.caps, ws.dx_caps, len(p["E_caps"]))
+    return grads
+
+
+def multiclass_hinge_into(
+    scores: np.ndarray, y: np.ndarray, margin: float, ws: Workspace
+) -> tuple[float, np.ndarray]:
+    """``losses.multiclass_hinge`` in workspace buffers, with the same operations in the same
+    order (so the same values): margins, hinge, loss, dJ/ds (N, C)."""
+    n = len(y)
+    flat = np.add(ws.flat, y, out=ws.flat_y)  # row i, column y_i of a (n, C) array
+    m = np.add(scores, margin, out=ws.margins)
+    m -= np.take(scores, flat)[:, None]
+    np.put(m, flat, 0.0)
+    active = np.greater(m, 0, out=ws.active)
+    loss = float(np.sum(np.multiply(m, active, out=m))) / n
+    np.put(active, flat, -active.sum(axis=1))
+    active /= n
+    return loss, active
+
+
+# ----------------------------------------------------------------------------- forward pieces
+# (shared by training and ``WindowScorer.scores``: the one buffered forward pass)
+
+
+def input_blocks(x: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(N, w, d) and (N, w, d_caps) views of the word and caps column blocks of x (N, D)
+    (splitting the last axis of a column slice never copies)."""
+    n, split = len(x), spec.window * spec.word_dim
+    words = x[:, :split].reshape(n, spec.window, spec.word_dim)
+    return words, x[:, split:].reshape(n, spec.window, spec.caps_dim)
+
+
+def embed_into(
+    model: WindowScorer,
+    words: np.ndarray,
+    caps: np.ndarray,
+    x_words: np.ndarray,
+    x_caps: np.ndarray,
+) -> None:
+    """The embedding lookups of ``WindowScorer._embed``, written into the blocks of x."""
+    x_words[...] = np.take(model.params["E_word"], words, axis=0)
+    if model.spec.caps_dim > 0:
+        x_caps[...] = np.take(model.params["E_caps"], caps, axis=0)
+
+
+def hidden_into(model: WindowScorer, x: np.ndarray, z: np.ndarray, a: np.ndarray) -> None:
+    """z = W x + b, a = f(z) for x (N, D), into z and a (N, H) (a may be z)."""
+    p, spec = model.params, model.spec
+    np.matmul(x, p["W"].T, out=z)
+    z += p["b"]
+    activation_forward_into(z, spec.activation, spec.leaky_slope, a)
+
+
+def activation_forward_into(z: np.ndarray, name: str, slope: float, out: np.ndarray) -> None:
+    """``a = f(z)`` written into ``out`` (may be z itself); same values as activation_forward."""
+    if name == "tanh":
+        np.tanh(z, out=out)
+    elif name == "relu":
+        np.maximum(z, 0.0, out=out)
+    elif name == "hardtanh":
+        np.clip(z, -1.0, 1.0, out=out)
+    else:
+        out[...] = lookup(ACTIVATIONS, name, "activation")(z, slope)
+
+
+def activation_backward_into(
+    da: np.ndarray, a: np.ndarray, name: str, slope: float, scratch: np.ndarray
+) -> np.ndarray:
+    """dz = f′(a) ∘ da, in place in ``da``; ``scratch`` is a buffer shaped like ``a``."""
+    if name == "tanh":
+        np.multiply(a, a, out=scratch)
+        np.subtract(1.0, scratch, out=scratch)
+        np.multiply(da, scratch, out=da)
+    elif name == "relu":
+        np.greater(a, 0, out=scratch)
+        np.multiply(da, scratch, out=da)
+    else:
+        np.multiply(da, DERIVATIVES[name](a, slope), out=da)
+    return da
+
+
+# ----------------------------------------------------------------------------- workspace
+
+
+def workspace(model: WindowScorer, n: int) -> Workspace:
+    """The model's buffers for n windows, kept for the batch sizes seen last (usually two:
+    the batch size and the epoch's last, smaller batch)."""
+    cache = model.fast_buffers
+    dtype = model.params["W"].dtype
+    ws = cache.get(n)
+    if ws is None or ws.dtype != dtype:
+        if len(cache) >= 4:
+            cache.clear()
+        ws = cache[n] = Workspace(model.spec, n, dtype)
+    return ws
+
+
+class Workspace:
+    """Preallocated arrays for one batch of n windows (see ``loss_and_grads_fast``)."""
+
+    def __init__(self, spec: ModelSpec, n: int, dtype: np.dtype) -> None:
+        H, C, D = spec.hidden, spec.n_out, spec.input_dim
+        self.dtype = dtype
+
+        def buf(*shape: int) -> np.ndarray:
+            return np.empty(shape, dtype=dtype)
+
+        self.x, self.dx = buf(n, D), buf(n, D)
+        self.x_words, self.x_caps = input_blocks(self.x, spec)
+        self.dx_words, self.dx_caps = input_blocks(self.dx, spec)
+        self.dx_word_rows = RowSource(self.dx_words)
+        self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
+        self.z, self.a, self.a_drop, self.scratch = (buf(n, H) for _ in range(4))
+        hidden_draws = np.empty((n, H), dtype=np.float32)
+        input_draws = np.empty((n, D), dtype=np.float32) if spec.input_keep_prob < 1.0 else None
+        input_mask = buf(n, D) if spec.input_keep_prob < 1.0 else None
+        # (input draws, input mask, hidden draws, hidden mask): ``WindowScorer.dropout_masks``
+        self.masks = (input_draws, input_mask, hidden_draws, buf(n, H))
+        self.s, self.margins, self.active = buf(n, C), buf(n, C), buf(n, C)
+        self.flat = np.arange(n, dtype=np.int64) * C
+        self.flat_y = np.empty(n, dtype=np.int64)
+        self.da, self.dW, self.db, self.dU = buf(n, H), buf(H, D), buf(H), buf(H, C)
+
+
+# ----------------------------------------------------------------------------- row sums
+
+
+def sort_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable sort of (n,) non-negative ids → (sorted ids, order), both int64.
+
+    One sort of int64 keys ``id << b | position`` (b bits hold any position), which is faster
+    than a stable argsort and gives the same order: ties keep their original order.
+    """
+    n = len(ids)
+    shift = max(int(n - 1).bit_length(), 1)
+    key = ids.astype(np.int64)
+    key <<= shift
+    key |= np.arange(n, dtype=np.int64)
+    key.sort()
+    order = key & ((1 << shift) - 1)
+    key >>= shift
+    return key, order
+
+
+class RowSource:
+    """The rows of a (B, w, d) array with any strides, e.g. the word block of dx, as one
+    (R, d) read-only view plus the view row of each (window i, position p): row i·w + p of the
+    flattened windows is ``view[offsets[i·w + p]]``. Fancy indexing of that view gathers rows
+    with one index array and no copy of the source."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        B, w, d = rows.shape
+        s0, s1, s2 = (s // rows.itemsize for s in rows.strides)
+        extent = (B - 1) * s0 + (w - 1) * s1 + 1 if B and w else 0
+        self.view = np.lib.stride_tricks.as_strided(
+            rows, shape=(extent, d), strides=(rows.itemsize, rows.strides[2]), writeable=False
+        )
+        self.offsets = (np.arange(B)[:, None] * s0 + np.arange(w) * s1).reshape(-1)
+        self.dtype = rows.dtype
+
+
+def sum_window_rows(
+    ids: np.ndarray, rows: np.ndarray, source: RowSource | None = None, short: int = 8
+) -> SparseGrad:
+    """``embedding_backward`` for window-shaped gradients: ids (B, w) and rows (B, w, d), any
+    strides (e.g. a column block of dx) → SparseGrad with unique sorted ids.
+
+    The ids are sorted once (``sort_ids``); then each run of equal ids is summed by its length:
+    an id seen once (most of them) takes its row as it is; short runs (≤ ``short`` rows, when
+    there are many of them) add their k-th rows in one vectorised pass per k; the long runs of
+    the few frequent ids go through ``np.add.reduceat``, whose cost grows with the number of
+    runs it sums. ``source``: a ``RowSource`` of ``rows``, to reuse when the same buffer serves
+    every step.
+    """
+    source = RowSource(rows) if source is None else source
+    view = source.view
+    sorted_ids, order = sort_ids(ids.reshape(-1))
+    n = len(sorted_ids)
+    src = np.take(source.offsets, order)  # view row of each sorted position
+    first = np.empty(n, dtype=bool)
+    first[:1] = True
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+    if n and sorted_ids[0] < 0:
+        raise IndexError("negative embedding id")
+    starts = np.flatnonzero(first)
+    out = view[src[starts]]
+    if len(starts) == n:
+        return SparseGrad(sorted_ids[starts], out)
+    lengths = np.diff(starts, append=n)
+    multi = np.flatnonzero(lengths > 1)
+    if len(multi) < 128:  # few runs: one reduceat is cheaper than the passes
+        short = 1
+    multi_lengths = lengths[multi]
+    short_runs = multi[multi_lengths <= short]
+    if len(short_runs):
+        _sum_short_runs(view, src, starts, lengths, short_runs, out)
+    long_runs = multi[multi_lengths > short]
+    if len(long_runs):
+        long_lengths = lengths[long_runs]
+        run_starts = np.cumsum(long_lengths) - long_lengths  # in the gathered rows
+        positions = np.repeat(starts[long_runs] - run_starts, long_lengths)
+        positions += np.arange(len(positions))
+        sums = np.add.reduceat(_pairs(view[src[positions]]), run_starts, axis=0)
+        out[long_runs] = sums.view(source.dtype)
+    return SparseGrad(sorted_ids[starts], out)
+
+
+def _sum_short_runs(
+    view: np.ndarray,
+    src: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    short_runs: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Adds the other rows of the runs ``short_runs`` to their first rows, which are in
+    ``out``: pass k adds the k-th row of every run longer than k at once."""
+    runs = short_runs[np.argsort(-lengths[short_runs], kind="stable")]  # longest first
+    run_lengths, first_pos = lengths[runs], starts[runs]
+    acc = out[runs]
+    # pass k adds the k-th row of the runs longer than k: a prefix of ``runs``
+    longer = np.searchsorted(-run_lengths, -np.arange(1, run_lengths[0]), side="left")
+    for k, count in enumerate(longer.tolist(), start=1):
+        acc[:count] += view[src[first_pos[:count] + k]]
+    out[runs] = acc
+
+
+def sum_window_rows_small(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> SparseGrad:
+    """``sum_window_rows`` for a small table (e.g. the 6 caps classes): one-hot products.
+
+    With O (B, w·n_rows) the one-hot code of (position, id) and R (B, w·d) the rows, Oᵀ R holds
+    for every position p the (n_rows, d) sums of that position's rows per id in its diagonal
+    block (p, p); the gradient is the sum of those blocks. One small matrix product instead of
+    a sort, a gather and a ``reduceat`` over B·w rows.
+    """
+    B, w = ids.shape
+    d = rows.shape[2]
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n_rows):
+        raise IndexError(f"id out of range for a table of {n_rows} rows")
+    onehot = np.zeros((B, w * n_rows), dtype=rows.dtype)
+    # flat index of (window i, position p, id) in onehot: i·w·n_rows + p·n_rows + id
+    np.put(onehot, ids + np.arange(0, B * w * n_rows, n_rows).reshape(B, w), 1.0)
+    blocks = (onehot.T @ rows.reshape(B, w * d)).reshape(w, n_rows, w, d)
+    table = np.einsum("pipd->id", blocks)
+    used = np.flatnonzero(np.bincount(ids.reshape(-1), minlength=n_rows))
+    return SparseGrad(used, table[used])
+
+
+def _pairs(rows: np.ndarray) -> np.ndarray:
+    """Rows of even width viewed as complex numbers (two floats per element), which halves the
+    inner-loop calls of ``reduceat``; complex addition adds each float on its own."""
+    if rows.dtype == np.float32 and rows.shape[1] % 2 == 0:
+        return rows.view(np.complex64)
+    if rows.dtype == np.float64 and rows.shape[1] % 2 == 0:
+        return rows.view(np.complex128)
+    return rows
