@@ -72,6 +72,7 @@ def test_untouched_rows_and_their_state_stay_as_they_were():
 
 
 def test_disabled_by_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(accel.DISABLE_ENV, raising=False)
     assert accel.available()
     assert Optimizer(OptimizerSettings()).kernels == "numba"
     monkeypatch.setenv(accel.DISABLE_ENV, "1")
