@@ -187,6 +187,7 @@ class FakeMeter:
 def test_recheck_follows_the_load_of_other_processes(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(th, "usable_cores", lambda: 2)
     monkeypatch.setattr(th, "measure_others", lambda: (0.0, "fake"))
+    monkeypatch.setattr(th.os, "getloadavg", lambda: (1.05, 1.0, 1.0))  # our one thread
     applied: list[int] = []
     monkeypatch.setattr(th.ThreadPolicy, "_apply", lambda self, n: applied.append(n))
     policy = th.ThreadPolicy("auto", batch_size=1024, hidden=300, input_dim=275)
@@ -310,3 +311,30 @@ def test_load_meter_counts_seconds_since_its_last_reading(
     assert meter.seconds_since() == 3.0
     meter.others()
     assert meter.seconds_since() == 0.0
+
+
+def test_threads_come_back_only_when_the_last_minute_was_quiet_too(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(th, "usable_cores", lambda: 2)
+    monkeypatch.setattr(th, "measure_others", lambda: (1.0, "fake"))
+    monkeypatch.setattr(th.ThreadPolicy, "_apply", lambda self, n: None)
+    policy = th.ThreadPolicy("auto", batch_size=1024, hidden=300, input_dim=275)
+    with policy as choice:
+        assert choice.threads == 1
+        policy._meter = FakeMeter([0.0, 0.0])
+        monkeypatch.setattr(th.os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # 1 besides ours
+        assert policy.recheck() is None
+        monkeypatch.setattr(th.os, "getloadavg", lambda: (1.1, 2.0, 2.0))
+        assert policy.recheck().threads == 2
+
+
+def test_measure_others_takes_the_larger_of_now_and_the_last_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(th, "LoadMeter", lambda: FakeMeter([0.25]))
+    monkeypatch.setattr(th.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(th.os, "getloadavg", lambda: (2.5, 1.0, 1.0))
+    assert th.measure_others()[0] == 1.5  # the minute: 2.5 less our one thread
+    monkeypatch.setattr(th, "LoadMeter", lambda: FakeMeter([1.75]))
+    assert th.measure_others()[0] == 1.75  # now

@@ -9,11 +9,16 @@ thread. So ``auto``:
 
     1. runs the products of B·H·D < MIN_THREADED_MNK multiply-adds on one thread;
     2. else uses the free cores: the usable cores (CPU affinity, a cgroup quota) minus the
-       cores other processes kept busy while we measured (/proc/stat less our own CPU time,
-       over SAMPLE_SECONDS; the 1-minute load average where /proc is missing);
+       cores other processes keep busy: the larger of what /proc/stat shows over
+       SAMPLE_SECONDS (less our own CPU time) and the 1-minute load average (less our one
+       thread), so a neighbour that pauses for a moment still counts;
     3. re-measures while it trains (``ThreadPolicy.recheck``: every RECHECK_SECONDS and at
-       each epoch end): a neighbour that arrives takes threads away, one that leaves gives
-       them back.
+       each epoch end): a neighbour that arrives takes threads away at once; threads come
+       back when both the last seconds and the last minute show the cores free.
+
+Too many threads cost far more than too few (a product waiting for a descheduled worker
+can take 10–40× as long; one thread too few at most doubles the products' time), hence
+the caution.
 
 A number ``N`` is used as given. The thread count can change the last bits of float32
 products, so bit-identical runs on another machine or load need a number, not ``auto``.
@@ -128,18 +133,25 @@ class LoadMeter:
         return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
 
 
+def load_average_others(own: float) -> float | None:
+    """Other processes' share of the 1-minute load average (runnable threads), less ``own``
+    for this process's; None where there is no load average."""
+    try:
+        return max(0.0, os.getloadavg()[0] - own)
+    except (AttributeError, OSError):
+        return None
+
+
 def measure_others(seconds: float = SAMPLE_SECONDS) -> tuple[float, str]:
-    """Cores other processes keep busy now, and how that was measured."""
+    """Cores other processes keep busy, and how that was measured: the larger of the last
+    ``seconds`` (/proc/stat) and the last minute (load average less this process's one
+    thread), so a neighbour that pauses for a moment still counts."""
     meter = LoadMeter()
     time.sleep(seconds)
-    others = meter.others()
-    if others is not None:
-        return others, f"/proc/stat over {seconds:g} s"
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
+    now, minute = meter.others(), load_average_others(1.0)
+    if now is None and minute is None:
         return 0.0, "not measurable here"
-    return max(0.0, load - 1.0), "1-minute load average less this process"
+    return max(now or 0.0, minute or 0.0), "the larger of now and the 1-minute load average"
 
 
 # ----------------------------------------------------------------------------- the policy
@@ -236,6 +248,10 @@ class ThreadPolicy:
         if others is None:
             return None
         new = choose_threads(None, self.mnk, self.cores, others)
+        if new.threads > self.choice.threads:  # more threads only if the last minute agrees
+            minute = load_average_others(float(self.choice.threads))
+            others = max(others, minute or 0.0)
+            new = choose_threads(None, self.mnk, self.cores, others)
         if new.threads == self.choice.threads:
             self.choice = replace(self.choice, others=others)
             return None
