@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install dev glove bench accel plot lint accuracy clean
+.PHONY: demo test test-all install dev glove bench accel plot lint accuracy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ dev: $(VENV)/.stamp-dev
 demo: install
 	$(BIN)/windowner train --config configs/adam.yaml
 
+# The fast tier (what a developer runs after each change) skips tests marked slow.
 test: dev
+	$(BIN)/python -m pytest -m "not slow"
+
+# Everything, slow tier included: what CI runs (after make lint).
+test-all: dev
 	$(BIN)/python -m pytest
 
 lint: dev
@@ -51,3 +56,12 @@ accuracy: glove
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# --- serve: the HTTP API and the page (optional extra) ---
+.PHONY: serve
+$(VENV)/.stamp-serve: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[serve]"
+	touch $@ $(VENV)/.stamp-core
+
+serve: $(VENV)/.stamp-serve
+	$(BIN)/windowner serve

@@ -70,6 +70,7 @@ def test_unseen_pretrained_words_are_kept_frozen_and_small(tmp_path, glove):
         np.testing.assert_array_equal(row, vectors[word].astype(np.float16).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_resume_with_frozen_rows_is_exact(tmp_path, glove):
     path, _ = glove
     train(tmp_path / "straight", path, 2)

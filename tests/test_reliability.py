@@ -201,6 +201,7 @@ def test_inf_parameters_stop_training_before_they_are_saved(tmp_path, tiny, monk
 # ----------------------------------------------------------------------------- signals and kill -9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_real_process_stops_on_a_signal_and_resumes_identically(tmp_path, signum, code):
     config = write_config(tmp_path / "data", train__epochs=6)
@@ -227,6 +228,7 @@ def test_a_real_process_stops_on_a_signal_and_resumes_identically(tmp_path, sign
     assert a["metrics"] == b["metrics"] and a["summary"] == b["summary"]
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_leaves_a_partial_file(tmp_path):
     """SIGKILL a real training process at random moments; every file left must load.
     (tests/tiny_runs.py kill9 N does the same N times, by hand.)"""
@@ -271,6 +273,7 @@ def test_unicode_unknown_words_and_a_single_token(model):
     assert code == 0 and "Zoë" in out and "entities:" in out
 
 
+@pytest.mark.slow
 def test_a_100k_token_line(model, tmp_path):
     words = ("Museums in Paris are amazing and Angela Merkel visited Berlin , " * 10000).split()
     assert len(words) >= 100_000
@@ -300,6 +303,7 @@ def probe(*args) -> dict:
     return json.loads(done.stdout) if done.stdout.startswith("{") else done.stdout
 
 
+@pytest.mark.slow
 def test_10x_training_data_grows_peak_memory_by_the_index_arrays_only(tmp_path):
     """1x ≈ CoNLL-2003's training set (14k sentences, 200k windows), 10x ≈ 2M windows; the
     training loop gathers each batch's windows from index arrays, so the peak may grow by

@@ -68,6 +68,7 @@ def n_batches(config: cfg.Config) -> int:
     "where",
     ["first step", "end of epoch 2", "start of epoch 3", "middle of epoch 3", "last step"],
 )
+@pytest.mark.slow
 def test_interrupt_then_resume_is_bit_identical(setup, tmp_path, where):
     config, _, expected = setup
     nb = n_batches(config)
@@ -89,6 +90,7 @@ def test_interrupt_then_resume_is_bit_identical(setup, tmp_path, where):
     assert_same(outcome(run), expected)
 
 
+@pytest.mark.slow
 def test_several_interrupts_and_a_crash_then_resume(setup, tmp_path):
     config, _, expected = setup
     nb = n_batches(config)

@@ -345,6 +345,43 @@ def report(
         rp.render(out, result)
 
 
+# --- serve command ---
+
+
+@app.command()
+@handle_errors
+def serve(
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Run directory or model file.")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes.")] = 1,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, help="Larger request bodies get 413.")
+    ] = 1 << 20,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+) -> None:
+    """Serve the model over HTTP: POST /ner (JSON records), a page at /, /health, /model,
+    /openapi.json. Needs the serve extra: pip install 'windowner[serve]'.
+
+    Example: windowner serve --model runs/latest --port 8000
+    """
+    from windowner.runs import resolve_model
+
+    try:
+        from windowner.serve import run
+    except ImportError as exc:
+        raise UsageError(
+            f"windowner serve needs the serve extra ({exc.name} is missing): "
+            "pip install 'windowner[serve]'"
+        ) from None
+    run(resolve_model(model), host, port, workers, max_body_bytes, access_log)
+
+
+# --- serve command ---
+
+
 # ----------------------------------------------------------------------------- entry point
 
 

@@ -143,8 +143,27 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.unit": UNITS,
 }
 
+# Resource limits: far above any sensible run, far below what would exhaust a machine; a config
+# past one is refused before anything is read or allocated (see also ``memory_estimate``).
+LIMITS: dict[str, int] = {
+    "seed": 2**64 - 1,
+    "features.window": 201,
+    "features.caps_dim": 10_000,
+    "embeddings.dim": 10_000,
+    "embeddings.keep_pretrained": 50_000_000,
+    "model.hidden": 100_000,
+    "negatives.k": 1_000,
+    "train.epochs": 1_000_000,
+    "train.batch_size": 1_000_000,
+    "train.patience": 1_000_000,
+    "train.threads": 1_024,
+}
+MEMORY_LIMIT = 8 * 2**30  # bytes the config-determined arrays may need, before the vocabulary
+SCORING_ROWS = 65536  # windows scored at once when evaluating (train.SCORE_CHUNK)
+
 # key path → (test, what the value must be)
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "seed": (lambda v: v >= 0, ">= 0"),
     "features.window": (lambda v: v > 0 and v % 2 == 1, "a positive odd number"),
     "features.min_count": (lambda v: v >= 1, ">= 1"),
     "features.caps_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
@@ -200,19 +219,53 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     config = build(Config, raw, "", problems, bad)
     problems += validate(config, skip=bad)
     if problems:
-        raise ConfigError([_mark_override(p, from_set) for p in problems], source)
+        raise ConfigError(capped([_mark_override(p, from_set) for p in problems]), source)
     return config
 
 
+def capped(problems: list[str]) -> list[str]:
+    """The first ``MAX_PROBLEMS`` problems, and a count of the rest."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return problems[:MAX_PROBLEMS] + [f"… and {len(problems) - MAX_PROBLEMS} more problems"]
+
+
+MAX_CONFIG_BYTES = 64 << 10  # a config is a few hundred bytes; PyYAML needs ~1 s per 64 KiB
+MAX_DEPTH = 32  # YAML nesting levels (the schema needs 2)
+MAX_PROBLEMS = 20  # problems listed in one error; the rest are counted
+SHOWN_CHARS = 60  # characters of a value echoed in a message
+
+
 class _Loader(yaml.SafeLoader):
-    """safe_load plus a clear refusal of tags (``!!python/object`` …) and of duplicate keys."""
+    """safe_load plus clear refusals: tags (``!!python/object`` …), duplicate keys, anchors and
+    aliases (``&a`` / ``*a``: a few hundred bytes of nested aliases expand to 10^8 strings), and
+    nesting deeper than ``MAX_DEPTH`` (which would otherwise end in a RecursionError)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "YAML anchors and aliases (&name, *name) are not allowed in a windowner config",
+                event.start_mark,
+            )
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_undefined(self, node: yaml.Node) -> Any:
         raise yaml.constructor.ConstructorError(
             None,
             None,
-            f"the YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')!r} is not allowed "
-            "(windowner reads plain YAML: no tags, nothing is constructed or run)",
+            f"the YAML tag {shorten(node.tag.replace('tag:yaml.org,2002:', '!!'))!r} is not "
+            "allowed (windowner reads plain YAML: no tags, nothing is constructed or run)",
             node.start_mark,
         )
 
@@ -222,7 +275,7 @@ class _Loader(yaml.SafeLoader):
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if key is not None and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                    None, None, f"duplicate key {shorten(key)!r}", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -232,33 +285,30 @@ _Loader.add_constructor(None, _Loader.construct_undefined)
 
 
 def parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` semantics with the refusals of ``_Loader``."""
+    """``yaml.safe_load`` semantics with the refusals of ``_Loader``. Every failure is a
+    ``yaml.YAMLError`` (an integer of more than 4300 digits, too: its ValueError is turned into
+    one), so callers need to catch only that."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise yaml.YAMLError(f"longer than {MAX_CONFIG_BYTES} characters")
     loader = _Loader(text)
     try:
         return loader.get_single_data()
+    except (ValueError, RecursionError) as exc:  # int('1' * 5000); a pathological document
+        raise yaml.YAMLError(f"unreadable value ({shorten(str(exc))})") from None
     finally:
         loader.dispose()
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML mapping read with safe_load; tags such as ``!!python/object`` are refused."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file", str(path)) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a YAML config file", str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"undecodable bytes (not UTF-8) at byte {exc.start}", str(path)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror})", str(path)) from None
+    text = read_config_text(path)
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if not isinstance(exc, yaml.constructor.ConstructorError):
+        if not isinstance(exc, yaml.constructor.ConstructorError | yaml.composer.ComposerError):
             reason = f"invalid YAML: {reason}"
         raise ConfigError(reason, where) from None
     if data is None:
@@ -268,6 +318,29 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_config_text(path: Path) -> str:
+    """The text of a config file, opened once and read at most ``MAX_CONFIG_BYTES`` + 1 bytes
+    (so ``/dev/zero`` or a huge file is refused at once); ConfigError for what cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError("no such file", str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a YAML config file", str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read ({exc.strerror})", str(path)) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES} bytes: not a config file", str(path))
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise ConfigError(f"NUL byte at byte {nul}: not a text file", str(path))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"undecodable bytes (not UTF-8) at byte {exc.start}", str(path)) from None
+
+
 def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> str | None:
     """Apply one ``key.path=value`` (value parsed as a YAML scalar) to the raw mapping; returns
     the key path, or None (with a problem recorded) when the override is malformed."""
@@ -275,12 +348,12 @@ def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> str |
     key = key.strip()
     parts = key.split(".")
     if not sep or not key or not all(parts):
-        problems.append(f"--set {item!r}: expected key.path=value")
+        problems.append(f"--set {shorten(item)!r}: expected key.path=value")
         return None
     try:
         value = parse_yaml(text) if text.strip() else ""
-    except yaml.constructor.ConstructorError as exc:
-        problems.append(f"--set {item!r}: {exc.problem}")
+    except (yaml.constructor.ConstructorError, yaml.composer.ComposerError) as exc:
+        problems.append(f"--set {shorten(item)!r}: {exc.problem}")
         return None
     except yaml.YAMLError:
         value = text  # not YAML (e.g. a path with brackets): take it as a string
@@ -336,6 +409,7 @@ def build(
 
 
 def _unknown(prefix: str, key: str, names: list[str]) -> str:
+    key = shorten(key)
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     if close:
         hint = f"; did you mean {prefix + close[0]!r}?"
@@ -386,7 +460,13 @@ def _type_name(kind: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}" if value is not None else "null"
+    return f"{type(value).__name__} {shorten(repr(value))}" if value is not None else "null"
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (with ``…`` and the full length) for a message."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _get(config: Config, path: str) -> Any:
@@ -407,16 +487,58 @@ def validate(config: Config, skip: set[str] = frozenset()) -> list[str]:
     for path, choices in CHOICES.items():
         value = _get(config, path)
         if wanted(path) and value not in choices:
-            problems.append(f"{path}: unknown value {value!r}; choose from: {', '.join(choices)}")
+            shown = shorten(repr(value))
+            problems.append(f"{path}: unknown value {shown}; choose from: {', '.join(choices)}")
     for path, (test, what) in RANGES.items():
-        if wanted(path) and not test(_get(config, path)):
-            problems.append(f"{path}: must be {what}, got {_get(config, path)!r}")
+        value = _get(config, path)
+        if wanted(path) and not test(value):
+            problems.append(f"{path}: must be {what}, got {shorten(repr(value))}")
+        elif wanted(path) and isinstance(value, int | float) and value > LIMITS.get(path, math.inf):
+            problems.append(
+                f"{path}: must be <= {LIMITS[path]} (a resource limit), got {shorten(repr(value))}"
+            )
     ranking = config.model.objective == "ranking"
     if ranking and config.negatives.k < 1 and wanted("negatives.k"):
         problems.append("negatives.k: the ranking objective needs k >= 1 corrupted windows")
     if config.embeddings.init == "" and wanted("embeddings.init"):
         problems.append("embeddings.init: must be 'random', 'glove-6b-50d' or a file path")
+    if all(wanted(k) and RANGES[k][0](_get(config, k)) for k in SIZE_KEYS):
+        need = memory_estimate(config)
+        if need > MEMORY_LIMIT:
+            problems.append(
+                f"network size: this network ({_sizes(config)}) needs about "
+                f"{need / 2**30:.1f} GiB before counting the vocabulary; the limit is "
+                f"{MEMORY_LIMIT / 2**30:.0f} GiB"
+            )
     return problems
+
+
+SIZE_KEYS = (
+    "features.window",
+    "features.caps_dim",
+    "embeddings.dim",
+    "model.hidden",
+    "negatives.k",
+    "train.batch_size",
+)
+
+
+def _sizes(config: Config) -> str:
+    return ", ".join(f"{k.split('.')[1]} {_get(config, k)}" for k in SIZE_KEYS)
+
+
+def memory_estimate(config: Config) -> int:
+    """Bytes of the arrays whose size the config alone fixes: the hidden layer's weights
+    (hidden, window * (dim + caps_dim)) with their gradient and two optimizer moments, and the
+    activations of a training batch (batch * (1 + k) windows) and of a scoring chunk. The
+    embedding table (vocabulary * dim) comes on top and is known only once data is read."""
+    itemsize = 8 if config.model.dtype == "float64" else 4
+    f, hidden = config.features, config.model.hidden
+    input_dim = f.window * (config.embeddings.dim + f.caps_dim)
+    weights = 4 * hidden * (input_dim + 1)
+    rows = config.train.batch_size * (1 + config.negatives.k)
+    activations = 2 * rows * (input_dim + 3 * hidden) + SCORING_ROWS * (input_dim + 2 * hidden)
+    return itemsize * (weights + activations)
 
 
 # ------------------------------------------------------------------------- paths and output
@@ -484,5 +606,5 @@ def from_dict(data: dict[str, Any]) -> Config:
     config = build(Config, data, "", problems, bad)
     problems += validate(config, skip=bad)
     if problems:
-        raise ConfigError(problems, "stored config")
+        raise ConfigError(capped(problems), "stored config")
     return config

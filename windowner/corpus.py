@@ -7,13 +7,14 @@ IOB2 and kept as IOB2 internally.
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from windowner.errors import DataError
 
@@ -23,8 +24,10 @@ SPECIALS = (UNK, SENT_START, SENT_END)
 UNK_ID, START_ID, END_ID = 0, 1, 2
 
 LAZY_LOOKUPS = 64
+MAX_ENTITY_TYPES = 500  # CoNLL-2003 has 4, OntoNotes 18; decoding costs (2 * types + 1) ** 2
 _TAG_RE = re.compile(r"^(O|[BI]-[^\s-][^\s]*)$")
 _DIGIT_RE = re.compile(r"\d")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,11 @@ def read_conll(path: str | Path, scheme: str = "iob2") -> list[Sentence]:
 
 def iter_conll(path: str | Path, scheme: str = "iob2") -> Iterator[Sentence]:
     """Stream the sentences of a CoNLL file, reading it line by line (never whole), with the
-    errors of ``read_conll``. Tokens and tags are interned: a repeated word is stored once."""
+    errors of ``read_conll``. Tokens and tags are interned: a repeated word is stored once.
+
+    The path is opened once and read once, so a pipe, a FIFO or ``/dev/stdin`` works; a line
+    longer than ``MAX_LINE_BYTES`` or holding a NUL byte (``/dev/zero``, a binary file) is
+    refused at once instead of being read into memory."""
     path = Path(path)
     if scheme not in SCHEMES:
         raise DataError(f"{path}: unknown tag scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
@@ -89,24 +96,53 @@ def iter_conll(path: str | Path, scheme: str = "iob2") -> Iterator[Sentence]:
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     found = False
+    text = _TextSeen()
     with fh:
         try:
-            for sentence in _parse(_decoded_lines(fh, path), str(path), scheme):
+            for sentence in _parse(text.watch(_decoded_lines(fh, path)), str(path), scheme):
                 found = True
                 yield sentence
         except OSError as exc:
             raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     if not found:
-        with open(path, "rb") as again:
-            blank = not again.read().decode("utf-8-sig", errors="replace").strip()
-        raise DataError(f"{path}:1: file {'is empty' if blank else 'holds no sentence'}")
+        raise DataError(f"{path}:1: file {'holds no sentence' if text.seen else 'is empty'}")
 
 
-def _decoded_lines(raw_lines: Iterable[bytes], path: Path) -> Iterator[tuple[int, str]]:
+class _TextSeen:
+    """Remembers whether a stream of numbered lines held anything but blanks."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def watch(self, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+        for item in lines:
+            if not self.seen and item[1].strip():
+                self.seen = True
+            yield item
+
+
+MAX_LINE_BYTES = 1 << 20  # a CoNLL line is a token and a few tags; refuse a longer one
+
+
+def _raw_lines(fh: BinaryIO, path: Path) -> Iterator[bytes]:
+    """The lines of a binary stream, each at most ``MAX_LINE_BYTES``; DataError for a longer
+    line or a NUL byte (neither is text), found without reading further."""
+    for lineno in itertools.count(1):
+        raw = fh.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        if b"\0" in raw:
+            raise DataError(f"{path}:{lineno}: NUL byte (a binary file, not CoNLL text)")
+        if len(raw) > MAX_LINE_BYTES:
+            raise DataError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES} bytes")
+        yield raw
+
+
+def _decoded_lines(fh: BinaryIO, path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) for each line of a binary stream: UTF-8 (a leading BOM dropped);
     undecodable bytes raise DataError naming the line. A lone CR also ends a line."""
     offset = 0
-    for lineno, raw in enumerate(raw_lines, 1):
+    for lineno, raw in enumerate(_raw_lines(fh, path), 1):
         try:
             text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError as exc:
@@ -114,8 +150,20 @@ def _decoded_lines(raw_lines: Iterable[bytes], path: Path) -> Iterator[tuple[int
                 f"{path}:{lineno}: undecodable bytes (not UTF-8) at byte {offset + exc.start}"
             ) from None
         offset += len(raw)
-        for part in text.splitlines() or [""]:
+        for part in split_lines(text):
             yield lineno, part
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text`` split at LF, CRLF and a lone CR only: other Unicode line breaks
+    (U+0085, U+2028, form feed …) that ``str.splitlines`` honours are kept inside a token."""
+    return _LINE_BREAK.split(text.removesuffix("\n").removesuffix("\r"))
+
+
+def columns(line: str) -> list[str]:
+    """The columns of a CoNLL line, split at ASCII spaces and tabs only: a non-breaking or
+    other Unicode space inside a token stays part of it."""
+    return [col for col in line.replace("\t", " ").split(" ") if col]
 
 
 def decode_bytes(raw: bytes, path: Path | str) -> str:
@@ -131,7 +179,7 @@ def decode_bytes(raw: bytes, path: Path | str) -> str:
 
 def parse_conll(lines: Iterable[str], name: str = "<input>", scheme: str = "iob2"):
     """Yield Sentence objects from CoNLL lines (CR, tabs and spaces tolerated)."""
-    numbered = ((n, part) for n, line in enumerate(lines, 1) for part in line.splitlines() or [""])
+    numbered = ((n, part) for n, line in enumerate(lines, 1) for part in split_lines(line))
     return _parse(numbered, name, scheme)
 
 
@@ -140,8 +188,9 @@ def _parse(lines: Iterable[tuple[int, str]], name: str, scheme: str) -> Iterator
     tags: list[str] = []
     start = 0
     intern = sys.intern
+    types: set[str] = set()
     for lineno, line in lines:
-        cols = line.split()
+        cols = columns(line)
         if not cols:
             if tokens:
                 yield _sentence(tokens, tags, start, scheme)
@@ -150,16 +199,29 @@ def _parse(lines: Iterable[tuple[int, str]], name: str, scheme: str) -> Iterator
         if cols[0] == "-DOCSTART-":
             continue
         if len(cols) < 2:
-            raise DataError(f"{name}:{lineno}: too few columns (need token and tag): {line!r}")
+            raise DataError(
+                f"{name}:{lineno}: too few columns (need token and tag): {_shown(line)}"
+            )
         tag = cols[-1]
         if not check_tag(tag):
-            raise DataError(f"{name}:{lineno}: invalid tag {tag!r} (expected O, B-TYPE or I-TYPE)")
+            raise DataError(
+                f"{name}:{lineno}: invalid tag {_shown(tag)} (expected O, B-TYPE or I-TYPE)"
+            )
+        if tag != "O" and tag[2:] not in types:
+            types.add(tag[2:])
+            if len(types) > MAX_ENTITY_TYPES:
+                raise DataError(f"{name}:{lineno}: more than {MAX_ENTITY_TYPES} entity types")
         if not tokens:
             start = lineno
         tokens.append(intern(cols[0]))
         tags.append(tag)
     if tokens:
         yield _sentence(tokens, tags, start, scheme)
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``repr(text)``, cut to ``limit`` characters for a message."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
 
 
 def _sentence(tokens: list[str], tags: list[str], line: int, scheme: str) -> Sentence:

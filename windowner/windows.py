@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from windowner.corpus import END_ID, SPECIALS, START_ID, Sentence, Vocab, caps_feature
+from windowner.errors import DataError
 
 NEGATIVE_STRATEGIES = ("center", "non_entity", "mixed")
 
@@ -93,16 +94,34 @@ def encode(
     )
 
 
-def unigram_table(encoded: Encoded, vocab_size: int, power: float = 0.75) -> np.ndarray:
-    """(V,) float64 cumulative sampling distribution ∝ count^power over real tokens' words;
-    the special ids never get drawn."""
+def unigram_weights(counts: np.ndarray, power: float) -> np.ndarray:
+    """(V,) float64 sampling weights ∝ count^power for (V,) counts; a zero count weighs 0.
+
+    ``count ** power`` as is when every positive count gives a positive finite weight (so the
+    usual powers draw exactly what they always drew); otherwise (power 100 or 1e308 overflows,
+    or underflows rare words to 0) the weights are computed in log space relative to the
+    largest count, ``exp(power * (log c - log c_max))``: finite, the largest exactly 1, never NaN.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    positive = counts > 0
+    with np.errstate(all="ignore"):
+        direct = np.where(positive, counts**power, 0.0)
+        if np.isfinite(direct.sum()) and (direct[positive] > 0).all():
+            return direct
+        logs = np.log(counts[positive]) - np.log(counts.max())
+        weights = np.zeros_like(counts)
+        weights[positive] = np.exp(power * logs)  # 0 * anything = 0 at the max: never NaN
+    return weights
+
+
+def center_counts(encoded: Encoded, vocab_size: int) -> np.ndarray:
+    """(V,) float64 counts of the real tokens' words; the special ids count 0 (never drawn)."""
     counts = np.bincount(encoded.words[encoded.centers], minlength=vocab_size).astype(np.float64)
     counts[: len(SPECIALS)] = 0.0
-    weights = counts**power
-    total = weights.sum()
-    if total <= 0:
-        raise ValueError("no words to sample corrupted centers from")
-    return np.cumsum(weights / total)
+    return counts
+
+
+REJECTION_ROUNDS = 8  # redraws before the exact fallback (the usual case needs one or two)
 
 
 class NegativeSampler:
@@ -111,6 +130,10 @@ class NegativeSampler:
     ``center``: the center word is replaced by a different word drawn ∝ unigram^power.
     ``non_entity``: a real window whose center is tagged O ("Not all museums in Paris").
     ``mixed``: each negative is either kind with probability 1/2.
+
+    Every draw is bounded: a replacement that equals the center is redrawn at most
+    ``REJECTION_ROUNDS`` times, then drawn exactly from the distribution without the center
+    (see ``draw_excluding``), so no power (0 … 1e308) and no corpus makes sampling loop.
     """
 
     def __init__(
@@ -121,16 +144,31 @@ class NegativeSampler:
         k: int = 1,
         power: float = 0.75,
         o_tag: int = 0,
+        source: str = "the training data",
     ) -> None:
         if strategy not in NEGATIVE_STRATEGIES:
             raise ValueError(f"unknown negative strategy {strategy!r}")
         self.encoded, self.strategy, self.k = encoded, strategy, k
-        self.cdf = unigram_table(encoded, vocab_size, power)
-        if strategy != "non_entity" and np.count_nonzero(np.diff(self.cdf, prepend=0.0)) < 2:
-            raise ValueError("center corruption needs at least two distinct training words")
+        counts = center_counts(encoded, vocab_size)
+        n_words = int(np.count_nonzero(counts))
+        if strategy != "non_entity" and n_words < 2:
+            raise DataError(
+                f"negatives.strategy {strategy!r} replaces center words by other words, so it "
+                f"needs at least two distinct words, and {source} has {n_words}"
+            )
+        self.weights = unigram_weights(counts, power)
+        self.cdf = np.cumsum(self.weights / self.weights.sum())
+        self.cum = np.cumsum(self.weights)
+        self.top = int(np.argmax(self.weights))
+        others = np.where(np.arange(len(counts)) == self.top, 0.0, counts)
+        self.cum_without_top = np.cumsum(unigram_weights(others, power))
+        self.second = int(np.argmax(np.diff(self.cum_without_top, prepend=0.0)))
         self.o_centers = encoded.centers[encoded.tags == o_tag]
         if strategy != "center" and len(self.o_centers) == 0:
-            raise ValueError("strategy needs tokens tagged O, and the training data has none")
+            raise DataError(
+                f"negatives.strategy {strategy!r} draws windows of tokens tagged O, and "
+                f"{source} has none (use strategy 'center')"
+            )
 
     def sample(
         self, words: np.ndarray, caps: np.ndarray, rng: np.random.Generator
@@ -158,12 +196,39 @@ class NegativeSampler:
         mid = words.shape[1] // 2
         original = neg_words[:, mid].copy()
         todo = np.arange(len(neg_words))
-        while len(todo):
+        for _ in range(REJECTION_ROUNDS):
+            if not len(todo):
+                break
             drawn = np.searchsorted(self.cdf, rng.random(len(todo)), side="right")
             drawn = np.minimum(drawn, len(self.cdf) - 1).astype(np.int32)
             neg_words[todo, mid] = drawn
             todo = todo[drawn == original[todo]]
+        if len(todo):
+            neg_words[todo, mid] = self.draw_excluding(original[todo], rng)
         return neg_words, neg_caps
+
+    def draw_excluding(self, original: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(n,) int32 words drawn ∝ weight from all words except ``original`` (n,) row by row,
+        with one uniform each: no rejection, so it ends even when one word holds all the mass.
+
+        A row whose excluded word is the heaviest draws from weights recomputed without it
+        (relative to the next heaviest, so they cannot all underflow); any other row draws
+        ``u`` in [0, total − w_o) and steps over the excluded word's slice of the cumulative
+        weights. A boundary hit by float rounding (probability ~1e-16) takes the heaviest word.
+        """
+        out = np.empty(len(original), dtype=np.int32)
+        top = original == self.top
+        u = rng.random(len(original))
+        last = len(self.cum) - 1
+        drawn = np.searchsorted(self.cum_without_top, u[top] * self.cum_without_top[-1], "right")
+        out[top] = np.where(drawn > last, self.second, drawn)
+        rest = original[~top].astype(np.int64)
+        w_o = self.weights[rest]
+        scaled = u[~top] * (self.cum[-1] - w_o)
+        scaled += np.where(scaled >= self.cum[rest] - w_o, w_o, 0.0)
+        drawn = np.searchsorted(self.cum, scaled, side="right")
+        out[~top] = np.where((drawn > last) | (drawn == rest), self.top, drawn)
+        return out
 
     def non_entity(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` real windows whose center token is tagged O, each (n, window)."""

@@ -1,0 +1,130 @@
+"""Sub-word token features: prefixes and suffixes (2–4 characters) and word shapes.
+
+Pure functions of token strings plus their vocabularies; the model does not use them yet.
+
+    prefix("Washington", 3) = "was"    suffix("Washington", 3) = "ton"   (normalised: lowercased,
+    prefix("1984", 2) = "00"           suffix("of", 4) = "of"            digits → 0; a word
+                                                                          shorter than n is whole)
+    word_shape("Obama") = "Xxx"   word_shape("USA") = "XX"   word_shape("12-34") = "dd-dd"
+    word_shape("e.g.") = "x.x."   word_shape("McDonald's") = "XxXxx'x"
+
+Each feature kind has a ``corpus.Vocab`` whose ids 0..2 are ``<unk>``, ``<s>``, ``</s>`` as
+for words, so windows past a sentence's edge are padded with the same ids as the words.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from windowner.corpus import Vocab, normalize_word
+
+AFFIX_LENGTHS = (2, 3, 4)
+MAX_RUN = 2
+
+
+def prefix(word: str, n: int) -> str:
+    """The first ``n`` characters of the normalised word (all of it when it is shorter)."""
+    return normalize_word(word)[:n]
+
+
+def suffix(word: str, n: int) -> str:
+    """The last ``n`` characters of the normalised word (all of it when it is shorter)."""
+    return normalize_word(word)[-n:]
+
+
+def shape_char(ch: str) -> str:
+    """``X`` upper case, ``x`` lower case or caseless letter, ``d`` digit or other numeral
+    (``²``, ``¼``), else the character itself."""
+    if ch.isupper():
+        return "X"
+    if ch.isalpha():
+        return "x"
+    if ch.isnumeric():
+        return "d"
+    return ch
+
+
+def word_shape(word: str, max_run: int = MAX_RUN) -> str:
+    """The word's characters as shape symbols, every run of one symbol longer than
+    ``max_run`` cut to ``max_run`` (``max_run`` = 1 gives the short "Xx" shape)."""
+    if max_run < 1:
+        raise ValueError(f"max_run must be ≥ 1, got {max_run}")
+    out: list[str] = []
+    run = 0
+    for ch in word:
+        sym = shape_char(ch)
+        run = run + 1 if out and out[-1] == sym else 1
+        if run <= max_run:
+            out.append(sym)
+    return "".join(out)
+
+
+def feature_functions(
+    lengths: Sequence[int] = AFFIX_LENGTHS, max_run: int = MAX_RUN
+) -> dict[str, Callable[[str], str]]:
+    """Feature name → token function: ``prefix2`` … ``suffix4`` and ``shape``."""
+    funcs: dict[str, Callable[[str], str]] = {}
+    for n in lengths:
+        if n < 1:
+            raise ValueError(f"affix lengths must be ≥ 1, got {n}")
+        funcs[f"prefix{n}"] = lambda w, n=n: prefix(w, n)
+        funcs[f"suffix{n}"] = lambda w, n=n: suffix(w, n)
+    funcs["shape"] = lambda w: word_shape(w, max_run)
+    return funcs
+
+
+@dataclass(frozen=True)
+class FeatureVocabs:
+    """One vocabulary per feature (name → Vocab), built from training tokens."""
+
+    vocabs: dict[str, Vocab]
+    lengths: tuple[int, ...] = AFFIX_LENGTHS
+    max_run: int = MAX_RUN
+
+    @classmethod
+    def build(
+        cls,
+        sentences: Iterable[Sequence[str]],
+        lengths: Sequence[int] = AFFIX_LENGTHS,
+        min_count: int = 1,
+        max_run: int = MAX_RUN,
+    ) -> FeatureVocabs:
+        """Vocabularies of every feature value seen ≥ ``min_count`` times in the token lists
+        ``sentences`` (most frequent first, as ``Vocab.from_counts``)."""
+        funcs = feature_functions(lengths, max_run)
+        counts: dict[str, Counter[str]] = {name: Counter() for name in funcs}
+        for tokens in sentences:
+            for name, func in funcs.items():
+                counts[name].update(func(t) for t in tokens)
+        vocabs = {name: Vocab.from_counts(c, min_count) for name, c in counts.items()}
+        return cls(vocabs, tuple(lengths), max_run)
+
+    def ids(self, tokens: Sequence[str]) -> dict[str, np.ndarray]:
+        """Feature name → (T,) int32 ids of the tokens; unseen values get ``<unk>`` (0)."""
+        funcs = feature_functions(self.lengths, self.max_run)
+        return {
+            name: np.array([self.vocabs[name].id(func(t)) for t in tokens], dtype=np.int32)
+            for name, func in funcs.items()
+        }
+
+    def sizes(self) -> dict[str, int]:
+        """Feature name → vocabulary size (rows of its embedding table)."""
+        return {name: len(v) for name, v in self.vocabs.items()}
+
+    def to_texts(self) -> dict[str, str]:
+        """Feature name → its items one per line (for a model file, as the word vocabulary)."""
+        return {name: "\n".join(v.items) for name, v in self.vocabs.items()}
+
+    @classmethod
+    def from_texts(
+        cls, texts: dict[str, str], lengths: Sequence[int] = AFFIX_LENGTHS, max_run: int = MAX_RUN
+    ) -> FeatureVocabs:
+        """Inverse of ``to_texts``; the names must be those ``lengths`` give."""
+        expected = set(feature_functions(lengths, max_run))
+        if set(texts) != expected:
+            raise ValueError(f"feature vocabularies {sorted(texts)} ≠ {sorted(expected)}")
+        return cls({n: Vocab.from_text(t) for n, t in texts.items()}, tuple(lengths), max_run)
