@@ -314,17 +314,24 @@ def comparisons(
 
 
 def machine() -> str:
-    """CPU, cores, library versions and the environment that changes BLAS speed."""
-    import numpy as np
+    """CPU, cores, library versions and the environment that changes BLAS speed. Nothing is
+    imported here: a child's peak RSS counts what its parent held when it was started."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    from windowner import accel
+    from windowner.accel import DISABLE_ENV
 
-    try:
-        import torch
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
-        torch_info = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    except ImportError:
-        torch_info = "torch not installed"
+    torch_version = installed("torch")
+    torch_info = f"torch {torch_version}" if torch_version else "torch not installed"
+    numba_version = installed("numba")
+    kernels = "numpy"
+    if numba_version and os.environ.get(DISABLE_ENV, "") in ("", "0"):
+        kernels = f"numba {numba_version}"
     env = ", ".join(
         f"{k}={os.environ.get(k, '(unset)')}"
         for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")
@@ -337,10 +344,10 @@ def machine() -> str:
         ),
         "?",
     )
-    kernels = "numba" if accel.available() else "numpy"
     return (
         f"CPU {cpu}, {os.cpu_count()} cores; Python {sys.version.split()[0]}, numpy "
-        f"{np.__version__}, {torch_info}; optimizer kernels: {kernels}; {env}"
+        f"{installed('numpy')}, {torch_info} (threads: its default unless --torch-threads); "
+        f"optimizer kernels: {kernels}; {env}"
     )
 
 
