@@ -65,3 +65,12 @@ $(VENV)/.stamp-serve: pyproject.toml | $(BIN)/python
 
 serve: $(VENV)/.stamp-serve
 	$(BIN)/windowner serve
+
+# --- spacy: the windowner_ner pipeline component (optional extra) ---
+.PHONY: spacy
+$(VENV)/.stamp-spacy: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[spacy]"
+	touch $@ $(VENV)/.stamp-core
+
+spacy: $(VENV)/.stamp-spacy
+	$(BIN)/python -m pytest -q tests/test_spacy.py

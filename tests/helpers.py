@@ -73,3 +73,29 @@ def assert_grads_close(ref, got, shapes, rtol, atol=0.0):
             atol=atol,
             err_msg=name,
         )
+
+
+# ------------------------------------------------------ formats, cards, spaCy (api-formats)
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "data"
+
+
+def tiny_config(test: bool = False, **sections):
+    """A Config that trains in about a second on the embedded train/dev data (and test when
+    ``test``); ``sections`` replace whole sections, e.g. ``train={"epochs": 2}``."""
+    from windowner import config as cfg
+
+    raw = {
+        "seed": 1,
+        "features": {"window": 3, "caps_dim": 2},
+        "embeddings": {"dim": 8},
+        "model": {"hidden": 16},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": 3},
+        "data": {
+            "train": str(EMBEDDED / "train.conll"),
+            "dev": str(EMBEDDED / "dev.conll"),
+            "test": str(EMBEDDED / "test.conll") if test else None,
+        },
+    }
+    return cfg.from_dict({**raw, **sections})

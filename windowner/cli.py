@@ -22,17 +22,37 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand
 
 from windowner import __version__
 from windowner.errors import UsageError, WindownerError
 
+# Every (sub-)app: plain help, -h as --help, help when called without a command.
+APP_SETTINGS: dict[str, Any] = {
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+
 app = typer.Typer(
-    help="Window-based named-entity recognition with hand-written backprop.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    help="Window-based named-entity recognition with hand-written backprop.", **APP_SETTINGS
 )
+
+
+class PlainArguments(TyperCommand):
+    """A command whose --help lists arguments by their metavar alone, without Typer's type
+    label (``TEXT <str>`` → ``TEXT``)."""
+
+    def get_params(self, ctx: Any) -> list:
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        return params
+
+
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
@@ -102,7 +122,12 @@ def check_threads(setting: str) -> str:
 
 
 ThreadsOption = Annotated[
-    str, typer.Option("--threads", help="BLAS threads: auto (by input size and machine load) or N.")
+    str,
+    typer.Option(
+        "--threads",
+        metavar="auto|N",
+        help="BLAS threads: auto (by input size and machine load) or N.",
+    ),
 ]
 
 
@@ -112,18 +137,29 @@ def emit_json(data: Any) -> None:
 
 # ----------------------------------------------------------------------------- train
 
+# Options that train and config show share.
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", "-c", metavar="FILE", help="YAML config file.")
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config key: key.path=value (repeatable)."
+    ),
+]
+
 
 @app.command()
 @handle_errors
 def train(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config key: key.path=value (repeatable)."),
+    config: ConfigFile = None,
+    set_: Overrides = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", metavar="DIR", help="Run directory to create.")
     ] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory to create.")] = None,
     resume: Annotated[
-        Path | None, typer.Option("--resume", help="Continue the run in this directory.")
+        Path | None,
+        typer.Option("--resume", metavar="RUN_DIR", help="Continue the run in this directory."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -174,10 +210,14 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @handle_errors
 def eval_(
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Run directory or model file.")
+        Path | None,
+        typer.Option("--model", "-m", metavar="PATH", help="Run directory or model file."),
     ] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", "-d", help="CoNLL file (default: the run's dev set).")
+        Path | None,
+        typer.Option(
+            "--data", "-d", metavar="FILE", help="CoNLL file (default: the run's dev set)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     threads: ThreadsOption = "auto",
@@ -211,21 +251,31 @@ class OutputFormat(StrEnum):
     conll = "conll"
 
 
-@app.command()
+@app.command(cls=PlainArguments)
 @handle_errors
 def predict(
-    text: Annotated[str | None, typer.Argument(help="Text to tag (or use --input).")] = None,
+    text: Annotated[
+        str | None, typer.Argument(metavar="TEXT", help="Text to tag (or use --input).")
+    ] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Run directory or model file.")
+        Path | None,
+        typer.Option("--model", "-m", metavar="PATH", help="Run directory or model file."),
     ] = None,
     input_file: Annotated[
-        Path | None, typer.Option("--input", "-i", help="Read text or CoNLL from a file.")
+        Path | None,
+        typer.Option("--input", "-i", metavar="FILE", help="Read text or CoNLL from a file."),
     ] = None,
     input_format: Annotated[
-        InputFormat, typer.Option("--input-format", help="text: raw text; conll: token per line.")
+        InputFormat,
+        typer.Option(
+            "--input-format",
+            metavar="text|conll",
+            help="text: raw text; conll: token per line.",
+        ),
     ] = InputFormat.text,
     output_format: Annotated[
-        OutputFormat, typer.Option("--output-format", "-f", help="table, json or conll.")
+        OutputFormat,
+        typer.Option("--output-format", "-f", metavar="table|json|conll", help="Output format."),
     ] = OutputFormat.table,
     explain: Annotated[
         bool,
@@ -244,6 +294,21 @@ def predict(
     from windowner.threads import scoring_threads
 
     check_threads(threads)
+    if input_file is not None and input_format == InputFormat.text:
+        from windowner.conllio import conll_warning
+
+        if warning := conll_warning(input_file):
+            log(warning)
+    conll_both = input_format == output_format == "conll"
+    if conll_both and input_file is not None and not explain:
+        from windowner.conllio import ConllDocument  # the file back, with a predicted column
+
+        doc = ConllDocument.read(input_file)
+        tagger = Tagger.load(resolve_model(model))
+        with scoring_threads(threads, tagger.model.spec, sum(map(len, doc.sentences)), log):
+            tags = tagger.tag(doc.sentences)
+        sys.stdout.write(doc.render(tags))
+        return
     sentences = read_input(text, input_file, input_format.value)
     tagger = Tagger.load(resolve_model(model))
     if explain:
@@ -263,7 +328,8 @@ def predict(
 @handle_errors
 def gradcheck(
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Check this config's model instead.")
+        Path | None,
+        typer.Option("--config", "-c", metavar="FILE", help="Check this config's model instead."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of results.")] = False,
     trace: Annotated[
@@ -314,18 +380,27 @@ def notes_walkthrough(as_json: bool) -> None:
 # ----------------------------------------------------------------------------- report
 
 
-@app.command()
+@app.command(cls=PlainArguments)
 @handle_errors
 def report(
     run: Annotated[
-        Path | None, typer.Argument(help="Run directory (default: runs/latest).")
+        Path | None,
+        typer.Argument(metavar="RUN_DIR", help="Run directory (default: runs/latest)."),
     ] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", "-d", help="CoNLL file (default: the run's dev set).")
+        Path | None,
+        typer.Option(
+            "--data", "-d", metavar="FILE", help="CoNLL file (default: the run's dev set)."
+        ),
     ] = None,
-    top: Annotated[int, typer.Option("--top", help="How many frequent errors to list.")] = 10,
+    top: Annotated[
+        int, typer.Option("--top", metavar="N", help="How many frequent errors to list.")
+    ] = 10,
     png: Annotated[
-        Path | None, typer.Option("--png", help="Also draw the curves as a PNG (needs matplotlib).")
+        Path | None,
+        typer.Option(
+            "--png", metavar="FILE", help="Also draw the curves as a PNG (needs matplotlib)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -352,13 +427,23 @@ def report(
 @handle_errors
 def serve(
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Run directory or model file.")
+        Path | None,
+        typer.Option("--model", "-m", metavar="PATH", help="Run directory or model file."),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes.")] = 1,
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", "-p", min=0, max=65535, metavar="PORT", help="TCP port.")
+    ] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, metavar="N", help="Server processes.")
+    ] = 1,
     max_body_bytes: Annotated[
-        int, typer.Option("--max-body-bytes", min=1, help="Larger request bodies get 413.")
+        int,
+        typer.Option(
+            "--max-body-bytes", min=1, metavar="BYTES", help="Larger request bodies get 413."
+        ),
     ] = 1 << 20,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
 ) -> None:
@@ -380,6 +465,46 @@ def serve(
 
 
 # --- serve command ---
+
+
+# ----------------------------------------------------------------------------- config
+
+config_app = typer.Typer(
+    help="Inspect configs: every key, its value, default and meaning.", **APP_SETTINGS
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+@handle_errors
+def config_show(
+    config: ConfigFile = None,
+    set_: Overrides = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the README's config reference table.")
+    ] = False,
+) -> None:
+    """Print the resolved config (defaults ← --config ← --set): every key with its value,
+    default and meaning.
+
+    Example: windowner config show --config configs/adam.yaml --set model.hidden=50
+    """
+    from windowner import confdoc
+    from windowner.config import load_config, resolved
+
+    if markdown:
+        if config is not None or set_ or as_json:
+            raise UsageError(
+                "--markdown prints the defaults' reference; drop --config/--set/--json"
+            )
+        sys.stdout.write(confdoc.markdown())
+        return
+    conf = resolved(load_config(config, set_ or []))
+    if as_json:
+        emit_json({"config": conf.to_dict(), "keys": [r.to_dict() for r in confdoc.rows(conf)]})
+    else:
+        sys.stdout.write(confdoc.text(conf))
 
 
 # ----------------------------------------------------------------------------- entry point

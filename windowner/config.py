@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from windowner.corpus import CAPS_CLASSES, SCHEMES
+from windowner.corpus import CAPS_CLASSES, DEFAULT_SCHEME, SCHEMES
 from windowner.decode import DECODERS
 from windowner.errors import ConfigError
 from windowner.nn.activations import ACTIVATIONS
@@ -41,7 +41,7 @@ class DataConfig:
     train: str = "data/train.conll"
     dev: str | None = "data/dev.conll"
     test: str | None = "data/test.conll"
-    scheme: str = "iob2"
+    scheme: str = DEFAULT_SCHEME
 
 
 @dataclass(frozen=True)

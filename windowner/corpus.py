@@ -1,8 +1,9 @@
 """CoNLL column files, tag schemes, vocabularies and word features.
 
 A CoNLL file has one token per line: whitespace-separated columns, the token first and the tag
-last; a blank line ends a sentence; ``-DOCSTART-`` lines are skipped. Tags are read as IOB1 or
-IOB2 and kept as IOB2 internally.
+last; a blank line ends a sentence; ``-DOCSTART-`` lines are skipped. Tags are read as IOB1,
+IOB2 or IOBES (``S-``/``E-`` tags; BIOES is the same scheme) and kept as IOB2 internally;
+``auto`` reads all three and ``SchemeEvidence`` says which one a file used.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import BinaryIO, TextIO
 
 from windowner.errors import DataError
 
-SCHEMES = ("iob1", "iob2")
+SCHEMES = ("auto", "iob1", "iob2", "iobes", "bioes")  # bioes is another name for iobes
+DEFAULT_SCHEME = "auto"
 UNK, SENT_START, SENT_END = "<unk>", "<s>", "</s>"
 SPECIALS = (UNK, SENT_START, SENT_END)
 UNK_ID, START_ID, END_ID = 0, 1, 2
@@ -26,6 +28,7 @@ UNK_ID, START_ID, END_ID = 0, 1, 2
 LAZY_LOOKUPS = 64
 MAX_ENTITY_TYPES = 500  # CoNLL-2003 has 4, OntoNotes 18; decoding costs (2 * types + 1) ** 2
 _TAG_RE = re.compile(r"^(O|[BI]-[^\s-][^\s]*)$")
+_ANY_TAG_RE = re.compile(r"^(O|[BIES]-[^\s-][^\s]*)$")
 _DIGIT_RE = re.compile(r"\d")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -45,6 +48,87 @@ class Sentence:
 def check_tag(tag: str) -> bool:
     """True when ``tag`` is ``O`` or ``B-X``/``I-X`` with a non-empty type."""
     return bool(_TAG_RE.match(tag))
+
+
+def check_tag_in(tag: str, scheme: str) -> bool:
+    """``check_tag``, with ``S-X``/``E-X`` also valid under ``iobes`` and ``auto``."""
+    return bool((_ANY_TAG_RE if scheme in ("auto", "iobes", "bioes") else _TAG_RE).match(tag))
+
+
+def to_iob2(tags: Sequence[str]) -> list[str]:
+    """IOB1, IOB2 or IOBES tags → IOB2: ``S-X`` → ``B-X``, ``E-X`` → ``I-X``, then a chunk
+    that starts with ``I-X`` gets ``B-X`` (``iob1_to_iob2``). The three schemes need no other
+    context, so one function reads them all."""
+    return iob1_to_iob2(
+        ["B" + t[1:] if t[:2] == "S-" else "I" + t[1:] if t[:2] == "E-" else t for t in tags]
+    )
+
+
+def from_iob2(tags: Sequence[str], scheme: str) -> list[str]:
+    """IOB2 tags → ``scheme`` (iob1, iob2 or iobes/bioes); the entity spans stay the same.
+
+    IOB1 writes ``B-X`` only for a chunk that directly follows a chunk of the same type;
+    IOBES marks a one-token chunk ``S-X`` and a chunk's last token ``E-X``."""
+    tags = list(tags)
+    if scheme in ("iob2", "auto"):
+        return tags
+    out: list[str] = []
+    for i, tag in enumerate(tags):
+        prefix, kind = tag[:2], tag[2:]
+        if scheme == "iob1":
+            prev = tags[i - 1] if i else "O"
+            same = prev != "O" and prev[2:] == kind
+            out.append(tag if tag == "O" or (prefix == "B-" and same) else "I-" + kind)
+            continue
+        nxt = tags[i + 1] if i + 1 < len(tags) else "O"
+        ends = nxt[:2] != "I-" or nxt[2:] != kind
+        out.append(tag if tag == "O" or not ends else ("S-" if prefix == "B-" else "E-") + kind)
+    return out
+
+
+@dataclass
+class SchemeEvidence:
+    """What a file's raw tags say about their scheme, counted sentence by sentence.
+
+    IOBES is the only scheme with ``S-``/``E-``; IOB1 is the only one whose chunks start with
+    ``I-X`` (after ``O`` or another type) and never with a ``B-X`` after ``O``."""
+
+    iobes_tags: int = 0  # S-X / E-X
+    i_starts: int = 0  # I-X beginning a chunk (IOB1)
+    b_starts: int = 0  # B-X after O or another type (IOB2, IOBES)
+    sentences: int = 0
+
+    def add(self, tags: Sequence[str]) -> None:
+        self.sentences += 1
+        prev = "O"
+        for tag in tags:
+            head, kind = tag[:1], tag[2:]
+            if head in ("S", "E"):
+                self.iobes_tags += 1
+            elif head in ("B", "I") and (prev == "O" or prev[2:] != kind):
+                self.i_starts += head == "I"
+                self.b_starts += head == "B"
+            prev = tag
+
+    @property
+    def scheme(self) -> str:
+        """``iobes``, ``iob1`` or ``iob2`` (also for a file without entities)."""
+        if self.iobes_tags:
+            return "iobes"
+        return "iob1" if self.i_starts and not self.b_starts else "iob2"
+
+    def describe(self) -> str:
+        """The detected scheme and why, for a log line."""
+        name = {"iobes": "IOBES", "iob1": "IOB1", "iob2": "IOB2"}[self.scheme]
+        if self.scheme == "iobes":
+            why = f"{self.iobes_tags} S-/E- tags"
+        elif self.scheme == "iob1":
+            why = f"{self.i_starts} chunks start with I-, none with B- after O"
+        elif self.b_starts:
+            why = f"{self.b_starts} chunks start with B-, no S-/E- tags"
+        else:
+            why = "no entity tags: read as IOB2"
+        return f"{name} ({why})"
 
 
 def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
@@ -68,22 +152,27 @@ def entity_type(tag: str) -> str:
 # ---------------------------------------------------------------------------- reading
 
 
-def read_conll(path: str | Path, scheme: str = "iob2") -> list[Sentence]:
+def read_conll(
+    path: str | Path, scheme: str = "iob2", evidence: SchemeEvidence | None = None
+) -> list[Sentence]:
     """Read a CoNLL file into sentences with IOB2 tags.
 
     Raises DataError("file:line: reason") for a missing file, undecodable bytes, a line with
     fewer than two columns, or an invalid tag; and for a file that holds no sentence.
     """
-    return list(iter_conll(path, scheme))
+    return list(iter_conll(path, scheme, evidence))
 
 
-def iter_conll(path: str | Path, scheme: str = "iob2") -> Iterator[Sentence]:
+def iter_conll(
+    path: str | Path, scheme: str = "iob2", evidence: SchemeEvidence | None = None
+) -> Iterator[Sentence]:
     """Stream the sentences of a CoNLL file, reading it line by line (never whole), with the
     errors of ``read_conll``. Tokens and tags are interned: a repeated word is stored once.
 
     The path is opened once and read once, so a pipe, a FIFO or ``/dev/stdin`` works; a line
     longer than ``MAX_LINE_BYTES`` or holding a NUL byte (``/dev/zero``, a binary file) is
-    refused at once instead of being read into memory."""
+    refused at once instead of being read into memory. ``evidence``, when given, counts the
+    raw tags of every sentence (what ``auto`` found)."""
     path = Path(path)
     if scheme not in SCHEMES:
         raise DataError(f"{path}: unknown tag scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
@@ -99,7 +188,9 @@ def iter_conll(path: str | Path, scheme: str = "iob2") -> Iterator[Sentence]:
     text = _TextSeen()
     with fh:
         try:
-            for sentence in _parse(text.watch(_decoded_lines(fh, path)), str(path), scheme):
+            for sentence in _parse(
+                text.watch(_decoded_lines(fh, path)), str(path), scheme, evidence
+            ):
                 found = True
                 yield sentence
         except OSError as exc:
@@ -177,13 +268,23 @@ def decode_bytes(raw: bytes, path: Path | str) -> str:
         ) from None
 
 
-def parse_conll(lines: Iterable[str], name: str = "<input>", scheme: str = "iob2"):
+def parse_conll(
+    lines: Iterable[str],
+    name: str = "<input>",
+    scheme: str = "iob2",
+    evidence: SchemeEvidence | None = None,
+):
     """Yield Sentence objects from CoNLL lines (CR, tabs and spaces tolerated)."""
     numbered = ((n, part) for n, line in enumerate(lines, 1) for part in split_lines(line))
-    return _parse(numbered, name, scheme)
+    return _parse(numbered, name, scheme, evidence)
 
 
-def _parse(lines: Iterable[tuple[int, str]], name: str, scheme: str) -> Iterator[Sentence]:
+def _parse(
+    lines: Iterable[tuple[int, str]],
+    name: str,
+    scheme: str,
+    evidence: SchemeEvidence | None = None,
+) -> Iterator[Sentence]:
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
@@ -193,7 +294,7 @@ def _parse(lines: Iterable[tuple[int, str]], name: str, scheme: str) -> Iterator
         cols = columns(line)
         if not cols:
             if tokens:
-                yield _sentence(tokens, tags, start, scheme)
+                yield _sentence(tokens, tags, start, evidence)
                 tokens, tags = [], []
             continue
         if cols[0] == "-DOCSTART-":
@@ -203,9 +304,9 @@ def _parse(lines: Iterable[tuple[int, str]], name: str, scheme: str) -> Iterator
                 f"{name}:{lineno}: too few columns (need token and tag): {_shown(line)}"
             )
         tag = cols[-1]
-        if not check_tag(tag):
+        if not check_tag_in(tag, scheme):
             raise DataError(
-                f"{name}:{lineno}: invalid tag {_shown(tag)} (expected O, B-TYPE or I-TYPE)"
+                f"{name}:{lineno}: invalid tag {_shown(tag)} ({_expected(tag, scheme)})"
             )
         if tag != "O" and tag[2:] not in types:
             types.add(tag[2:])
@@ -216,7 +317,7 @@ def _parse(lines: Iterable[tuple[int, str]], name: str, scheme: str) -> Iterator
         tokens.append(intern(cols[0]))
         tags.append(tag)
     if tokens:
-        yield _sentence(tokens, tags, start, scheme)
+        yield _sentence(tokens, tags, start, evidence)
 
 
 def _shown(text: str, limit: int = 60) -> str:
@@ -224,9 +325,22 @@ def _shown(text: str, limit: int = 60) -> str:
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
 
 
-def _sentence(tokens: list[str], tags: list[str], line: int, scheme: str) -> Sentence:
+def _expected(tag: str, scheme: str) -> str:
+    """What a valid tag looks like under ``scheme``, for an error message."""
+    if scheme in ("iob1", "iob2") and _ANY_TAG_RE.match(tag):
+        return f"S-/E- tags are IOBES, not {scheme.upper()}: set data.scheme: iobes or auto"
+    if scheme in ("iob1", "iob2"):
+        return "expected O, B-TYPE or I-TYPE"
+    return "expected O, B-TYPE, I-TYPE, E-TYPE or S-TYPE"
+
+
+def _sentence(
+    tokens: list[str], tags: list[str], line: int, evidence: SchemeEvidence | None
+) -> Sentence:
     # IOB2 input is normalised too: a stray I-X is read as conlleval reads it (a chunk start).
-    return Sentence(tuple(tokens), tuple(map(sys.intern, iob1_to_iob2(tags))), line)
+    if evidence is not None:
+        evidence.add(tags)
+    return Sentence(tuple(tokens), tuple(map(sys.intern, to_iob2(tags))), line)
 
 
 # ---------------------------------------------------------------------------- writing

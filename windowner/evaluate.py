@@ -127,7 +127,7 @@ def evaluate_file(
             raise UsageError("the model's run has no dev set; give --data FILE")
         data_path = stored["dev"]
     data_path = Path(data_path)
-    sents = read_conll(data_path, stored.get("scheme", "iob2"))
+    sents = read_conll(data_path, "auto")  # any of IOB1/IOB2/IOBES, scored as IOB2 spans
     if warn is not None and tagger.objective != "ranking":
         report_unseen_tags(str(data_path), sents, tagger.tags, warn)
     with scoring_threads(threads, tagger.model.spec, sum(len(s.tokens) for s in sents), warn):

@@ -1,6 +1,7 @@
 """Training: ``train()`` (the library entry point the CLI calls) and the loop behind it.
 
-A run directory holds ``config.yaml`` (resolved), ``model.npz`` (best dev F1), ``last.npz``
+A run directory holds ``config.yaml`` (resolved), ``model.npz`` (best dev F1, with the data
+files' sha256 in its metadata), ``MODEL.md`` (the model card, windowner.card), ``last.npz``
 (everything needed to resume bit for bit: parameters, optimizer state, RNG state, the epoch's
 permutation and position), ``metrics.jsonl`` (one object per epoch) and ``summary.json``.
 Every file is written atomically.
@@ -28,10 +29,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from windowner import card, runs
 from windowner import config as cfg
-from windowner import runs
 from windowner.checkpoint import atomic_write_text
 from windowner.corpus import (
+    SchemeEvidence,
     Sentence,
     Vocab,
     iter_conll,
@@ -122,7 +124,8 @@ def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] 
     """Read the splits, build vocabularies from training data, encode every split."""
     f = config.features
     normalize = partial(normalize_word, lowercase=f.lowercase, digits_to_zero=f.digits_to_zero)
-    train = training_source(config.data.train, config.data.scheme)
+    found = {split: SchemeEvidence() for split in ("train", "dev", "test")}
+    train = training_source(config.data.train, config.data.scheme, found["train"])
     counts: Counter[str] = Counter()
     seen_tags: set[str] = set()
     n_sents = n_tokens = 0
@@ -131,8 +134,13 @@ def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] 
         seen_tags.update(sent.tags)
         n_sents += 1
         n_tokens += len(sent.tokens)
-    dev = read_conll(config.data.dev, config.data.scheme) if config.data.dev else None
-    test = read_conll(config.data.test, config.data.scheme) if config.data.test else None
+    dev = read_conll(config.data.dev, config.data.scheme, found["dev"]) if config.data.dev else None
+    test = (
+        read_conll(config.data.test, config.data.scheme, found["test"])
+        if config.data.test
+        else None
+    )
+    log_schemes(config.data.scheme, found, reporter.log)
     # Pretrained words kept for prediction are only those absent from the training data: they
     # are never updated, so they form a frozen block at the end of the table.
     words = Vocab.from_counts(counts, f.min_count, [w for w in extra_words if w not in counts])
@@ -157,13 +165,30 @@ def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] 
     )
 
 
-def training_source(path: str, scheme: str) -> Callable[[], Iterator[Sentence]]:
+def training_source(
+    path: str, scheme: str, evidence: SchemeEvidence | None = None
+) -> Callable[[], Iterator[Sentence]]:
     """A function that streams the sentences of ``path`` afresh on each call; a pipe or other
-    non-regular file, which can be read only once, is read into memory first."""
-    if Path(path).is_file():
-        return partial(iter_conll, path, scheme)
-    sentences = read_conll(path, scheme)
-    return partial(iter, sentences)
+    non-regular file, which can be read only once, is read into memory first. ``evidence``
+    counts the raw tags of the first pass only."""
+    if not Path(path).is_file():
+        return partial(iter, read_conll(path, scheme, evidence))
+    calls = iter([evidence])
+    return lambda: iter_conll(path, scheme, next(calls, None))
+
+
+def log_schemes(scheme: str, found: dict[str, SchemeEvidence], log: Callable[[str], None]) -> None:
+    """One line naming the tag scheme found in each split (``data.scheme: auto``), or a note
+    when a split does not look like the scheme the config names. Training uses IOB2 either way."""
+    seen = {split: ev for split, ev in found.items() if ev.sentences}
+    if scheme == "auto":
+        parts = "; ".join(f"{split} {ev.describe()}" for split, ev in seen.items())
+        log(f"tag scheme (data.scheme: auto): {parts}; trained as IOB2")
+        return
+    named = "iobes" if scheme == "bioes" else scheme
+    for split, ev in seen.items():
+        if ev.scheme != named and (ev.iobes_tags or ev.i_starts or ev.b_starts):
+            log(f"note: data.scheme is {scheme} but the {split} file looks {ev.describe()}")
 
 
 def encode_stream(
@@ -316,6 +341,8 @@ class Trainer:
     ``on_epoch(record)`` is called after each epoch is recorded and saved; returning True
     stops training like early stopping (the run can still be resumed later)."""
 
+    provenance: dict[str, Any] = {}  # set by train() (windowner.card); stored in model.npz
+
     def __init__(
         self,
         config: cfg.Config,
@@ -457,7 +484,7 @@ class Trainer:
         if dev_f1 is None or dev_f1 > st.best_f1:
             st.best_f1 = -1.0 if dev_f1 is None else dev_f1
             st.best_epoch, st.bad_epochs = st.epoch, 0
-            self.tagger.save(self.run_dir / "model.npz", {"epoch": st.epoch})
+            self.tagger.save(self.run_dir / "model.npz", {"epoch": st.epoch, **self.provenance})
         else:
             st.bad_epochs += 1
             patience = self.config.train.patience
@@ -628,7 +655,9 @@ def train(
         trainer.run_dir = run_dir
         atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
     reporter.log(f"run directory: {run_dir}")
+    trainer.provenance = card.provenance(conf)
     summary = trainer.run()
+    card.write_card(run_dir, summary, conf, trainer.provenance)
     runs.point_latest(run_dir, reporter.log)
     return summary
 

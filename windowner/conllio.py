@@ -1,0 +1,183 @@
+"""CoNLL in, CoNLL out for ``windowner predict``: the input file comes back line for line with
+the predicted tag appended as a new last column, so the output goes straight to conlleval.
+
+``ConllDocument.read(path)`` keeps the file's lines (and their line endings) exactly;
+``ConllDocument.render(tags)`` appends ``<sep><tag>`` to every non-blank line (``O`` on a
+``-DOCSTART-`` line), the separator being the line's own (a tab if it holds one, else a
+space; a tab after a lone token).
+Predicted tags (IOB2) are written in the scheme of the input's last column when it holds tags
+(IOB1, IOB2 or IOBES), else as IOB2. ``looks_like_conll`` is the check behind predict's
+warning for a CoNLL file read as raw text.
+
+Where to change what: which lines are tokens is ``_is_token_line`` (the same rule as
+windowner.corpus: ASCII-whitespace columns, blank lines end sentences, ``-DOCSTART-`` skipped).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from windowner.corpus import (
+    MAX_LINE_BYTES,
+    SchemeEvidence,
+    check_tag_in,
+    columns,
+    decode_bytes,
+    from_iob2,
+)
+from windowner.errors import DataError, UsageError
+
+_LINE_WITH_END = re.compile(r"([^\r\n]*)(\r\n|\r|\n|$)")
+DOCSTART = "-DOCSTART-"
+BOM = "\ufeff"
+
+
+@dataclass
+class ConllDocument:
+    """The lines of a CoNLL file as (text, line ending) pairs, its sentences of tokens (first
+    column) and the tag scheme of its last column (``None`` when that column holds no tags)."""
+
+    name: str
+    lines: list[tuple[str, str]]
+    sentences: list[list[str]] = field(default_factory=list)
+    scheme: str | None = None
+    bom: bool = False
+
+    @classmethod
+    def read(cls, path: str | Path) -> ConllDocument:
+        """Read a CoNLL file for tagging; UsageError when it cannot be read or holds no token."""
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+        return cls.from_text(
+            decode_bytes(raw, path), str(path), bom=raw.startswith(b"\xef\xbb\xbf")
+        )
+
+    @classmethod
+    def from_text(cls, text: str, name: str = "<input>", bom: bool = False) -> ConllDocument:
+        """A document from decoded text (a leading BOM already removed)."""
+        doc = cls(name, _split_keep_ends(text), bom=bom)
+        doc.sentences, doc.scheme = _sentences_and_scheme(doc.lines, name)
+        if not doc.sentences:
+            raise UsageError(f"{name}: nothing to tag: no token lines")
+        return doc
+
+    def render(self, tags: list[list[str]]) -> str:
+        """The document with each token line's predicted tag appended (``tags``: IOB2, one list
+        per sentence, as ``Tagger.tag(self.sentences)`` returns)."""
+        scheme = self.scheme or "iob2"
+        flat = iter([t for sent in tags for t in from_iob2(sent, scheme)])
+        out = [BOM] if self.bom else []
+        for text, end in self.lines:
+            kind = _is_token_line(text)
+            if kind:
+                tag = "O" if kind == DOCSTART else next(flat, None)
+                if tag is None:
+                    raise ValueError("fewer predicted tags than token lines")
+                text = f"{text}{_separator(text)}{tag}"
+            out.append(text + end)
+        if next(flat, None) is not None:
+            raise ValueError("more predicted tags than token lines")
+        return "".join(out)
+
+
+def _split_keep_ends(text: str) -> list[tuple[str, str]]:
+    """Lines with their endings (LF, CRLF or a lone CR, as windowner.corpus splits them); a
+    last line without an ending keeps ``""``."""
+    lines = [(m.group(1), m.group(2)) for m in _LINE_WITH_END.finditer(text)]
+    if lines and lines[-1] == ("", ""):
+        lines.pop()  # the empty match at the very end
+    return lines
+
+
+def _is_token_line(text: str) -> str:
+    """``"token"`` for a token line, ``DOCSTART`` for a ``-DOCSTART-`` line, ``""`` for blank."""
+    cols = columns(text)
+    if not cols:
+        return ""
+    return DOCSTART if cols[0] == DOCSTART else "token"
+
+
+def _separator(text: str) -> str:
+    """The line's own column separator: a tab if it has one, else a space if it has columns;
+    a one-column line gets a tab (predict's CoNLL output for token-only input)."""
+    if "\t" in text:
+        return "\t"
+    return " " if " " in text.strip(" ") else "\t"
+
+
+def _sentences_and_scheme(
+    lines: list[tuple[str, str]], name: str
+) -> tuple[list[list[str]], str | None]:
+    """Token lists split at blank lines, and the scheme of the last column if every token
+    line has at least two columns whose last is a tag (IOB1/IOB2/IOBES), else None."""
+    sentences: list[list[str]] = [[]]
+    tag_seqs: list[list[str]] = [[]]
+    tagged = True
+    for lineno, (text, _) in enumerate(lines, 1):
+        if len(text) > MAX_LINE_BYTES:
+            raise DataError(f"{name}:{lineno}: line longer than {MAX_LINE_BYTES} characters")
+        cols = columns(text)
+        if not cols:
+            if sentences[-1]:
+                sentences.append([])
+                tag_seqs.append([])
+            continue
+        if cols[0] == DOCSTART:
+            continue
+        sentences[-1].append(cols[0])
+        tagged = tagged and len(cols) >= 2 and check_tag_in(cols[-1], "auto")
+        tag_seqs[-1].append(cols[-1])
+    sentences = [s for s in sentences if s]
+    if not tagged or not sentences:
+        return sentences, None
+    evidence = SchemeEvidence()
+    for seq in tag_seqs:
+        evidence.add(seq)
+    return sentences, evidence.scheme
+
+
+# ----------------------------------------------------------------------------- detection
+
+MIN_LINES = 2  # non-blank lines needed before a text is called CoNLL
+SAMPLE_LINES = 200  # lines looked at
+
+
+def looks_like_conll(text: str) -> bool:
+    """True when raw text looks like a CoNLL file: of its first ``SAMPLE_LINES`` non-blank
+    lines (at least ``MIN_LINES``), most have two or more columns and a last column that is a
+    tag (``O``, ``B-X``, ``I-X``, ``E-X``, ``S-X``), or are ``-DOCSTART-`` lines."""
+    sample = []
+    for line, _ in _split_keep_ends(text[: 200 * SAMPLE_LINES]):
+        cols = columns(line)
+        if cols:
+            sample.append(cols)
+        if len(sample) == SAMPLE_LINES:
+            break
+    if len(sample) < MIN_LINES:
+        return False
+    hits = sum(c[0] == DOCSTART or (len(c) >= 2 and check_tag_in(c[-1], "auto")) for c in sample)
+    return hits > len(sample) / 2
+
+
+HEAD_BYTES = 64 << 10  # bytes of a file looked at by ``conll_warning``
+
+
+def conll_warning(path: str | Path) -> str | None:
+    """predict's warning for a CoNLL-looking ``--input`` file read as raw text, or None (also
+    when the file cannot be read: reading it for real reports that)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError:
+        return None
+    if not looks_like_conll(head.decode("utf-8", errors="replace")):
+        return None
+    return (
+        f"warning: {path} looks like CoNLL (token and tag columns) but is read as raw text; "
+        "add --input-format conll (and -f conll to get the file back with a predicted column)"
+    )
