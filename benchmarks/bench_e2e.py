@@ -1,6 +1,7 @@
 """End-to-end speed on CoNLL-2003: training epochs, prediction, cold start, peak memory.
 
     python benchmarks/bench_e2e.py [TRAIN_FILE] [--dev FILE] [--config FILE] [--json] [--quick]
+        [--rows f1 contention threads] [--target-f1 91.0] [--torch-threads N]
 
 TRAIN_FILE defaults to ../shared/data/conll2003/train.txt (relative to the working
 directory), the dev file to valid.txt beside it. The config (default configs/conll03.yaml;
@@ -17,6 +18,12 @@ loading and without dev evaluation). Then, with the config run's model:
     predict         tokens/s tagging the dev file: from encoded windows (model + Viterbi), and
                     from token lists (also encoding)
     cold start      wall seconds of ``windowner predict --model FILE "…"`` in a new process
+
+Then the comparison rows of e2e_rows.py (``--rows``; all by default, none with --quick): time
+to dev F1 ≥ ``--target-f1`` against the same model in eager PyTorch trained by the same
+Trainer, epochs with 0/1/2 busy neighbours, and threads auto against 1 (training, predict).
+The parent imports nothing heavy before starting a child: a child's peak RSS includes what
+its parent held when it was started.
 """
 
 from __future__ import annotations
