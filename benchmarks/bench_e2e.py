@@ -69,7 +69,8 @@ def child(spec: dict) -> dict:
 
     spec["engine"] "torch" swaps the trainer's step for the eager-PyTorch one (same data,
     batches, schedule and evaluation); spec["target_f1"] stops at the first epoch that
-    reaches that dev F1."""
+    reaches that dev F1, spec["max_seconds"] at the first that ends past that many training
+    seconds."""
     import numpy as np
 
     from windowner import config as cfg
@@ -78,8 +79,7 @@ def child(spec: dict) -> dict:
     conf = cfg.resolved(cfg.load_config(spec["config"], spec["sets"]))
     run_dir = Path(spec["out"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    target = spec.get("target_f1")
-    stop = None if target is None else (lambda record: record.get("dev_f1", 0.0) >= target)
+    stop = e2e_rows.stopper(spec.get("target_f1"), spec.get("max_seconds"))
     started = time.perf_counter()
     trainer = Trainer(conf, run_dir, SilentReporter(), on_epoch=stop)
     if spec.get("engine") == "torch":
@@ -114,9 +114,11 @@ def run_child(
     engine: str = "windowner",
     target_f1: float | None = None,
     torch_threads: int | None = None,
+    max_seconds: float | None = None,
 ) -> dict:
     spec = {"config": str(config), "sets": sets, "out": str(out), "engine": engine}
     spec["torch_threads"] = torch_threads
+    spec["max_seconds"] = max_seconds
     if target_f1 is not None:
         spec["target_f1"] = target_f1
     proc = subprocess.run(
