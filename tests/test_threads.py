@@ -338,3 +338,56 @@ def test_measure_others_takes_the_larger_of_now_and_the_last_minute(
     assert th.measure_others()[0] == 1.5  # the minute: 2.5 less our one thread
     monkeypatch.setattr(th, "LoadMeter", lambda: FakeMeter([1.75]))
     assert th.measure_others()[0] == 1.75  # now
+
+
+def probing_policy(monkeypatch: pytest.MonkeyPatch, applied: list[int]) -> th.ThreadPolicy:
+    """An auto policy that chose 2 threads on an idle 2-core machine (nothing applied)."""
+    monkeypatch.setattr(th, "usable_cores", lambda: 2)
+    monkeypatch.setattr(th, "measure_others", lambda: (0.0, "fake"))
+    monkeypatch.setattr(th.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    monkeypatch.setattr(th.ThreadPolicy, "_apply", lambda self, n: applied.append(n))
+    return th.ThreadPolicy("auto", batch_size=1024, hidden=300, input_dim=275)
+
+
+def feed(policy: th.ThreadPolicy, seconds: list[float]) -> list:
+    return [policy.observe(s) for s in seconds]
+
+
+def test_one_thread_is_kept_when_the_steps_measure_as_fast(monkeypatch: pytest.MonkeyPatch):
+    applied: list[int] = []
+    policy = probing_policy(monkeypatch, applied)
+    n = th.PROBE_STEPS
+    with policy as choice:
+        assert choice.threads == 2
+        changes = feed(policy, [0.050] + [0.010] * (n - 1) + [0.050] + [0.009] * (n - 1))
+        assert changes[:-1] == [None] * (2 * n - 1)
+        assert changes[-1].threads == 1
+        assert "one thread measured as fast: 9.00 ms a step against 10.00 ms on 2" in (
+            changes[-1].describe()
+        )
+        assert applied == [2, 1]
+        policy._meter = FakeMeter([0.0])  # idle again: still one thread, no new probe
+        assert policy.recheck() is None
+        assert feed(policy, [0.001] * 2 * n) == [None] * 2 * n
+    assert applied == [2, 1]
+
+
+def test_more_threads_are_kept_when_they_measure_faster(monkeypatch: pytest.MonkeyPatch):
+    applied: list[int] = []
+    policy = probing_policy(monkeypatch, applied)
+    n = th.PROBE_STEPS
+    with policy as choice:
+        assert feed(policy, [0.005] * n + [0.008] * n) == [None] * 2 * n
+        assert policy.choice == choice and choice.threads == 2
+    assert applied == [2, 1, 2]
+
+
+def test_a_fixed_number_is_never_probed(monkeypatch: pytest.MonkeyPatch):
+    applied: list[int] = []
+    monkeypatch.setattr(th.ThreadPolicy, "_apply", lambda self, n: applied.append(n))
+    policy = th.ThreadPolicy(2, batch_size=1024, hidden=300, input_dim=275)
+    with policy as choice:
+        steps = [0.05] * th.PROBE_STEPS + [0.01] * th.PROBE_STEPS
+        assert feed(policy, steps) == [None] * len(steps)
+        assert policy.choice == choice and choice.threads == 2
+    assert applied == [2]

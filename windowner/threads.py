@@ -14,7 +14,10 @@ thread. So ``auto``:
        thread), so a neighbour that pauses for a moment still counts;
     3. re-measures while it trains (``ThreadPolicy.recheck``: every RECHECK_SECONDS and at
        each epoch end): a neighbour that arrives takes threads away at once; threads come
-       back when both the last seconds and the last minute show the cores free.
+       back when both the last seconds and the last minute show the cores free;
+    4. keeps more than one thread only if the training steps measured faster with them
+       (``ThreadPolicy.observe``: PROBE_STEPS steps each way), so a wrong MIN_THREADED_MNK
+       for this machine costs a few steps, not a run.
 
 Too many threads cost far more than too few (a product waiting for a descheduled worker
 can take 10–40× as long; one thread too few at most doubles the products' time), hence
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +48,7 @@ BLAS_SINGLE_MNK = 4 * 65536
 SCORE_CHUNK = 4096  # windows per product when scoring (WindowScorer.scores)
 SAMPLE_SECONDS = 0.1
 RECHECK_SECONDS = 2.0  # the trainer's re-measurements, at most this often
+PROBE_STEPS = 12  # steps timed at each thread count before more than one thread is kept
 FREE_MARGIN = 0.25  # a core counts as free when others use less than 1 − FREE_MARGIN of it
 
 
@@ -210,6 +215,8 @@ class ThreadPolicy:
         self._controller: Any = None
         self._limiter: Any = None  # restores the limits found on entry
         self._meter: LoadMeter | None = None
+        self._probe: list[float] | None = None  # step seconds while comparing (``observe``)
+        self._ceiling = self.cores  # 1 once one thread was measured faster
 
     def _choose(self, others: float | None) -> ThreadChoice:
         needs_measure = self.requested is None and self.cores > 1 and self.mnk >= MIN_THREADED_MNK
@@ -222,13 +229,15 @@ class ThreadPolicy:
             self._apply(self.choice.threads)
         if self.choice.adaptive:
             self._meter = LoadMeter()
+        if self.choice.threads > 1 and self.requested is None:
+            self._probe = []
         return self.choice
 
     def __exit__(self, *exc: object) -> None:
         if self._limiter is not None:
             self._limiter.restore_original_limits()
             self._limiter = self._controller = None
-        self._meter = None
+        self._meter = self._probe = None
 
     def _apply(self, threads: int) -> None:
         from threadpoolctl import ThreadpoolController  # lazily: not on the --help path
@@ -247,17 +256,45 @@ class ThreadPolicy:
         others = self._meter.others()
         if others is None:
             return None
-        new = choose_threads(None, self.mnk, self.cores, others)
+        new = choose_threads(None, self.mnk, self._ceiling, others)
         if new.threads > self.choice.threads:  # more threads only if the last minute agrees
             minute = load_average_others(float(self.choice.threads))
             others = max(others, minute or 0.0)
-            new = choose_threads(None, self.mnk, self.cores, others)
+            new = choose_threads(None, self.mnk, self._ceiling, others)
         if new.threads == self.choice.threads:
             self.choice = replace(self.choice, others=others)
             return None
         self._apply(new.threads)
         self.choice = new
+        self._probe = [] if new.threads > 1 else None
         return new
+
+    def observe(self, seconds: float) -> ThreadChoice | None:
+        """One training step's wall seconds. When auto has just chosen more than one thread,
+        the next PROBE_STEPS steps run at that count and the PROBE_STEPS after at one thread;
+        if one thread was as fast (median, each series' first step left out), one thread it
+        is for the rest of the run. Returns the choice when it changed."""
+        probe = self._probe
+        if probe is None:
+            return None
+        probe.append(seconds)
+        if len(probe) == PROBE_STEPS:
+            self._apply(1)
+        elif len(probe) == 2 * PROBE_STEPS:
+            self._probe = None
+            many = statistics.median(probe[1:PROBE_STEPS])
+            one = statistics.median(probe[PROBE_STEPS + 1 :])
+            if one > many:
+                self._apply(self.choice.threads)
+                return None
+            self._ceiling = 1
+            reason = (
+                f"one thread measured as fast: {1e3 * one:.2f} ms a step against "
+                f"{1e3 * many:.2f} ms on {self.choice.threads}"
+            )
+            self.choice = replace(self.choice, threads=1, reason=reason)
+            return self.choice
+        return None
 
 
 @contextmanager

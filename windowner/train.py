@@ -420,7 +420,9 @@ class Trainer:
                 self._interrupt()
             idx = self.train_idx[self.perm[st.batch_pos * B : (st.batch_pos + 1) * B]]
             lr = self.schedule(st.step)
+            step_started = time.perf_counter()
             loss = self._step(idx, lr)
+            self._observe_step(time.perf_counter() - step_started)
             st.loss_sum += loss * len(idx)
             st.windows_done += len(idx)
             st.batch_pos += 1
@@ -495,6 +497,12 @@ class Trainer:
         self.reporter.epoch_end(record)
         if self.on_epoch is not None and self.on_epoch(record):
             st.stopped_early = True  # after the save: a resumed run would go on training
+
+    def _observe_step(self, seconds: float) -> None:
+        """Feed a step's time to the thread policy (auto compares thread counts on them)."""
+        changed = self.threads.observe(seconds)
+        if changed is not None:
+            self.reporter.log(changed.describe())
 
     def _recheck_threads(self, min_seconds: float = 0.0) -> None:
         """Adapt the BLAS threads to other processes' load (auto, large products only)."""
