@@ -74,3 +74,8 @@ $(VENV)/.stamp-spacy: pyproject.toml | $(BIN)/python
 
 spacy: $(VENV)/.stamp-spacy
 	$(BIN)/python -m pytest -q tests/test_spacy.py
+
+# Hyperparameter sweeps (windowner sweep / compare): Optuna, Dask, and matplotlib for --png.
+.PHONY: sweep
+sweep: install
+	$(PIP) install -e ".[sweep,plot]"

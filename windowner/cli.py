@@ -507,6 +507,95 @@ def config_show(
         sys.stdout.write(confdoc.text(conf))
 
 
+# --- sweep/compare commands ---
+
+
+@app.command()
+@handle_errors
+def sweep(
+    space: Annotated[
+        Path,
+        typer.Argument(metavar="SWEEP_FILE", help="Base config, search space, method, trials."),
+    ],
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-w", help="Trials at once (default 1; with --dask, all threads)."
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Sweep directory (default runs/sweeps/NAME).")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="Study storage URL (default: SQLite in the sweep dir)."),
+    ] = None,
+    dask: Annotated[
+        str | None, typer.Option("--dask", help="Run trials on a Dask cluster: tcp://HOST:8786.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Search hyperparameters with Optuna; every trial is a run directory. Run the same
+    command again to continue an interrupted sweep. Needs the sweep extra (make sweep).
+
+    Example: windowner sweep sweeps/optimizers.yaml --workers 2
+    """
+    from windowner.sweep import run_sweep
+
+    def log(message: str) -> None:
+        err.print(message, markup=False, highlight=False)
+
+    summary = run_sweep(space, out_dir, workers, storage, dask, log)
+    if as_json:
+        emit_json(summary)
+        return
+    best = summary["best"]
+    out.print(
+        f"{summary['finished']} trials finished ({summary['pruned']} pruned, "
+        f"{summary['epochs']} epochs) in {summary['sweep_dir']}",
+        highlight=False,
+    )
+    if best is not None:
+        out.print(
+            f"best: trial {best['number']}, {summary['metric']} {best['value']:.2f}",
+            highlight=False,
+        )
+        out.print(f"  {best['params']}\n  {best['run_dir']}", highlight=False, markup=False)
+    err.print(f"compare the trials: windowner compare {summary['sweep_dir']}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def compare(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(metavar="RUN", help="Run directories, or one sweep directory."),
+    ],
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also draw the curves as a PNG (needs matplotlib).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Runs side by side: config differences, best dev F1, epochs, time, speed, learning
+    curves; for a sweep also what each parameter did.
+
+    Example: windowner compare runs/sweeps/optimizers --png compare.png
+    """
+    from windowner import compare as cp
+
+    result = cp.collect(runs)
+    if png is not None:
+        cp.write_png(result, png)
+        err.print(f"wrote {png}", highlight=False, markup=False)
+    if as_json:
+        emit_json(result)
+    else:
+        cp.render(out, result)
+
+
+# --- end sweep/compare commands ---
+
+
 # ----------------------------------------------------------------------------- entry point
 
 

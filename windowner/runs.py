@@ -23,6 +23,8 @@ from windowner.errors import ModelFileError, UsageError
 
 DEFAULT_RUN = Path("runs/latest")
 LATEST = "latest"
+# Files a directory may hold before its run starts: a sweep writes its trial record first.
+PRE_RUN_FILES = frozenset({"trial.json"})
 TRAIN_HINT = "train one first: windowner train --config configs/adam.yaml"
 
 
@@ -79,7 +81,7 @@ def check_out_dir(path: Path) -> None:
             f"{path} already holds a run; resume it with windowner train --resume {path}, "
             "or pick another --out"
         )
-    if any(path.iterdir()):
+    if any(entry.name not in PRE_RUN_FILES for entry in path.iterdir()):
         raise UsageError(f"{path} is not empty; a run never writes into a used directory")
 
 
