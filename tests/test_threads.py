@@ -61,6 +61,8 @@ def test_cgroup_cpu_limit_is_none_without_the_file(tmp_path: Path):
 
 
 def test_usable_cores_is_capped_by_a_cgroup_quota(monkeypatch: pytest.MonkeyPatch):
+    for name in th.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(th.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setattr(th, "cgroup_cpu_limit", lambda: 1.5)
     assert th.usable_cores() == 1
@@ -391,3 +393,18 @@ def test_a_fixed_number_is_never_probed(monkeypatch: pytest.MonkeyPatch):
         assert feed(policy, steps) == [None] * len(steps)
         assert policy.choice == choice and choice.threads == 2
     assert applied == [2]
+
+
+def test_usable_cores_respect_the_environments_thread_variables(monkeypatch: pytest.MonkeyPatch):
+    for name in th.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(th.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(th, "cgroup_cpu_limit", lambda: None)
+    assert th.env_thread_limit() is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.setenv("MKL_NUM_THREADS", "junk")
+    assert th.env_thread_limit() == 2
+    assert th.usable_cores() == 2
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "0")  # not a limit
+    assert th.usable_cores() == 3

@@ -8,7 +8,8 @@ does not get it — an epoch can take 4× (one busy neighbour) to 40× (two) as 
 thread. So ``auto``:
 
     1. runs the products of B·H·D < MIN_THREADED_MNK multiply-adds on one thread;
-    2. else uses the free cores: the usable cores (CPU affinity, a cgroup quota) minus the
+    2. else uses the free cores: the usable cores (CPU affinity, a cgroup quota, and never
+       more than OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS ask) minus the
        cores other processes keep busy: the larger of what /proc/stat shows over
        SAMPLE_SECONDS (less our own CPU time) and the 1-minute load average (less our one
        thread), so a neighbour that pauses for a moment still counts;
@@ -86,8 +87,26 @@ def cgroup_cpu_limit(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> float | Non
         return None
 
 
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def env_thread_limit() -> int | None:
+    """The smallest thread count the environment asks for (OPENBLAS_NUM_THREADS,
+    OMP_NUM_THREADS, MKL_NUM_THREADS), or None; e.g. a sweep's trials, or a user's
+    ``OPENBLAS_NUM_THREADS=1``: ``auto`` never goes above it."""
+    asked = []
+    for name in THREAD_VARIABLES:
+        try:
+            asked.append(int(os.environ.get(name, "")))
+        except ValueError:
+            continue
+    asked = [n for n in asked if n >= 1]
+    return min(asked) if asked else None
+
+
 def usable_cores() -> int:
-    """Cores this process may run on: its CPU affinity, capped by a cgroup quota."""
+    """Cores this process may run on: its CPU affinity, capped by a cgroup quota and by the
+    environment's thread variables."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -95,7 +114,7 @@ def usable_cores() -> int:
     quota = cgroup_cpu_limit()
     if quota is not None:
         cores = min(cores, max(1, math.floor(quota)))
-    return max(1, cores)
+    return max(1, min(cores, env_thread_limit() or cores))
 
 
 def read_busy_seconds(path: Path = Path("/proc/stat")) -> float | None:
