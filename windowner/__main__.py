@@ -1,3 +1,3 @@
-from windowner.cli import main
+from windowner.entry import main
 
 main()

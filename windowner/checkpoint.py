@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from windowner.errors import ModelFileError
+from windowner.errors import ModelFileError, WriteError
 
 FORMAT = "windowner-model"
 FORMAT_VERSION = 1
@@ -37,10 +37,15 @@ TMP_SUFFIX = ".tmp"
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
     """A binary file that becomes ``path`` only when complete: written to a temporary file
     beside it, flushed, fsynced, then ``os.replace``d (and the directory fsynced). A crash or
-    ``kill -9`` at any moment leaves either the old file or the new one, never a part."""
+    ``kill -9`` at any moment leaves either the old file or the new one, never a part. An OS
+    error (disk full, read-only filesystem …) removes the temporary file and becomes a
+    WriteError naming ``path``; the old file is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make shared models unreadable
         with os.fdopen(fd, "wb") as fh:
@@ -48,10 +53,18 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
     _fsync_dir(path.parent)
+
+
+def write_error(path: Path, exc: OSError) -> WriteError:
+    """``cannot write PATH: <reason>`` (the previous file, if any, is kept)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return WriteError(f"cannot write {path}: {reason} (any previous version is unchanged)")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -120,7 +133,10 @@ def load_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     metadata first, and each array is then read into an array of exactly its declared size."""
     path = Path(path)
     if path.suffix != ".npz":
-        raise ModelFileError(f"{path}: model files are .npz files (this is {path.suffix or 'no'})")
+        raise ModelFileError(
+            f"{path}: model files are .npz files "
+            + (f"(this is {path.suffix})" if path.suffix else "(this name has no suffix)")
+        )
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     _check_magic(path)

@@ -11,6 +11,7 @@ are windowner.runs. Library modules are imported inside the commands, so ``--hel
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -25,7 +26,8 @@ from rich.console import Console
 from typer.core import TyperArgument, TyperCommand
 
 from windowner import __version__
-from windowner.errors import UsageError, WindownerError
+from windowner.entry import reported
+from windowner.errors import Terminated, UsageError, WindownerError
 
 # Every (sub-)app: plain help, -h as --help, help when called without a command.
 APP_SETTINGS: dict[str, Any] = {
@@ -54,7 +56,20 @@ class PlainArguments(TyperCommand):
 
 
 err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# errors of a write to standard output (a closed pipe, a full disk, a dead terminal)
+STDOUT_ERRORS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT})
+
+
+class ResultConsole(Console):
+    """stdout for results: a closed pipe is an error with a message (rich would exit 1
+    silently), reported by ``handle_errors``."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+out = ResultConsole(soft_wrap=True)
 
 
 def handle_errors(command: Callable) -> Callable:
@@ -67,24 +82,40 @@ def handle_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except WindownerError as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)
+            reported.append(type(exc).__name__)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted", markup=False)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:  # Terminated (SIGTERM) is one too
+            terminated = isinstance(exc, Terminated)
+            err.print("terminated" if terminated else "interrupted", markup=False)
+            reported.append("interrupted")
+            raise typer.Exit(143 if terminated else 130) from None
         except (typer.Exit, typer.Abort):
             raise
-        except Exception as exc:
-            if os.environ.get("WINDOWNER_DEBUG"):
-                raise
-            err.print(
-                f"error: unexpected {type(exc).__name__}: {exc} "
-                "(set WINDOWNER_DEBUG=1 for a traceback)",
-                markup=False,
-                highlight=False,
-            )
+        except OSError as exc:
+            if exc.filename is not None or exc.errno not in STDOUT_ERRORS:
+                return unexpected(exc)
+            from windowner.entry import with_devnull_stdout
+
+            with_devnull_stdout()
+            err.print(f"error: cannot write the results to standard output: {exc.strerror}")
             raise typer.Exit(1) from None
+        except Exception as exc:
+            return unexpected(exc)
 
     return wrapper
+
+
+def unexpected(exc: Exception) -> None:
+    """An error windowner did not foresee: one line and exit 1 (a traceback with
+    WINDOWNER_DEBUG=1)."""
+    if os.environ.get("WINDOWNER_DEBUG"):
+        raise exc
+    err.print(
+        f"error: unexpected {type(exc).__name__}: {exc} (set WINDOWNER_DEBUG=1 for a traceback)",
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(1) from None
 
 
 def _version(value: bool) -> None:
@@ -155,7 +186,7 @@ def train(
     config: ConfigFile = None,
     set_: Overrides = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", metavar="DIR", help="Run directory to create.")
+        str | None, typer.Option("--out", metavar="DIR", help="Run directory to create.")
     ] = None,
     resume: Annotated[
         Path | None,
@@ -174,12 +205,16 @@ def train(
         raise UsageError("--resume takes the run's own config.yaml; drop --config/--set")
     if resume is None and config is None:
         raise UsageError("give --config FILE (e.g. configs/adam.yaml) or --resume RUN_DIR")
+    if resume is not None and out_dir is not None:
+        raise UsageError("--resume continues the run in its own directory; drop --out")
+    if out_dir is not None and not out_dir.strip():
+        raise UsageError("--out is empty; give the run directory to create")
     reporter = ConsoleReporter(err)
     try:
         summary = train_run(
             resume / "config.yaml" if resume is not None else config,
             set_ or [],
-            out_dir=out_dir,
+            out_dir=None if out_dir is None else Path(out_dir),
             resume=resume,
             reporter=reporter,
         )

@@ -307,10 +307,26 @@ def _data_rows(lines: list[str], first_lineno: int) -> tuple[list[str], Sequence
     return rows, numbers
 
 
+MAX_VECTOR_LINE = 1 << 20  # bytes in one "word v1 … vd" line; /dev/zero never ends one
+
+
+def _bounded_lines(f: BinaryIO, path: Path) -> Iterator[bytes]:
+    """The lines of ``f``, each read at most ``MAX_VECTOR_LINE`` bytes at a time: a longer
+    line or a NUL byte (a binary file, ``/dev/zero``) is a DataError at once."""
+    lineno = 0
+    while raw := f.readline(MAX_VECTOR_LINE + 1):
+        lineno += 1
+        if b"\0" in raw:
+            raise DataError(f"{path}:{lineno}: NUL byte (a binary file, not word vectors)")
+        if len(raw) > MAX_VECTOR_LINE:
+            raise DataError(f"{path}:{lineno}: line longer than {MAX_VECTOR_LINE} bytes")
+        yield raw
+
+
 def _decoded_chunks(f: BinaryIO, path: Path) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(first line number, lines)`` per chunk of UTF-8 lines, without line ends."""
     lineno = 1
-    while chunk := list(islice(f, _CHUNK_LINES)):
+    while chunk := list(islice(_bounded_lines(f, path), _CHUNK_LINES)):
         raw = b"".join(chunk)
         try:
             text = raw.decode("utf-8")

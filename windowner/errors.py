@@ -52,3 +52,17 @@ class TrainingDiverged(WindownerError):
     """Loss or parameters became NaN/inf during training."""
 
     exit_code = 1
+
+
+class WriteError(WindownerError):
+    """A file could not be written (disk full, read-only filesystem, I/O error); the message
+    names the file. The previous version of the file, if any, is left intact."""
+
+    exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so every command stops at once and its
+    ``finally`` blocks run; exits with 143."""
+
+    signum = 15

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from windowner.errors import ConfigError
 from windowner.nn.activations import ACTIVATIONS, KINKS
 from windowner.nn.layers import SparseGrad
 from windowner.nn.losses import OBJECTIVES, multiclass_margins, ranking_margins
@@ -219,7 +220,11 @@ def safe_example(
         model, batch, masks = notes_example(activation, objective, rng, **kwargs)
         if kink_distance(model, batch, masks) > KINK_GAP:
             return model, batch, masks, rng
-    raise RuntimeError(f"no kink-free example for {activation}/{objective} in {tries} draws")
+    raise ConfigError(
+        f"no example {KINK_GAP:g} away from every kink of {activation}/{objective} in {tries} "
+        "draws; a numeric gradient check needs one (try another seed or a smaller model)",
+        "gradcheck",
+    )
 
 
 def run_default(
@@ -261,7 +266,12 @@ def run_for_spec(
                 CheckResult(spec.activation, spec.objective, p, e, n, d)
                 for p, (e, n, d) in errors.items()
             ]
-    raise RuntimeError("no kink-free example found")
+    raise ConfigError(
+        f"no example {KINK_GAP:g} away from every kink of {spec.activation} in 200 draws of "
+        f"{n_windows} windows (hidden {spec.hidden}, window {spec.window}); a numeric gradient "
+        "check needs one: try a smaller model.hidden or another seed",
+        "gradcheck",
+    )
 
 
 def run_for_config(path) -> list[CheckResult]:

@@ -77,6 +77,9 @@ def render_predictions(
 
         sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
         return
+    if sum(len(rec["tokens"]) for rec in records) > TABLE_MAX_TOKENS:
+        sys.stdout.write(plain_predictions(records))  # thousands of tables take minutes
+        return
     for i, rec in enumerate(records, 1):
         title = f"sentence {i}" if len(records) > 1 else None
         if len(rec["tokens"]) > TABLE_MAX_TOKENS:
@@ -85,6 +88,20 @@ def render_predictions(
             console.print(predictions_table(rec, title))
         ents = ", ".join(f"{e['text']} ({e['type']})" for e in rec["entities"]) or "none"
         console.print(f"entities: {ents}", highlight=False, markup=False)
+
+
+def plain_predictions(records: list[dict[str, Any]]) -> str:
+    """Many sentences as plain text: per sentence a header, ``token  tag`` lines and the
+    entities line (what the tables show, without the tables)."""
+    out: list[str] = []
+    for i, rec in enumerate(records, 1):
+        width = min(max(map(len, rec["tokens"]), default=1), 40)
+        title = f"sentence {i}: " if len(records) > 1 else ""
+        out.append(f"{title}{len(rec['tokens'])} tokens")
+        out += [f"{t:<{width}}  {g}" for t, g in zip(rec["tokens"], rec["tags"], strict=True)]
+        ents = ", ".join(f"{e['text']} ({e['type']})" for e in rec["entities"]) or "none"
+        out.append(f"entities: {ents}")
+    return "\n".join(out) + "\n"
 
 
 def print_long_sentence(console: Console, rec: dict[str, Any], title: str | None) -> None:

@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from windowner.corpus import Sentence, read_conll
-from windowner.errors import UsageError
+from windowner.corpus import Sentence, decode_bytes, read_conll
+from windowner.errors import DataError, UsageError
 from windowner.evaluate import gold_tags
 from windowner.metrics import evaluate
 from windowner.render import bar, scores_table, sparkline, window_text
@@ -43,16 +43,53 @@ PLOT_EXTRA = "pip install 'windowner[plot]' (or make plot)"
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The per-epoch records of ``metrics.jsonl``."""
     records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_metrics_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            raise DataError(f"{path}:{n}: not JSON ({reason})") from None
+        problem = record_problem(record)
+        if problem:
+            raise DataError(f"{path}:{n}: not an epoch record ({problem})")
+        records.append(record)
     if not records:
         raise UsageError(f"{path}: no epochs recorded yet")
     return records
+
+
+def record_problem(record: Any) -> str | None:
+    """What keeps ``record`` from being a metrics.jsonl epoch record (None if nothing)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    epoch = record.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+        return "epoch is not a number ≥ 1"
+    for key in ("train_loss", "lr", "dev_f1"):
+        value = record.get(key, 0.0 if key == "dev_f1" else None)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return f"{key} is not a number"
+    return None
+
+
+MAX_METRICS_BYTES = 64 << 20  # one short line per epoch; more is not a metrics file
+
+
+def read_metrics_text(path: Path) -> str:
+    """The text of ``metrics.jsonl``, at most ``MAX_METRICS_BYTES``; DataError if it is
+    larger, binary or not UTF-8."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_METRICS_BYTES + 1)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_METRICS_BYTES:
+        raise DataError(f"{path}: larger than {MAX_METRICS_BYTES} bytes; not a metrics file")
+    if b"\0" in raw:
+        raise DataError(f"{path}: NUL byte (a binary file, not metrics.jsonl)")
+    return decode_bytes(raw, path)
 
 
 def dev_sentences(tagger: Tagger, data: Path | None) -> tuple[Path, list[Sentence]] | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +25,8 @@ DEFAULT_RUN = Path("runs/latest")
 LATEST = "latest"
 # Files a directory may hold before its run starts: a sweep writes its trial record first.
 PRE_RUN_FILES = frozenset({"trial.json"})
+LOCK = ".lock"  # held (flock) by the process training in a run directory
+NAME_MAX = 255  # bytes in one path component (Linux, macOS)
 TRAIN_HINT = "train one first: windowner train --config configs/adam.yaml"
 
 
@@ -48,6 +50,13 @@ def find_run(run: Path | None) -> Path:
     must hold metrics.jsonl and model.npz."""
     path = run or DEFAULT_RUN
     if path.is_file():
+        if run is None:
+            raise UsageError(
+                f"{DEFAULT_RUN} is a regular file, not a run directory or a symlink to one; "
+                "give the run: windowner report RUN_DIR"
+            )
+        if not (path.parent / "metrics.jsonl").is_file():
+            raise UsageError(f"{path}: a file, and {path.parent} is not a run directory")
         path = path.parent
     if not path.is_dir():
         if run is None:
@@ -70,9 +79,11 @@ def run_dir_name(parent: str | Path, stem: str, now: datetime | None = None) -> 
 
 
 def check_out_dir(path: Path) -> None:
-    """Refuse an explicit ``--out`` that exists and is not an empty directory (checked before
-    any data is read, and again by ``claim_run_dir``)."""
+    """Refuse an explicit ``--out`` that exists and is not an empty directory, or that
+    cannot be created (checked before any data is read, and again by ``claim_run_dir``)."""
+    check_names(path)  # before exists(): a too-long name makes stat fail
     if not path.exists() and not path.is_symlink():
+        check_creatable(path)
         return
     if not path.is_dir():
         raise UsageError(f"{path} exists and is not a directory; pick another --out")
@@ -85,25 +96,92 @@ def check_out_dir(path: Path) -> None:
         raise UsageError(f"{path} is not empty; a run never writes into a used directory")
 
 
+def check_creatable(path: Path) -> None:
+    """UsageError unless ``path`` could be made: every name fits the filesystem's limit and
+    the nearest existing ancestor is a directory this process may write in."""
+    check_names(path)
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"cannot create {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"cannot create {path}: {ancestor} is not writable "
+            "(a read-only filesystem or no permission)"
+        )
+
+
+def check_names(path: Path) -> None:
+    """UsageError when a component of ``path`` is longer than the filesystem allows."""
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise UsageError(
+                f"cannot create {shorten(str(path))}: the name {shorten(part)} is {size} bytes "
+                f"long (the limit is {NAME_MAX})"
+            )
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text``, cut to ``limit`` characters for a message."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def claim_run_dir(path: Path, *, exact: bool) -> Path:
     """Create the run directory and return it. ``exact`` (an explicit ``--out``): ``path``
     itself, which may exist only as an empty directory. Otherwise ``path`` or the first free
-    ``path-2``, ``path-3`` …; ``os.mkdir`` is atomic, so two runs never share a directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if exact:
+    ``path-2``, ``path-3`` …; ``os.mkdir`` is atomic, so two runs never share a directory.
+    Any other OS error (read-only filesystem, a file in the way …) is a UsageError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if exact:
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                check_out_dir(path)
+            return path
+        candidate, n = path, 1
+        while True:
+            try:
+                os.mkdir(candidate)
+                return candidate
+            except FileExistsError:
+                n += 1
+                candidate = path.with_name(f"{path.name}-{n}")
+    except OSError as exc:
+        raise UsageError(f"cannot create the run directory {path}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir/.lock`` while a process trains there (released
+    when the block ends or the process dies). A second process gets a UsageError naming
+    the holder's pid. Without ``fcntl`` (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UsageError(f"cannot lock {run_dir / LOCK}: {exc.strerror}") from None
+    try:
         try:
-            os.mkdir(path)
-        except FileExistsError:
-            check_out_dir(path)
-        return path
-    candidate, n = path, 1
-    while True:
-        try:
-            os.mkdir(candidate)
-            return candidate
-        except FileExistsError:
-            n += 1
-            candidate = path.with_name(f"{path.name}-{n}")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise UsageError(
+                f"{run_dir} is being trained by another process"
+                f"{f' (pid {holder})' if holder.isdigit() else ''}; "
+                "wait for it to finish, or stop it, before resuming"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_resumable(run_dir: Path) -> Path:
@@ -121,6 +199,10 @@ def point_latest(run_dir: Path, warn: Callable[[str], None]) -> None:
     link renamed over the old one). Anything named latest that is not a symlink is left alone
     with a warning; on failure the temporary link is removed and ``warn`` says why."""
     link = run_dir.parent / LATEST
+    for stale in (run_dir.parent / f".{LATEST}.{os.getpid()}.tmp", run_dir.parent / ".latest.tmp"):
+        if stale.is_symlink():  # a killed writer's (or an older windowner's) temporary link
+            with contextlib.suppress(OSError):
+                stale.unlink()
     if link.exists() and not link.is_symlink():
         kind = "directory" if link.is_dir() else "file"
         warn(f"note: {link} is a {kind}, not a symlink; left it alone (the run is {run_dir})")

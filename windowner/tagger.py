@@ -12,6 +12,7 @@ refusing pickles) is windowner.checkpoint. ``Tagger.load`` is for prediction;
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,11 @@ def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], di
             params["E_word"] = np.concatenate([params["E_word"], frozen.astype(spec.dtype)])
         words = Vocab.from_text(array_text(arrays["vocab"]))
         tags = array_text(arrays["tags"]).split("\n")
+        threshold = meta.get("threshold", 0.0)
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ValueError(f"threshold {str(threshold)[:40]!r} is not a number")
+        if not math.isfinite(threshold):
+            raise ValueError(f"threshold {threshold} is not finite")
     except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: incomplete or inconsistent model file ({exc})") from None
     _check_spec(Path(path), spec, meta.get("decode", "viterbi"))
@@ -145,7 +151,7 @@ def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], di
         lowercase=meta.get("lowercase", True),
         digits_to_zero=meta.get("digits_to_zero", True),
         decode=meta.get("decode", "viterbi"),
-        threshold=float(meta.get("threshold", 0.0)),
+        threshold=float(threshold),
         config=meta.get("config", {}),
         frozen_rows=frozen_rows,
     )

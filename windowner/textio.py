@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from windowner.corpus import decode_bytes, parse_conll
-from windowner.errors import UsageError
+from windowner.errors import DataError, UsageError
 
 _TOKEN_RE = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
 _SENTENCE_END = {".", "!", "?"}
@@ -36,6 +37,31 @@ def tokenize(text: str) -> list[list[str]]:
     return sentences
 
 
+MAX_INPUT_BYTES = 32 << 20  # predict holds its whole input; more is refused, not swapped
+READ_PIECE = 1 << 20
+
+
+def read_text_input(source: BinaryIO, name: str | Path) -> str:
+    """The UTF-8 text of a binary stream, read in 1 MiB pieces: a NUL byte (``/dev/zero``, a
+    binary file) or more than ``MAX_INPUT_BYTES`` is a DataError found without reading on."""
+    pieces: list[bytes] = []
+    total = lines = 0
+    while piece := source.read(READ_PIECE):
+        nul = piece.find(b"\0")
+        if nul >= 0:
+            line = lines + piece.count(b"\n", 0, nul) + 1
+            raise DataError(f"{name}:{line}: NUL byte (a binary file, not text)")
+        total += len(piece)
+        if total > MAX_INPUT_BYTES:
+            raise DataError(
+                f"{name}: more than {MAX_INPUT_BYTES} bytes; predict reads its whole input, "
+                "so split it into smaller files"
+            )
+        lines += piece.count(b"\n")
+        pieces.append(piece)
+    return decode_bytes(b"".join(pieces), name)
+
+
 def read_input(text: str | None, path: Path | None, input_format: str) -> list[list[str]]:
     """Sentences of tokens from the TEXT argument, a file, or stdin; UsageError when empty.
 
@@ -44,13 +70,14 @@ def read_input(text: str | None, path: Path | None, input_format: str) -> list[l
         raise UsageError("give TEXT or --input FILE, not both")
     if path is not None:
         try:
-            text = decode_bytes(path.read_bytes(), path)
+            with path.open("rb") as fh:
+                text = read_text_input(fh, path)
         except OSError as exc:
             raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
     elif text is None:
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("nothing to tag: give TEXT, --input FILE, or pipe text to stdin")
-        text = sys.stdin.read()
+        text = read_text_input(sys.stdin.buffer, "<stdin>")
     if input_format == "conll":
         lines = [f"{ln.split()[0]} O" if ln.split() else "" for ln in text.splitlines()]
         sentences = [list(s.tokens) for s in parse_conll(lines, str(path or "<input>"))]

@@ -14,10 +14,13 @@ end of an epoch (metrics, best model, early stopping, ``on_epoch``) is ``Trainer
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import secrets
 import shlex
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -53,7 +56,7 @@ from windowner.nn.fast import train_step
 from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
-from windowner.resume import restore_checkpoint, save_checkpoint
+from windowner.resume import data_hashes, file_sha256, restore_checkpoint, save_checkpoint
 from windowner.tagger import Tagger
 from windowner.threads import RECHECK_SECONDS, ThreadPolicy
 from windowner.windows import Encoded, NegativeSampler, encode
@@ -85,6 +88,10 @@ class SilentReporter:
 
     def epoch_end(self, record: dict[str, Any]) -> None:
         pass
+
+
+class StopNow(KeyboardInterrupt):
+    """Raised by the training signal handler inside an evaluation (never escapes ``run``)."""
 
 
 class Interrupted(WindownerError):
@@ -334,6 +341,14 @@ class LoopState:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def where(self, n_batches: int) -> str:
+        """Where the loop stopped, for the interrupt message."""
+        if not self.in_epoch:
+            return f"after epoch {self.epoch}"
+        if self.batch_pos == n_batches:
+            return f"evaluating epoch {self.epoch + 1} (redone on resume)"
+        return f"in epoch {self.epoch + 1} after batch {self.batch_pos} of {n_batches}"
+
 
 class Trainer:
     """Owns the model, optimizer, schedule and RNG of one run (``last.npz``: windowner.resume).
@@ -354,6 +369,9 @@ class Trainer:
         self.config, self.run_dir, self.reporter = config, run_dir, reporter
         self.on_epoch = on_epoch
         self.rng = np.random.default_rng(config.seed)
+        self.data_sha256 = data_hashes(config)  # before reading: what the run trains on
+        self.model_sha256: str | None = None  # of the best model.npz this run wrote
+        self.run_token = secrets.token_hex(8)  # in model.npz and last.npz: "this run's"
         self.data = prepare_data(config, reporter, extra_words(config))
         self.train_idx = training_tokens(config, self.data)
         self.state = LoopState()
@@ -371,6 +389,7 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self._signal: int | None = None
         self.threads = thread_policy(config)
+        self._stop_now = False  # a signal raises StopNow at once (evaluation phases)
         if resume:
             restore_checkpoint(self)
 
@@ -379,27 +398,29 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to the end (or early stop), then evaluate the best model; returns the summary."""
         t = self.config.train
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            # Overflow is detected (and explained) by the finite checks, not by numpy warnings.
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self.threads:
-                self.reporter.log(self.threads.choice.describe())
-                if self.optimizer.kernels != "numpy":
-                    self.reporter.log(
-                        f"optimizer updates: {self.optimizer.kernels} one-pass kernels "
-                        "(WINDOWNER_NO_NUMBA=1: numpy)"
-                    )
-                while self.state.epoch < t.epochs and not self.state.stopped_early:
-                    self._run_epoch()
-            if self._signal is not None:  # arrived during the last epoch's evaluation
+        with self.signals_deferred():
+            try:
+                # Overflow is detected (and explained) by the finite checks, not numpy warnings.
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self.threads:
+                    self._log_kernels()
+                    while self.state.epoch < t.epochs and not self.state.stopped_early:
+                        self._run_epoch()
+            except StopNow:  # during an evaluation: the epoch's end is redone on resume
                 self._interrupt()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            if self._signal is not None:  # arrived while the last epoch was being saved
+                self._interrupt()
         return self._finish()
+
+    def signals_deferred(self) -> contextlib.AbstractContextManager[None]:
+        """SIGINT/SIGTERM only set a flag, acted on between batches (``_interrupt`` saves
+        last.npz first) or at once during an evaluation (``StopNow``)."""
+        return signals_to(self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signal = signum
+        if self._stop_now:
+            self._stop_now = False
+            raise StopNow()
 
     def _run_epoch(self) -> None:
         st, B = self.state, self.config.train.batch_size
@@ -467,18 +488,16 @@ class Trainer:
         for name, p in self.tagger.model.params.items():
             if not np.isfinite(p).all():
                 self._diverged(f"parameter {name} holds NaN or inf")
-        st.epoch += 1
-        st.batch_pos = 0
-        st.in_epoch = False
         record: dict[str, Any] = {
-            "epoch": st.epoch,
+            "epoch": st.epoch + 1,
             "step": st.step,
             "lr": self.schedule(max(st.step - 1, 0)),  # the rate of the epoch's last step
             "train_loss": st.loss_sum / max(st.windows_done, 1),
         }
-        if self.tagger.objective == "ranking":
-            self.tagger.threshold = fit_threshold(self.tagger, self.data.train_enc)
-        dev_f1 = evaluate_dev(self.tagger, self.data, record)
+        dev_f1 = self._evaluate(record)
+        st.epoch += 1
+        st.batch_pos = 0
+        st.in_epoch = False
         record["seconds"] = st.epoch_seconds
         record["windows_per_s"] = st.windows_done / max(st.epoch_seconds, 1e-9)
         record["threads"] = self.threads.choice.threads
@@ -486,7 +505,11 @@ class Trainer:
         if dev_f1 is None or dev_f1 > st.best_f1:
             st.best_f1 = -1.0 if dev_f1 is None else dev_f1
             st.best_epoch, st.bad_epochs = st.epoch, 0
-            self.tagger.save(self.run_dir / "model.npz", {"epoch": st.epoch, **self.provenance})
+            self.tagger.save(
+                self.run_dir / "model.npz",
+                {"epoch": st.epoch, "run": self.run_token, **self.provenance},
+            )
+            self.model_sha256 = file_sha256(self.run_dir / "model.npz")
         else:
             st.bad_epochs += 1
             patience = self.config.train.patience
@@ -497,6 +520,15 @@ class Trainer:
         self.reporter.epoch_end(record)
         if self.on_epoch is not None and self.on_epoch(record):
             st.stopped_early = True  # after the save: a resumed run would go on training
+
+    def _log_kernels(self) -> None:
+        """What the products and updates run on: the BLAS threads, numba if used."""
+        self.reporter.log(self.threads.choice.describe())
+        if self.optimizer.kernels != "numpy":
+            self.reporter.log(
+                f"optimizer updates: {self.optimizer.kernels} one-pass kernels "
+                "(WINDOWNER_NO_NUMBA=1: numpy)"
+            )
 
     def _observe_step(self, seconds: float) -> None:
         """Feed a step's time to the thread policy (auto compares thread counts on them)."""
@@ -510,16 +542,25 @@ class Trainer:
         if changed is not None:
             self.reporter.log(f"other processes' load changed: {changed.describe()}")
 
+    def _evaluate(self, record: dict[str, Any]) -> float | None:
+        """The ranking threshold and the dev scores; a signal stops them at once (the loop
+        state is still that of the epoch's last batch, so a resume redoes this)."""
+        self._stop_now = True
+        try:
+            if self._signal is not None:
+                raise StopNow()
+            if self.tagger.objective == "ranking":
+                self.tagger.threshold = fit_threshold(self.tagger, self.data.train_enc)
+            return evaluate_dev(self.tagger, self.data, record)
+        finally:
+            self._stop_now = False
+
     def _interrupt(self) -> None:
         save_checkpoint(self)
         signum = self._signal or signal.SIGINT
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         st = self.state
-        where = (
-            f"in epoch {st.epoch + 1} after batch {st.batch_pos} of {self.n_batches}"
-            if st.in_epoch
-            else f"after epoch {st.epoch}"
-        )
+        where = st.where(self.n_batches)
         raise Interrupted(
             signum,
             f"{name}: stopped at step {st.step}, {where}; saved {self.run_dir / 'last.npz'}. "
@@ -557,6 +598,21 @@ def thread_policy(config: cfg.Config) -> ThreadPolicy:
     windows = config.train.batch_size * (1 + config.negatives.k)
     spec = cfg.model_spec(config, vocab_size=1, n_tags=1)
     return ThreadPolicy(config.train.threads, windows, spec.hidden, spec.input_dim)
+
+
+@contextlib.contextmanager
+def signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` inside the block, and back to the previous
+    handlers after it. Only the main thread can set handlers: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def extra_words(config: cfg.Config) -> list[str]:
@@ -648,26 +704,38 @@ def train(
     called after each epoch is saved; True stops training. ``<parent>/latest`` then points at
     the run; the summary (also summary.json) names it under ``"run_dir"``."""
     reporter = reporter or SilentReporter()
-    if resume is not None:
-        run_dir = Path(resume)
-        conf = resume_config(run_dir, config, overrides)
-        trainer = Trainer(conf, run_dir, reporter, resume=True, on_epoch=on_epoch)
-    else:
-        conf, stem = load_for_training(config, overrides)
-        wanted = runs.run_dir_name(conf.out_dir, stem) if out_dir is None else Path(out_dir)
-        if out_dir is not None:
-            runs.check_out_dir(wanted)
-        # Data problems surface here, before the run directory is made.
-        trainer = Trainer(conf, wanted, reporter, on_epoch=on_epoch)
-        run_dir = runs.claim_run_dir(wanted, exact=out_dir is not None)
-        trainer.run_dir = run_dir
-        atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
-    reporter.log(f"run directory: {run_dir}")
-    trainer.provenance = card.provenance(conf)
-    summary = trainer.run()
-    card.write_card(run_dir, summary, conf, trainer.provenance)
+    check_out_arguments(out_dir, resume)
+    with contextlib.ExitStack() as held:
+        if resume is not None:
+            run_dir = Path(resume)
+            conf = resume_config(run_dir, config, overrides)
+            held.enter_context(runs.training_lock(run_dir))  # one trainer per directory
+            trainer = Trainer(conf, run_dir, reporter, resume=True, on_epoch=on_epoch)
+        else:
+            conf, stem = load_for_training(config, overrides)
+            wanted = runs.run_dir_name(conf.out_dir, stem) if out_dir is None else Path(out_dir)
+            runs.check_out_dir(wanted) if out_dir is not None else runs.check_creatable(wanted)
+            # Data problems surface here, before the run directory is made.
+            trainer = Trainer(conf, wanted, reporter, on_epoch=on_epoch)
+            with trainer.signals_deferred():  # a signal now stops at the first batch, saved
+                run_dir = runs.claim_run_dir(wanted, exact=out_dir is not None)
+                held.enter_context(runs.training_lock(run_dir))
+                trainer.run_dir = run_dir
+                atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
+        reporter.log(f"run directory: {run_dir}")
+        trainer.provenance = card.provenance(conf)
+        summary = trainer.run()
+        card.write_card(run_dir, summary, conf, trainer.provenance)
     runs.point_latest(run_dir, reporter.log)
     return summary
+
+
+def check_out_arguments(out_dir: str | Path | None, resume: str | Path | None) -> None:
+    """``out_dir`` and ``resume`` exclude each other, and an ``out_dir`` is not empty."""
+    if out_dir is not None and resume is not None:
+        raise UsageError("--resume continues the run in its own directory; drop --out")
+    if out_dir is not None and not str(out_dir).strip():
+        raise UsageError("--out is empty; give the run directory to create")
 
 
 def override_items(overrides: Mapping[str, Any] | Sequence[str]) -> list[str]:
