@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test test-all install dev glove bench plot lint accuracy clean
+.PHONY: demo test test-all install dev glove bench accel plot lint accuracy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,12 @@ glove: install
 
 bench: install
 	$(PIP) install -e ".[bench,glove]"
-	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_train.py --runs 4
 	$(BIN)/python benchmarks/bench_e2e.py
+
+# numba one-pass optimizer and row-sum kernels (equal to the numpy path; see README Speed)
+accel: install
+	$(PIP) install -e ".[accel]"
 
 plot: install
 	$(PIP) install -e ".[plot]"

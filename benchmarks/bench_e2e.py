@@ -1,6 +1,7 @@
 """End-to-end speed on CoNLL-2003: training epochs, prediction, cold start, peak memory.
 
     python benchmarks/bench_e2e.py [TRAIN_FILE] [--dev FILE] [--config FILE] [--json] [--quick]
+        [--rows f1 contention threads] [--target-f1 91.0] [--torch-threads N]
 
 TRAIN_FILE defaults to ../shared/data/conll2003/train.txt (relative to the working
 directory), the dev file to valid.txt beside it. The config (default configs/conll03.yaml;
@@ -17,11 +18,18 @@ loading and without dev evaluation). Then, with the config run's model:
     predict         tokens/s tagging the dev file: from encoded windows (model + Viterbi), and
                     from token lists (also encoding)
     cold start      wall seconds of ``windowner predict --model FILE "…"`` in a new process
+
+Then the comparison rows of e2e_rows.py (``--rows``; all by default, none with --quick): time
+to dev F1 ≥ ``--target-f1`` against the same model in eager PyTorch trained by the same
+Trainer, epochs with 0/1/2 busy neighbours, and threads auto against 1 (training, predict).
+The parent imports nothing heavy before starting a child: a child's peak RSS includes what
+its parent held when it was started.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -34,6 +42,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import e2e_rows  # noqa: E402
 
 DEFAULT_TRAIN = Path("../shared/data/conll2003/train.txt")
 DEFAULT_CONFIG = Path("configs/conll03.yaml")
@@ -54,7 +65,12 @@ train: {epochs: 1, batch_size: 256}
 
 
 def child(spec: dict) -> dict:
-    """Train in this process (a fresh one) and report epoch times and peak RSS."""
+    """Train in this process (a fresh one) and report epoch times, dev F1s and peak RSS.
+
+    spec["engine"] "torch" swaps the trainer's step for the eager-PyTorch one (same data,
+    batches, schedule and evaluation); spec["target_f1"] stops at the first epoch that
+    reaches that dev F1, spec["max_seconds"] at the first that ends past that many training
+    seconds."""
     import numpy as np
 
     from windowner import config as cfg
@@ -63,15 +79,23 @@ def child(spec: dict) -> dict:
     conf = cfg.resolved(cfg.load_config(spec["config"], spec["sets"]))
     run_dir = Path(spec["out"])
     run_dir.mkdir(parents=True, exist_ok=True)
+    stop = e2e_rows.stopper(spec.get("target_f1"), spec.get("max_seconds"))
     started = time.perf_counter()
-    trainer = Trainer(conf, run_dir, SilentReporter())
+    trainer = Trainer(conf, run_dir, SilentReporter(), on_epoch=stop)
+    if spec.get("engine") == "torch":
+        from e2e_rows import use_torch_step
+
+        use_torch_step(trainer, spec.get("torch_threads"))
     setup = time.perf_counter() - started
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         trainer.run()
     metrics = trainer.metrics
     return {
+        "engine": spec.get("engine", "windowner"),
         "setup_seconds": setup,
         "epoch_seconds": [m["seconds"] for m in metrics],
+        "dev_f1s": [m.get("dev_f1") for m in metrics],
+        "threads": [m.get("threads") for m in metrics],
         "windows": int(len(trainer.train_idx)),
         "vocab": len(trainer.data.words),
         "dev_f1": metrics[-1].get("dev_f1"),
@@ -83,8 +107,20 @@ def child(spec: dict) -> dict:
     }
 
 
-def run_child(config: Path, sets: list[str], out: Path) -> dict:
-    spec = {"config": str(config), "sets": sets, "out": str(out)}
+def run_child(
+    config: Path,
+    sets: list[str],
+    out: Path,
+    engine: str = "windowner",
+    target_f1: float | None = None,
+    torch_threads: int | None = None,
+    max_seconds: float | None = None,
+) -> dict:
+    spec = {"config": str(config), "sets": sets, "out": str(out), "engine": engine}
+    spec["torch_threads"] = torch_threads
+    spec["max_seconds"] = max_seconds
+    if target_f1 is not None:
+        spec["target_f1"] = target_f1
     proc = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(spec)],
         capture_output=True,
@@ -167,6 +203,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     ap.add_argument("--epochs", type=int, default=2, help="epochs of the target-shape run")
     ap.add_argument("--quick", action="store_true", help="the target-shape run only")
+    ap.add_argument(
+        "--rows",
+        nargs="*",
+        choices=ROWS,
+        default=list(ROWS),
+        help="comparison rows (e2e_rows.py; none with --quick): time to F1 against PyTorch, "
+        "busy neighbours, threads auto against 1",
+    )
+    ap.add_argument("--target-f1", type=float, default=91.0, help="dev F1 of the time-to-F1 row")
+    ap.add_argument(
+        "--torch-threads", type=int, default=None, help="PyTorch's threads (default: its own)"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -190,7 +238,7 @@ def header(train: Path, dev: Path, asked: Path, config: Path) -> str:
     return (
         f"bench_e2e: {train} / {dev}\n  config {asked}"
         f"{'' if config == asked else ' (missing: built-in equivalent)'}; trainer step: "
-        f"{trainer_step()}; BLAS {blas()}\n  load average before: "
+        f"{trainer_step()}; BLAS {blas()}\n  {machine()}\n  load average before: "
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
     )
 
@@ -231,18 +279,85 @@ def main(argv: list[str] | None = None) -> int:
     predict = predict_speed(model, dev)
     cold = cold_start(model)
     result = {
+        "machine": machine(),
         "runs": runs,
         "predict": predict,
         "cold_start_seconds": cold,
         "trainer_step": trainer_step(),
-        "load_average_after": os.getloadavg(),
     }
+    if not args.quick:
+        result.update(comparisons(args, config, data, tmp, model, dev))
+    result["load_average_after"] = os.getloadavg()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print_predict(predict, cold, source)
-        print_targets(result)
+        e2e_rows.print_rows(result, args.target_f1)
+        print_targets(result, args.target_f1)
     return 0
+
+
+ROWS = ("f1", "contention", "threads")
+
+
+def comparisons(
+    args: argparse.Namespace, config: Path, data: list[str], tmp: Path, model: Path, dev: Path
+) -> dict:
+    """The rows of e2e_rows.py that ``--rows`` asks for (progress on stderr)."""
+    out: dict = {}
+    run = functools.partial(run_child, torch_threads=args.torch_threads)
+    once = ["train.epochs=1", "train.patience=0"]
+    random_init = ["embeddings.init=random", "embeddings.keep_pretrained=0"]
+    if "f1" in args.rows:
+        print(f"time to dev F1 {args.target_f1}: windowner, then PyTorch …", file=sys.stderr)
+        out["time_to_f1"] = e2e_rows.time_to_f1(run, config, data, tmp, args.target_f1)
+    if "contention" in args.rows:
+        print("epochs with 0, 1, 2 busy neighbours …", file=sys.stderr)
+        out["contention"] = e2e_rows.contention(run, config, data + once, tmp)
+    if "threads" in args.rows:
+        print("threads auto against 1 …", file=sys.stderr)
+        sets = data + once + random_init
+        out["threads"] = e2e_rows.threads_rows(run, config, sets, tmp)
+        out["predict_threads"] = e2e_rows.predict_threads(model, dev, predict_speed)
+    return out
+
+
+def machine() -> str:
+    """CPU, cores, library versions and the environment that changes BLAS speed. Nothing is
+    imported here: a child's peak RSS counts what its parent held when it was started."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from windowner.accel import DISABLE_ENV
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    torch_version = installed("torch")
+    torch_info = f"torch {torch_version}" if torch_version else "torch not installed"
+    numba_version = installed("numba")
+    kernels = "numpy"
+    if numba_version and os.environ.get(DISABLE_ENV, "") in ("", "0"):
+        kernels = f"numba {numba_version}"
+    env = ", ".join(
+        f"{k}={os.environ.get(k, '(unset)')}"
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")
+    )
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    return (
+        f"CPU {cpu}, {os.cpu_count()} cores; Python {sys.version.split()[0]}, numpy "
+        f"{installed('numpy')}, {torch_info} (threads: its default unless --torch-threads); "
+        f"optimizer kernels: {kernels}; {env}"
+    )
 
 
 def print_run(name: str, r: dict, first: bool) -> None:
@@ -262,7 +377,7 @@ def print_run(name: str, r: dict, first: bool) -> None:
     )
 
 
-def print_targets(result: dict) -> None:
+def print_targets(result: dict, target_f1: float) -> None:
     runs = result["runs"]
     lines = []
     epoch = min(runs["target shape"]["epoch_seconds"])
@@ -274,6 +389,7 @@ def print_targets(result: dict) -> None:
     if "config" in runs and runs["config"]["init"] != "random":
         rss = runs["config"]["peak_rss_mb"]
         lines.append((rss <= 400, f"peak RSS with {runs['config']['init']} ≤ 400 MB: {rss:.0f} MB"))
+    lines += e2e_rows.target_lines(result, target_f1)
     print("\ntargets:")
     for ok, text in lines:
         print(f"  {'met   ' if ok else 'MISSED'} {text}")

@@ -144,6 +144,27 @@ def log(message: str) -> None:
     err.print(message, markup=False, highlight=False)
 
 
+def check_threads(setting: str) -> str:
+    """``--threads`` as given, after checking it is auto or a positive number."""
+    from windowner.threads import parse_setting
+
+    try:
+        parse_setting(setting)
+    except ValueError as exc:
+        raise UsageError(f"--threads: {exc}") from None
+    return setting
+
+
+ThreadsOption = Annotated[
+    str,
+    typer.Option(
+        "--threads",
+        metavar="auto|N",
+        help="BLAS threads: auto (by input size and machine load) or N.",
+    ),
+]
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -237,6 +258,7 @@ def eval_(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    threads: ThreadsOption = "auto",
 ) -> None:
     """Entity-level precision, recall and F1 (conlleval semantics) of a model on a CoNLL file.
 
@@ -246,7 +268,7 @@ def eval_(
     from windowner.render import print_evaluation
     from windowner.runs import resolve_model
 
-    result = evaluate_file(resolve_model(model), data, warn=log)
+    result = evaluate_file(resolve_model(model), data, warn=log, threads=check_threads(threads))
     if as_json:
         emit_json(result)
     else:
@@ -322,6 +344,7 @@ def predict(
         bool,
         typer.Option("--explain", help="Show each token's window, every tag's score, the margin."),
     ] = False,
+    threads: ThreadsOption = "auto",
 ) -> None:
     """Tag text and list its entities, with character offsets and scores.
 
@@ -331,7 +354,9 @@ def predict(
     Example: windowner predict "Museums in Paris are amazing"
     """
     from windowner.api import load
+    from windowner.threads import SCORE_CHUNK, scoring_threads
 
+    check_threads(threads)
     if input_file is not None and str(input_file) == "-":
         input_file = None
     if input_file is not None and input_format == InputFormat.text:
@@ -340,6 +365,16 @@ def predict(
         if warning := conll_warning(input_file):
             log(warning)
     ner = load(model, tokenizer=tokenizer)
+    with scoring_threads(threads, ner.tagger.model.spec, SCORE_CHUNK):
+        predict_docs(ner, (text, input_file, input_format, per_line), output_format, explain, jobs)
+
+
+def predict_docs(
+    ner: NER, source: tuple, output_format: OutputFormat, explain: bool, jobs: int
+) -> None:
+    """predict's tagging and output, under the thread policy. ``source``: (TEXT, --input,
+    --input-format, --per-line)."""
+    text, input_file, input_format, per_line = source
     conll_both = input_format == output_format == "conll"
     if conll_both and input_file is not None and not explain:
         from windowner.conllio import ConllDocument  # the file back, with a predicted column

@@ -79,6 +79,8 @@ HELP: dict[str, str] = {
     "train.batch_size": "Windows per gradient step.",
     "train.patience": "Stop after this many epochs without a better dev F1 (0: never).",
     "train.shuffle": "Shuffle the training windows at the start of each epoch.",
+    "train.threads": "BLAS threads for the matrix products: auto (one thread for small products "
+    "or a busy machine, else the free cores; re-measured while training) or a number.",
 }
 
 

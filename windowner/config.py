@@ -107,6 +107,7 @@ class TrainConfig:
     batch_size: int = 32
     patience: int = 0
     shuffle: bool = True
+    threads: int | str = "auto"  # BLAS threads: "auto" (windowner.threads) or a number
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ LIMITS: dict[str, int] = {
     "train.epochs": 1_000_000,
     "train.batch_size": 1_000_000,
     "train.patience": 1_000_000,
+    "train.threads": 1_024,
 }
 MEMORY_LIMIT = 8 * 2**30  # bytes the config-determined arrays may need, before the vocabulary
 SCORING_ROWS = 65536  # windows scored at once when evaluating (train.SCORE_CHUNK)
@@ -190,6 +192,10 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.epochs": (lambda v: v > 0, "> 0"),
     "train.batch_size": (lambda v: v > 0, "> 0"),
     "train.patience": (lambda v: v >= 0, ">= 0 (0 turns early stopping off)"),
+    "train.threads": (
+        lambda v: v == "auto" or (isinstance(v, int) and v >= 1),
+        "'auto' or a positive integer",
+    ),
 }
 
 
@@ -418,7 +424,12 @@ def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
         args = typing.get_args(kind)
         if value is None and type(None) in args:
             return True, None
-        kind = next(a for a in args if a is not type(None))
+        kinds = [a for a in args if a is not type(None)]
+        for one in kinds[:-1]:  # X | Y: the first type that takes the value
+            ok, coerced = _coerce(value, one)
+            if ok:
+                return True, coerced
+        kind = kinds[-1]
     if kind is bool:
         return isinstance(value, bool), value
     if kind is int:
@@ -479,12 +490,12 @@ def validate(config: Config, skip: set[str] = frozenset()) -> list[str]:
             shown = shorten(repr(value))
             problems.append(f"{path}: unknown value {shown}; choose from: {', '.join(choices)}")
     for path, (test, what) in RANGES.items():
-        if wanted(path) and not test(_get(config, path)):
-            problems.append(f"{path}: must be {what}, got {shorten(repr(_get(config, path)))}")
-        elif wanted(path) and _get(config, path) > LIMITS.get(path, math.inf):
+        value = _get(config, path)
+        if wanted(path) and not test(value):
+            problems.append(f"{path}: must be {what}, got {shorten(repr(value))}")
+        elif wanted(path) and isinstance(value, int | float) and value > LIMITS.get(path, math.inf):
             problems.append(
-                f"{path}: must be <= {LIMITS[path]} (a resource limit), "
-                f"got {shorten(repr(_get(config, path)))}"
+                f"{path}: must be <= {LIMITS[path]} (a resource limit), got {shorten(repr(value))}"
             )
     ranking = config.model.objective == "ranking"
     if ranking and config.negatives.k < 1 and wanted("negatives.k"):

@@ -112,10 +112,13 @@ def evaluate_file(
     model_path: str | Path,
     data_path: str | Path | None = None,
     warn: Callable[[str], None] | None = None,
+    threads: str | int = "auto",
 ) -> dict[str, Any]:
     """Scores of the model file on a CoNLL file (default: the dev set its run trained with),
-    with the file's name under ``"data"``; unseen-tag warnings go to ``warn``."""
+    with the file's name under ``"data"``; unseen-tag warnings go to ``warn``, and so does
+    the BLAS thread choice (``threads``: auto or N, windowner.threads) when it was measured."""
     from windowner.tagger import Tagger
+    from windowner.threads import scoring_threads
 
     tagger = Tagger.load(model_path)
     stored = tagger.config.get("data", {})
@@ -127,6 +130,7 @@ def evaluate_file(
     sents = read_conll(data_path, "auto")  # any of IOB1/IOB2/IOBES, scored as IOB2 spans
     if warn is not None and tagger.objective != "ranking":
         report_unseen_tags(str(data_path), sents, tagger.tags, warn)
-    result = evaluate_split(tagger, sents, tagger.encode(sents))
+    with scoring_threads(threads, tagger.model.spec, sum(len(s.tokens) for s in sents), warn):
+        result = evaluate_split(tagger, sents, tagger.encode(sents))
     result["data"] = str(data_path)
     return result

@@ -61,9 +61,10 @@ from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
 from windowner.resume import data_hashes, file_sha256, restore_checkpoint, save_checkpoint
 from windowner.tagger import Tagger
+from windowner.threads import RECHECK_SECONDS, ThreadPolicy
 from windowner.windows import Encoded, NegativeSampler, encode
 
-TIMING_FIELDS = ("seconds", "windows_per_s")
+TIMING_FIELDS = ("seconds", "windows_per_s", "threads")  # fields that depend on the machine
 
 
 class Reporter(Protocol):
@@ -390,6 +391,7 @@ class Trainer:
         )
         self.metrics: list[dict[str, Any]] = []
         self._signal: int | None = None
+        self.threads = thread_policy(config)
         self._stop_now = False  # a signal raises StopNow at once (evaluation phases)
         if resume:
             restore_checkpoint(self)
@@ -402,7 +404,8 @@ class Trainer:
         with self.signals_deferred():
             try:
                 # Overflow is detected (and explained) by the finite checks, not numpy warnings.
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self.threads:
+                    self._log_kernels()
                     while self.state.epoch < t.epochs and not self.state.stopped_early:
                         self._run_epoch()
             except StopNow:  # during an evaluation: the epoch's end is redone on resume
@@ -441,13 +444,16 @@ class Trainer:
                 self._interrupt()
             idx = self.train_idx[self.perm[st.batch_pos * B : (st.batch_pos + 1) * B]]
             lr = self.schedule(st.step)
+            step_started = time.perf_counter()
             loss = self._step(idx, lr)
+            self._observe_step(time.perf_counter() - step_started)
             st.loss_sum += loss * len(idx)
             st.windows_done += len(idx)
             st.batch_pos += 1
             now = time.perf_counter()
             if now - last_report > 0.2 or st.batch_pos == self.n_batches:
                 last_report = now
+                self._recheck_threads(RECHECK_SECONDS)
                 wps = st.windows_done / max(now - started, 1e-9)
                 self.reporter.batch_progress(st.batch_pos, st.loss_sum / st.windows_done, lr, wps)
         st.epoch_seconds = time.perf_counter() - started
@@ -497,6 +503,8 @@ class Trainer:
         st.in_epoch = False
         record["seconds"] = st.epoch_seconds
         record["windows_per_s"] = st.windows_done / max(st.epoch_seconds, 1e-9)
+        record["threads"] = self.threads.choice.threads
+        self._recheck_threads()  # for the next epoch
         if dev_f1 is None or dev_f1 > st.best_f1:
             st.best_f1 = -1.0 if dev_f1 is None else dev_f1
             st.best_epoch, st.bad_epochs = st.epoch, 0
@@ -515,6 +523,27 @@ class Trainer:
         self.reporter.epoch_end(record)
         if self.on_epoch is not None and self.on_epoch(record):
             st.stopped_early = True  # after the save: a resumed run would go on training
+
+    def _log_kernels(self) -> None:
+        """What the products and updates run on: the BLAS threads, numba if used."""
+        self.reporter.log(self.threads.choice.describe())
+        if self.optimizer.kernels != "numpy":
+            self.reporter.log(
+                f"optimizer updates: {self.optimizer.kernels} one-pass kernels "
+                "(WINDOWNER_NO_NUMBA=1: numpy)"
+            )
+
+    def _observe_step(self, seconds: float) -> None:
+        """Feed a step's time to the thread policy (auto compares thread counts on them)."""
+        changed = self.threads.observe(seconds)
+        if changed is not None:
+            self.reporter.log(changed.describe())
+
+    def _recheck_threads(self, min_seconds: float = 0.0) -> None:
+        """Adapt the BLAS threads to other processes' load (auto, large products only)."""
+        changed = self.threads.recheck(min_seconds)
+        if changed is not None:
+            self.reporter.log(f"other processes' load changed: {changed.describe()}")
 
     def _evaluate(self, record: dict[str, Any]) -> float | None:
         """The ranking threshold and the dev scores; a signal stops them at once (the loop
@@ -568,6 +597,13 @@ class Trainer:
 
 
 # ------------------------------------------------------------------------- loop helpers
+
+
+def thread_policy(config: cfg.Config) -> ThreadPolicy:
+    """The BLAS thread policy for a training step's products (``train.threads``)."""
+    windows = config.train.batch_size * (1 + config.negatives.k)
+    spec = cfg.model_spec(config, vocab_size=1, n_tags=1)
+    return ThreadPolicy(config.train.threads, windows, spec.hidden, spec.input_dim)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,8 @@ is the one function that draws the masks, for both paths). Change the math in
 layers.py/model.py, mirror it here; tests/test_fastpath.py proves they agree.
 
 The one exception to "the same order": repeated embedding rows are summed in another order
-(``sum_window_rows``: one int64 key sort, then by run length; the caps table by
+(``sum_window_rows``: one int64 key sort, then by run length; with numba installed
+(windowner.accel) nn/fused.py's one walk over the windows; the caps table by
 ``sum_window_rows_small``: one small one-hot product), so results agree up to rounding.
 """
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from windowner.nn.activations import ACTIVATIONS, DERIVATIVES
+from windowner.nn.fused import row_summer
 from windowner.nn.layers import SparseGrad
 from windowner.registry import lookup
 
@@ -124,7 +126,9 @@ def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarra
         np.matmul(dz, p["W"], out=ws.dx)
         if fwd.input_mask is not None:
             ws.dx *= fwd.input_mask
-    if spec.train_embeddings:
+    if spec.train_embeddings and ws.row_summer is not None:  # numba (windowner.accel)
+        grads["E_word"] = ws.row_summer(fwd.words, ws.dx_words)
+    elif spec.train_embeddings:
         grads["E_word"] = sum_window_rows(fwd.words, ws.dx_words, ws.dx_word_rows)
     if has_caps:
         grads["E_caps"] = sum_window_rows_small(fwd.caps, ws.dx_caps, len(p["E_caps"]))
@@ -239,6 +243,7 @@ class Workspace:
         self.x_words, self.x_caps = input_blocks(self.x, spec)
         self.dx_words, self.dx_caps = input_blocks(self.dx, spec)
         self.dx_word_rows = RowSource(self.dx_words)
+        self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
         self.z, self.a, self.a_drop, self.scratch = (buf(n, H) for _ in range(4))
         hidden_draws = np.empty((n, H), dtype=np.float32)
         input_draws = np.empty((n, D), dtype=np.float32) if spec.input_keep_prob < 1.0 else None

@@ -50,7 +50,9 @@ class Optimizer:
     """``step(params, grads, lr)`` updates params in place; ``state`` is {"name.slot": array}
     plus the step counter ``t``."""
 
-    def __init__(self, settings: OptimizerSettings) -> None:
+    def __init__(self, settings: OptimizerSettings, fused: bool | None = None) -> None:
+        """``fused``: update with the one-pass numba kernels of optim/fused.py (equal bit for
+        bit); None uses them when numba is installed (``pip install windowner[accel]``)."""
         if settings.name not in OPTIMIZERS:
             raise KeyError(
                 f"unknown optimizer {settings.name!r}; choose from: {', '.join(OPTIMIZERS)}"
@@ -59,6 +61,12 @@ class Optimizer:
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
         self._buffers: dict[tuple[int, np.dtype], np.ndarray] = {}
+        self._fused = _fused_rules(fused)
+
+    @property
+    def kernels(self) -> str:
+        """ "numba" (one-pass kernels) or "numpy" (the reference ufunc chains)."""
+        return "numpy" if self._fused is None else "numba"
 
     def _slot(self, key: str, like: np.ndarray) -> np.ndarray:
         if key not in self.state:
@@ -82,10 +90,18 @@ class Optimizer:
             rate = lr
             if self.settings.fan_in_scaling and name in FAN_IN_AXIS:
                 rate = lr / np.sqrt(param.shape[FAN_IN_AXIS[name]])
-            if isinstance(grad, SparseGrad):
+            if self._fused is not None:
+                self._update_fused(name, param, grad, rate)
+            elif isinstance(grad, SparseGrad):
                 self._update_rows(name, param, grad.ids, grad.rows, rate)
             else:
                 self._update_dense(name, param, grad, rate)
+
+    def _update_fused(self, name: str, param: np.ndarray, grad, lr: float) -> None:
+        """The rule in one pass over θ (or over the rows a SparseGrad names) and its state."""
+        slots = [self._slot(f"{name}.{suffix}", param) for suffix in SLOTS[self.settings.name]]
+        ids, g = (grad.ids, grad.rows) if isinstance(grad, SparseGrad) else (None, grad)
+        self._fused.update(self.settings.name, self.settings, self.t, param, slots, ids, g, lr)
 
     def _update_dense(self, name: str, param: np.ndarray, g: np.ndarray, lr: float) -> None:
         slots = [self._slot(f"{name}.{suffix}", param) for suffix in SLOTS[self.settings.name]]
@@ -210,3 +226,14 @@ RULES: dict[str, Rule] = {
     "rmsprop": _rmsprop,
     "adam": _adam,
 }
+
+
+def _fused_rules(wanted: bool | None):
+    """optim/fused.py's kernels when ``wanted`` (None: when numba is installed), else None."""
+    from windowner import accel
+
+    if wanted is False or (wanted is None and not accel.available()):
+        return None
+    from windowner.optim.fused import FusedRules
+
+    return FusedRules()

@@ -1,0 +1,113 @@
+"""The numba one-pass update kernels equal the numpy rules bit for bit (skipped without numba)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from windowner.nn.layers import SparseGrad
+from windowner.optim.optimizers import OPTIMIZERS, Optimizer, OptimizerSettings
+
+pytest.importorskip("numba")
+
+from windowner import accel  # noqa: E402
+
+
+def problem(dtype: str, seed: int = 0) -> tuple[dict, list[dict]]:
+    """Parameters of every shape kind (table, matrix, vector) and 4 steps of gradients: dense
+    for W and b, rows 1, 3, 4 of the table (unique, sorted, as SparseGrad gives them)."""
+    rng = np.random.default_rng(seed)
+    params = {
+        "E_word": rng.standard_normal((7, 5)).astype(dtype),
+        "W": rng.standard_normal((6, 11)).astype(dtype),
+        "b": rng.standard_normal(6).astype(dtype),
+    }
+    steps = []
+    for k in range(4):
+        ids = np.array([1, 3, 4] if k % 2 == 0 else [0, 3, 6], dtype=np.int64)
+        steps.append(
+            {
+                "E_word": SparseGrad(ids, rng.standard_normal((3, 5)).astype(dtype)),
+                "W": rng.standard_normal((6, 11)).astype(dtype),
+                "b": (rng.standard_normal(6) * 1e-3).astype(dtype),
+            }
+        )
+    return params, steps
+
+
+def run_steps(settings: OptimizerSettings, params: dict, steps: list[dict], fused_: bool):
+    """Copies of ``params`` after ``steps``, and the optimizer, numba kernels or numpy rules."""
+    params = {k: v.copy() for k, v in params.items()}
+    optimizer = Optimizer(settings, fused=fused_)
+    assert optimizer.kernels == ("numba" if fused_ else "numpy")
+    for grads in steps:
+        optimizer.step(params, grads, 0.05)
+    return params, optimizer
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_fused_rules_equal_the_numpy_rules_bit_for_bit(name: str, dtype: str):
+    settings = OptimizerSettings(name, momentum=0.8, decay=0.95, eps=1e-6, fan_in_scaling=True)
+    params, steps = problem(dtype)
+    reference, numpy_opt = run_steps(settings, params, steps, fused_=False)
+    ours, numba_opt = run_steps(settings, params, steps, fused_=True)
+    for key in params:
+        assert ours[key].dtype == reference[key].dtype
+        np.testing.assert_array_equal(ours[key], reference[key], err_msg=key)
+        assert not np.array_equal(ours[key], params[key]), f"{key} was not updated"
+    assert numba_opt.state.keys() == numpy_opt.state.keys()
+    assert numba_opt.t == numpy_opt.t
+    for key, value in numpy_opt.state.items():
+        np.testing.assert_array_equal(numba_opt.state[key], value, err_msg=key)
+
+
+def test_untouched_rows_and_their_state_stay_as_they_were():
+    params, steps = problem("float32")
+    ours, optimizer = run_steps(OptimizerSettings("adam"), params, steps[:1], fused_=True)
+    for row in (0, 2, 5, 6):  # step 0 names rows 1, 3, 4 only
+        np.testing.assert_array_equal(ours["E_word"][row], params["E_word"][row])
+        assert not optimizer.state["E_word.m"][row].any()
+        assert not optimizer.state["E_word.v"][row].any()
+
+
+def test_disabled_by_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(accel.DISABLE_ENV, raising=False)
+    assert accel.available()
+    assert Optimizer(OptimizerSettings()).kernels == "numba"
+    monkeypatch.setenv(accel.DISABLE_ENV, "1")
+    assert not accel.available()
+    assert Optimizer(OptimizerSettings()).kernels == "numpy"
+
+
+@pytest.mark.parametrize("zipf", [0.0, 1.1, 3.0])
+def test_row_sums_equal_sum_window_rows(zipf: float):
+    """Ids from uniform (most seen once) to very skewed (long runs, reduceat in numpy), rows
+    read from a column block of a wider buffer as the fast path does. Equal up to the order of
+    the additions: numpy's reduceat adds long runs pairwise, the kernel in window order."""
+    from windowner.nn.fast import sum_window_rows
+    from windowner.nn.fused import RowSummer
+
+    rng = np.random.default_rng(3)
+    V, B, w, d = 500, 256, 5, 8
+    p = 1.0 / (np.arange(V) + 1.0) ** zipf
+    ids = rng.choice(V, size=(B, w), p=p / p.sum()).astype(np.int32)
+    buffer = rng.standard_normal((B, w * d + 7)).astype(np.float32)
+    rows = buffer[:, : w * d].reshape(B, w, d)
+    summer = RowSummer(V)
+    for _ in range(2):  # the id → slot table is reset between calls
+        ours, reference = summer(ids, rows), sum_window_rows(ids, rows)
+        np.testing.assert_array_equal(ours.ids, reference.ids)
+        np.testing.assert_allclose(ours.rows, reference.rows, rtol=1e-5, atol=1e-5)
+        once = np.bincount(ids.reshape(-1), minlength=V)[ours.ids] == 1
+        np.testing.assert_array_equal(ours.rows[once], reference.rows[once])
+
+
+def test_row_sums_reject_an_id_outside_the_table():
+    from windowner.nn.fused import RowSummer
+
+    rows = np.zeros((1, 2, 3), dtype=np.float32)
+    with pytest.raises(IndexError, match="out of range"):
+        RowSummer(4)(np.array([[1, 4]]), rows)
+    with pytest.raises(IndexError, match="out of range"):
+        RowSummer(4)(np.array([[-1, 2]]), rows)
