@@ -391,7 +391,7 @@ class Trainer:
             idx = self.train_idx[self.perm[st.batch_pos * B : (st.batch_pos + 1) * B]]
             lr = self.schedule(st.step)
             loss = self._step(idx, lr)
-            n_windows = self._n_windows(idx)
+            n_windows = batch_windows(self.config, self.data.train_enc, idx)
             st.loss_sum += loss * n_windows
             st.windows_done += n_windows
             st.batch_pos += 1
@@ -403,21 +403,11 @@ class Trainer:
         st.epoch_seconds = time.perf_counter() - started
         self._end_epoch()
 
-    def _by_sentence(self) -> bool:
-        return self.config.model.objective in SENTENCE_OBJECTIVES
-
-    def _n_windows(self, idx: np.ndarray) -> int:
-        """Windows (tokens) in a batch of token or (``_by_sentence``) sentence indices."""
-        if not self._by_sentence():
-            return len(idx)
-        bounds = self.data.train_enc.sent_bounds
-        return int(np.sum(bounds[idx + 1] - bounds[idx]))
-
     def _step(self, idx: np.ndarray, lr: float) -> float:
         """One step on the windows ``idx`` (token indices), or for the sentence-level
         objectives on the whole sentences ``idx`` (sentence indices)."""
         enc, bounds = self.data.train_enc, None
-        if self._by_sentence():
+        if self.config.model.objective in SENTENCE_OBJECTIVES:
             idx, bounds = sentence_tokens(enc.sent_bounds, idx)
         words, caps = enc.windows(idx)
         neg_w = neg_c = None
@@ -550,6 +540,14 @@ def training_tokens(config: cfg.Config, data: Prepared) -> np.ndarray:
             raise DataError(f"{config.data.train}: no entity tokens to rank")
         return idx
     return np.arange(len(tags))
+
+
+def batch_windows(config: cfg.Config, enc: Encoded, idx: np.ndarray) -> int:
+    """Windows (tokens) in a batch of token indices, or of sentence indices for the
+    sentence-level objectives."""
+    if config.model.objective not in SENTENCE_OBJECTIVES:
+        return len(idx)
+    return int(np.sum(enc.sent_bounds[idx + 1] - enc.sent_bounds[idx]))
 
 
 def sentence_tokens(bounds: np.ndarray, sentences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

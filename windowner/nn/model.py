@@ -96,9 +96,7 @@ class WindowScorer:
         self.spec = spec
         self.params = params
         self.fast_buffers: dict[int, Any] = {}  # nn/fast.py's workspaces, by batch size
-        # hard transition rules (decode.allowed_transitions) the sentence-level objectives
-        # train with; set by whoever knows the tag names (train.build_tagger)
-        self.constraints: Constraints | None = None
+        self.constraints: Constraints | None = None  # crf/structured: see sentence_objective
 
     @classmethod
     def create(
@@ -240,10 +238,7 @@ class WindowScorer:
         parameters: A/start/end for ``crf``/``structured``, else none)."""
         if self.spec.objective not in SENTENCE_OBJECTIVES:
             return (*self._objective(scores, labels, len(batch.words)), {})
-        if batch.bounds is None:
-            raise ValueError(f"the {self.spec.objective} objective needs sentence bounds")
-        trans = transitions_of(self.params, self.constraints)
-        return sentence_loss(self.spec, trans, scores, labels, batch.bounds)
+        return sentence_objective(self, scores, labels, batch.bounds)
 
     def _objective(
         self, scores: np.ndarray, labels: np.ndarray, n_true: int
@@ -321,6 +316,18 @@ def transition_params(n_tags: int, dtype: np.dtype) -> dict[str, np.ndarray]:
 def transitions_of(params: dict[str, np.ndarray], constraints: Constraints | None) -> Transitions:
     """The CRF layer of a sentence-level model: its A/start/end plus optional hard rules."""
     return Transitions(params["A"], params["start"], params["end"], constraints)
+
+
+def sentence_objective(
+    model: WindowScorer, scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray | None
+) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+    """``sentence_loss`` with the model's transitions and ``model.constraints``: the hard
+    IOB2 rules (``decode.allowed_transitions``) to train with, or None; the trainer sets them
+    (it knows the tag names) when the model decodes with them (``model.decode: viterbi``)."""
+    if bounds is None:
+        raise ValueError(f"the {model.spec.objective} objective needs sentence bounds")
+    trans = transitions_of(model.params, model.constraints)
+    return sentence_loss(model.spec, trans, scores, tags, bounds)
 
 
 def sentence_loss(
