@@ -8,7 +8,7 @@ structured  J = Σ over sentences of max_ŷ [Δ·Hamming(y, ŷ) + s(ŷ)] − s(y
 
 The two sentence-level objectives (Collobert et al. 2011 §3.3.2) live in ``nn/crf.py``; they
 score whole tag paths with learned transitions and are applied by
-``WindowScorer.sentence_objective``.
+``nn.model.sentence_objective`` (through ``WindowScorer.objective_grads``).
 """
 
 from __future__ import annotations
