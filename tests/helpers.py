@@ -13,6 +13,7 @@ import numpy as np
 from windowner.checkpoint import load_npz
 from windowner.gradcheck import dense_grad
 from windowner.nn.layers import SparseGrad
+from windowner.nn.losses import SENTENCE_OBJECTIVES
 from windowner.nn.model import Batch, ModelSpec, WindowScorer
 from windowner.train import strip_timing
 
@@ -49,15 +50,28 @@ def make_model(dtype="float64", **kw):
 
 
 def make_batch(spec, rng, n=13, k=0):
-    """Windows drawn from a few ids so that rows repeat, as in text."""
+    """Windows drawn from a few ids so that rows repeat, as in text. For the sentence-level
+    objectives the n windows form sentences of random lengths (one may be empty) and ``k``
+    is ignored (they take no corrupted windows)."""
     w = rng.integers(0, 8, (n, spec.window)) * 5
     c = rng.integers(0, 6, (n, spec.window))
     t = rng.integers(0, spec.n_out, n)
+    if spec.objective in SENTENCE_OBJECTIVES:
+        return Batch(w, c, t, bounds=random_bounds(rng, n))
     if k == 0:
         return Batch(w, c, t)
     nw = rng.integers(0, spec.vocab_size, (k * n, spec.window))
     nc = rng.integers(0, 6, (k * n, spec.window))
     return Batch(words=w, caps=c, tags=t, neg_words=nw, neg_caps=nc)
+
+
+def random_bounds(rng, n):
+    """Sentence bounds (S + 1,) over n tokens: cuts at random places, a repeated cut (an
+    empty sentence) included when n > 2."""
+    cuts = np.sort(rng.integers(1, n, size=max(n // 4, 1))) if n > 1 else np.array([], int)
+    if n > 2:
+        cuts = np.sort(np.append(cuts, cuts[0]))
+    return np.concatenate([[0], cuts, [n]]).astype(np.int64)
 
 
 def assert_grads_close(ref, got, shapes, rtol, atol=0.0):

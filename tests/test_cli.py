@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 
 from windowner.cli import app
 from windowner.corpus import read_conll
+from windowner.nn.activations import ACTIVATIONS
+from windowner.nn.losses import OBJECTIVES
 
 from .conftest import ROOT, embedded_data, strip_ansi
 
@@ -148,7 +150,9 @@ def test_gradcheck_json_covers_every_activation_and_objective():
     assert code == 0, text
     rows = json.loads(text)
     combos = {(r["activation"], r["objective"]) for r in rows}
-    assert len(combos) == 18
+    assert combos == {(a, o) for a in ACTIVATIONS for o in OBJECTIVES}  # 6 × 5
+    sentence_level = {r["param"] for r in rows if r["objective"] in ("crf", "structured")}
+    assert {"A", "start", "end"} <= sentence_level
     assert all(r["max_rel_error"] < 1e-6 for r in rows)
     assert {"activation", "objective", "param", "max_rel_error"} <= set(rows[0])
 

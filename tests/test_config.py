@@ -70,7 +70,7 @@ def test_every_problem_of_a_file_is_reported_together_with_its_key_path(tmp_path
     for key, valid in [
         ("model.activation", "sigmoid, tanh, hardtanh, softsign, relu, leaky_relu"),
         ("model.initializer", "xavier_uniform"),
-        ("model.objective", "ranking, multiclass, softmax"),
+        ("model.objective", "ranking, multiclass, softmax, crf, structured"),
         ("optimizer.name", "sgd, momentum, nesterov, adagrad, rmsprop, adam"),
         ("schedule.name", "constant, step, exponential, inverse"),
     ]:
@@ -101,7 +101,7 @@ def test_every_problem_of_a_file_is_reported_together_with_its_key_path(tmp_path
         ("model.initializer", "orthogonal", "model.initializer: unknown value 'orthogonal'"),
         ("optimizer.name", "lbfgs", "optimizer.name: unknown value 'lbfgs'; choose from:"),
         ("schedule.name", "cosine", "schedule.name: unknown value 'cosine'; choose from:"),
-        ("model.objective", "crf", "model.objective: unknown value 'crf'; choose from:"),
+        ("model.objective", "hmm", "model.objective: unknown value 'hmm'; choose from:"),
         ("model.hiden", "3", "model.hiden: unknown key; did you mean 'model.hidden'?"),
         ("optimzer.lr", "3", "optimzer: unknown key; did you mean 'optimizer'?"),
     ],

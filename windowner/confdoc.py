@@ -47,9 +47,10 @@ HELP: dict[str, str] = {
     "(1.0: no dropout; 0.5 drops half). Not a dropout rate.",
     "model.input_keep_prob": "Dropout on the input window vector, as the probability to KEEP "
     "an input (1.0: none). Not a dropout rate.",
-    "model.objective": "Loss: multiclass (max-margin over tags), softmax (cross-entropy) or "
-    "ranking (true window vs corrupted windows, untyped spans).",
-    "model.margin": "Margin of the max-margin losses (multiclass and ranking).",
+    "model.objective": "Loss: multiclass (max-margin over tags), softmax (cross-entropy), "
+    "ranking (true window vs corrupted windows, untyped spans), crf (sentence-level "
+    "likelihood with learned tag transitions) or structured (sentence-level hinge).",
+    "model.margin": "Margin of the max-margin losses (multiclass, ranking, structured).",
     "model.l2": "L2 penalty strength on the weight matrices.",
     "model.l2_embeddings": "Apply the L2 penalty to the word vectors too.",
     "model.decode": "viterbi (valid IOB2 sequences only) or argmax (best tag per token).",
@@ -76,7 +77,7 @@ HELP: dict[str, str] = {
     "schedule.tau": "inverse schedule: t at which the rate starts to fall.",
     "schedule.unit": "What t counts: epochs (fractional) or steps.",
     "train.epochs": "Passes over the training data.",
-    "train.batch_size": "Windows per gradient step.",
+    "train.batch_size": "Windows per gradient step (whole sentences for crf and structured).",
     "train.patience": "Stop after this many epochs without a better dev F1 (0: never).",
     "train.shuffle": "Shuffle the training windows at the start of each epoch.",
     "train.threads": "BLAS threads for the matrix products: auto (one thread for small products "

@@ -25,7 +25,7 @@ from windowner.decode import DECODERS
 from windowner.errors import ConfigError
 from windowner.nn.activations import ACTIVATIONS
 from windowner.nn.initializers import INITIALIZERS
-from windowner.nn.losses import OBJECTIVES
+from windowner.nn.losses import OBJECTIVES, SENTENCE_OBJECTIVES
 from windowner.optim.optimizers import OPTIMIZERS, OptimizerSettings
 from windowner.optim.schedules import SCHEDULES, UNITS, ScheduleSettings
 from windowner.windows import NEGATIVE_STRATEGIES
@@ -500,6 +500,15 @@ def validate(config: Config, skip: set[str] = frozenset()) -> list[str]:
     ranking = config.model.objective == "ranking"
     if ranking and config.negatives.k < 1 and wanted("negatives.k"):
         problems.append("negatives.k: the ranking objective needs k >= 1 corrupted windows")
+    if (
+        config.model.objective in SENTENCE_OBJECTIVES
+        and config.negatives.k
+        and wanted("negatives.k")
+    ):
+        problems.append(
+            f"negatives.k: the {config.model.objective} objective trains on whole sentences "
+            "and uses no corrupted windows; set negatives.k: 0"
+        )
     if config.embeddings.init == "" and wanted("embeddings.init"):
         problems.append("embeddings.init: must be 'random', 'glove-6b-50d' or a file path")
     if all(wanted(k) and RANGES[k][0](_get(config, k)) for k in SIZE_KEYS):

@@ -93,5 +93,10 @@ def decode_sentences(
     else:
         allowed, start = allowed_transitions(tags)
         ids = viterbi_batch(scores, bounds, allowed, start)
+    return split_tags(ids, bounds, tags)
+
+
+def split_tags(ids: np.ndarray, bounds: np.ndarray, tags: Sequence[str]) -> list[list[str]]:
+    """Tag ids (N,) of sentences delimited by ``bounds`` (S + 1,) → tag strings per sentence."""
     names = [tags[i] for i in ids.tolist()]
     return [names[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]

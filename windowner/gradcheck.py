@@ -3,7 +3,11 @@
 The default check is the notes' own example: 5-word windows of 4-dim word vectors (x ∈ R^20),
 8 hidden units, for every activation × objective, with L2 on (embeddings included) and dropout
 on with a fixed mask. Inputs are redrawn until every pre-activation and every hinge margin is
-at least ``KINK_GAP`` away from a kink, so the numeric derivative is well defined.
+at least ``KINK_GAP`` away from a kink, so the numeric derivative is well defined. The
+sentence-level objectives (crf, structured) take the same windows as sentences of
+``NOTES_SENTENCES`` tokens, with random tag transitions A/start/end (checked like every other
+parameter); for the structured hinge the best loss-augmented path must beat the second best by
+``KINK_GAP`` (``crf.hinge_kink_gap``).
 """
 
 from __future__ import annotations
@@ -16,14 +20,21 @@ import numpy as np
 
 from windowner.errors import ConfigError
 from windowner.nn.activations import ACTIVATIONS, KINKS
+from windowner.nn.crf import hinge_kink_gap
 from windowner.nn.layers import SparseGrad
-from windowner.nn.losses import OBJECTIVES, multiclass_margins, ranking_margins
-from windowner.nn.model import Batch, ModelSpec, WindowScorer
+from windowner.nn.losses import (
+    OBJECTIVES,
+    SENTENCE_OBJECTIVES,
+    multiclass_margins,
+    ranking_margins,
+)
+from windowner.nn.model import TRANSITIONS, Batch, ModelSpec, WindowScorer, transitions_of
 
 EPS = 1e-5
 TOLERANCE = 1e-6
 KINK_GAP = 1e-3
 NOTES_TAGS = 5  # O, B-LOC, I-LOC, B-PER, I-PER
+NOTES_SENTENCES = (1, 3, 2)  # sentence lengths of the crf/structured example
 
 
 @dataclass(frozen=True)
@@ -154,7 +165,39 @@ def kink_distance(model: WindowScorer, batch: Batch, masks: Masks) -> float:
         m = multiclass_margins(scores, labels, model.spec.margin)
         m[np.arange(len(labels)), labels] = np.inf
         gaps.append(np.abs(m).min())
+    elif model.spec.objective == "structured":
+        trans = transitions_of(model.params, model.constraints)
+        gaps.append(hinge_kink_gap(scores, labels, batch.bounds, trans, model.spec.margin))
     return float(min(gaps, default=np.inf))
+
+
+def example_batch(
+    spec: ModelSpec, rng: np.random.Generator, n_windows: int, n_caps: int = 6
+) -> tuple[Batch, int]:
+    """Random windows of ``spec`` → (batch, rows the forward pass sees): n_windows true
+    windows each with one center-corrupted window, or for crf/structured the sentences of
+    ``NOTES_SENTENCES`` (n_windows is then their total length) and no corrupted windows."""
+    sentence = spec.objective in SENTENCE_OBJECTIVES
+    if sentence:
+        n_windows = sum(NOTES_SENTENCES)
+    V, w = spec.vocab_size, spec.window
+    words = rng.integers(0, V, size=(n_windows, w))
+    caps = rng.integers(0, n_caps, size=(n_windows, w))
+    if sentence:
+        tags = rng.integers(0, spec.n_out, size=n_windows)
+        bounds = np.concatenate([[0], np.cumsum(NOTES_SENTENCES)])
+        return Batch(words, caps, tags, bounds=bounds), n_windows
+    neg_words = words.copy()  # drawn before the tags, as always (the same examples as before)
+    neg_words[:, w // 2] = (words[:, w // 2] + rng.integers(1, V, n_windows)) % V
+    tags = rng.integers(0, spec.n_out, size=n_windows)
+    return Batch(words, caps, tags, neg_words, caps.copy()), 2 * n_windows
+
+
+def randomize_transitions(model: WindowScorer, rng: np.random.Generator) -> None:
+    """Tag transitions of a sentence-level model drawn N(0, 1) (they start at 0)."""
+    for name in TRANSITIONS:
+        if name in model.params:
+            model.params[name] = rng.normal(size=model.params[name].shape)
 
 
 def notes_example(
@@ -186,13 +229,9 @@ def notes_example(
         dtype="float64",
     )
     model = WindowScorer.create(spec, rng, "xavier_uniform", embed_scale=1.0)
-    words = rng.integers(0, spec.vocab_size, size=(n_windows, 5))
-    caps = rng.integers(0, 6, size=(n_windows, 5))
-    neg_words = words.copy()
-    neg_words[:, 2] = (words[:, 2] + rng.integers(1, spec.vocab_size, n_windows)) % spec.vocab_size
-    tags = rng.integers(0, spec.n_out, size=n_windows)
-    batch = Batch(words, caps, tags, neg_words, caps.copy())
-    return model, batch, fixed_masks(rng, spec, 2 * n_windows)
+    randomize_transitions(model, rng)
+    batch, n_rows = example_batch(spec, rng, n_windows)
+    return model, batch, fixed_masks(rng, spec, n_rows)
 
 
 def check_example(
@@ -234,7 +273,7 @@ def run_default(
     caps_dim: int = 0,
 ) -> list[CheckResult]:
     """Every activation × objective on the notes' example, L2 and fixed-mask dropout (on the
-    hidden layer and on the input) on."""
+    hidden layer and on the input) on (crf/structured: ``NOTES_SENTENCES``)."""
     results = []
     for activation in activations:
         for objective in objectives:
@@ -253,13 +292,9 @@ def run_for_spec(
     rng = np.random.default_rng(seed)
     for _ in range(200):
         model = WindowScorer.create(spec, rng, "xavier_uniform", embed_scale=1.0)
-        V, w = spec.vocab_size, spec.window
-        words = rng.integers(0, V, size=(n_windows, w))
-        caps = rng.integers(0, 6, size=(n_windows, w))
-        neg = words.copy()
-        neg[:, w // 2] = (words[:, w // 2] + rng.integers(1, V, n_windows)) % V
-        batch = Batch(words, caps, rng.integers(0, spec.n_out, n_windows), neg, caps.copy())
-        masks = fixed_masks(rng, spec, 2 * n_windows)
+        randomize_transitions(model, rng)
+        batch, n_rows = example_batch(spec, rng, n_windows)
+        masks = fixed_masks(rng, spec, n_rows)
         if kink_distance(model, batch, masks) > KINK_GAP:
             errors = check_example(model, batch, masks, rng, limit)
             return [

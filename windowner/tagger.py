@@ -22,10 +22,12 @@ import numpy as np
 
 from windowner.checkpoint import array_text, load_npz, save_npz, text_array
 from windowner.corpus import Sentence, Vocab, normalize_word
-from windowner.decode import decode_sentences
+from windowner.decode import allowed_transitions, decode_sentences, split_tags
 from windowner.errors import ModelFileError
 from windowner.evaluate import ENTITY, ranking_tags
-from windowner.nn.model import ModelSpec, WindowScorer
+from windowner.nn.crf import viterbi_decode
+from windowner.nn.losses import SENTENCE_OBJECTIVES
+from windowner.nn.model import ModelSpec, WindowScorer, transitions_of
 from windowner.windows import Encoded, encode
 
 
@@ -70,11 +72,21 @@ class Tagger:
         scores = self.scores(encoded) if scores is None else scores
         if self.objective == "ranking":
             return ranking_tags(scores[:, 0] > self.threshold, encoded.sent_bounds)
+        if self.objective in SENTENCE_OBJECTIVES:
+            return self._decode_paths(scores, encoded.sent_bounds)
         if self.objective == "softmax" and self.decode == "viterbi":
             from windowner.nn.losses import log_softmax
 
             scores = log_softmax(scores.astype(np.float64))
         return decode_sentences(scores, encoded.sent_bounds, self.tags, self.decode)
+
+    def _decode_paths(self, scores: np.ndarray, bounds: np.ndarray) -> list[list[str]]:
+        """A sentence-level model's tags: Viterbi over scores (N, C) with its learned
+        transitions, plus the hard IOB2 rules when ``decode`` is "viterbi" ("argmax": the
+        best path under the learned transitions alone)."""
+        constraints = allowed_transitions(self.tags) if self.decode == "viterbi" else None
+        ids = viterbi_decode(scores, bounds, transitions_of(self.model.params, constraints))
+        return split_tags(ids, bounds, self.tags)
 
     def tag(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
         sentences = [Sentence(tuple(t), ("O",) * len(t)) for t in token_lists]
@@ -201,6 +213,9 @@ def _check_params(path: Path, spec: ModelSpec, params: dict, n_words: int, n_tag
     }
     if spec.caps_dim:
         expected["E_caps"] = (spec.caps_classes, spec.caps_dim)
+    if spec.objective in SENTENCE_OBJECTIVES:
+        C = spec.n_out
+        expected.update({"A": (C, C), "start": (C,), "end": (C,)})
     problems = []
     if n_words != spec.vocab_size:
         problems.append(f"vocabulary has {n_words} words, spec says {spec.vocab_size}")

@@ -47,6 +47,7 @@ from windowner.corpus import (
     read_conll,
     tag_vocab_of,
 )
+from windowner.decode import allowed_transitions
 from windowner.errors import (
     ConfigError,
     DataError,
@@ -56,6 +57,7 @@ from windowner.errors import (
 )
 from windowner.evaluate import evaluate_split, report_unseen_tags
 from windowner.nn.fast import train_step
+from windowner.nn.losses import SENTENCE_OBJECTIVES
 from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
@@ -250,6 +252,8 @@ def build_tagger(
     m, e = config.model, config.embeddings
     spec = cfg.model_spec(config, len(data.words), len(data.tags))
     model = WindowScorer.create(spec, rng, m.initializer, m.init_scale, word_table, e.scale)
+    if m.objective in SENTENCE_OBJECTIVES and m.decode == "viterbi":
+        model.constraints = allowed_transitions(data.tags.items)  # trained as decoded
     return Tagger(
         model=model,
         words=data.words,
@@ -442,13 +446,15 @@ class Trainer:
             if self._signal is not None:
                 st.epoch_seconds = time.perf_counter() - started
                 self._interrupt()
+            # token indices, or sentence indices for the sentence-level objectives
             idx = self.train_idx[self.perm[st.batch_pos * B : (st.batch_pos + 1) * B]]
             lr = self.schedule(st.step)
             step_started = time.perf_counter()
             loss = self._step(idx, lr)
             self._observe_step(time.perf_counter() - step_started)
-            st.loss_sum += loss * len(idx)
-            st.windows_done += len(idx)
+            n_windows = batch_windows(self.config, self.data.train_enc, idx)
+            st.loss_sum += loss * n_windows
+            st.windows_done += n_windows
             st.batch_pos += 1
             now = time.perf_counter()
             if now - last_report > 0.2 or st.batch_pos == self.n_batches:
@@ -460,12 +466,23 @@ class Trainer:
         self._end_epoch()
 
     def _step(self, idx: np.ndarray, lr: float) -> float:
-        enc = self.data.train_enc
+        """One step on the windows ``idx`` (token indices), or for the sentence-level
+        objectives on the whole sentences ``idx`` (sentence indices)."""
+        enc, bounds = self.data.train_enc, None
+        if self.config.model.objective in SENTENCE_OBJECTIVES:
+            idx, bounds = sentence_tokens(enc.sent_bounds, idx)
         words, caps = enc.windows(idx)
         neg_w = neg_c = None
         if self.sampler is not None:
             neg_w, neg_c = self.sampler.sample(words, caps, self.rng)
-        batch = Batch(words=words, caps=caps, tags=enc.tags[idx], neg_words=neg_w, neg_caps=neg_c)
+        batch = Batch(
+            words=words,
+            caps=caps,
+            tags=enc.tags[idx],
+            neg_words=neg_w,
+            neg_caps=neg_c,
+            bounds=bounds,
+        )
         # the fast path: the same math and random draws as loss_and_grads, in reused buffers
         loss = train_step(self.tagger.model, batch, self.optimizer, lr, self.rng)
         self.state.step += 1
@@ -632,7 +649,11 @@ def extra_words(config: cfg.Config) -> list[str]:
 
 
 def training_tokens(config: cfg.Config, data: Prepared) -> np.ndarray:
-    """Indices of the training windows: all tokens, or entity tokens for ranking."""
+    """What an epoch shuffles and cuts into batches of ``train.batch_size``: the indices of
+    the training windows (all tokens, or the entity tokens for ranking), or for the
+    sentence-level objectives (crf, structured) the indices of the non-empty sentences."""
+    if config.model.objective in SENTENCE_OBJECTIVES:
+        return np.flatnonzero(np.diff(data.train_enc.sent_bounds) > 0)
     tags = data.train_enc.tags
     if config.model.objective == "ranking":
         idx = np.flatnonzero(tags > 0)
@@ -640,6 +661,26 @@ def training_tokens(config: cfg.Config, data: Prepared) -> np.ndarray:
             raise DataError(f"{config.data.train}: no entity tokens to rank")
         return idx
     return np.arange(len(tags))
+
+
+def batch_windows(config: cfg.Config, enc: Encoded, idx: np.ndarray) -> int:
+    """Windows (tokens) in a batch of token indices, or of sentence indices for the
+    sentence-level objectives."""
+    if config.model.objective not in SENTENCE_OBJECTIVES:
+        return len(idx)
+    return int(np.sum(enc.sent_bounds[idx + 1] - enc.sent_bounds[idx]))
+
+
+def sentence_tokens(bounds: np.ndarray, sentences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sentences ``sentences`` (B,) of a corpus delimited by ``bounds`` (S + 1,) → (their token
+    indices in the given sentence order (N,), the batch's own bounds (B + 1,))."""
+    starts = bounds[sentences]
+    lengths = bounds[sentences + 1] - starts
+    batch_bounds = np.zeros(len(sentences) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=batch_bounds[1:])
+    idx = np.arange(batch_bounds[-1], dtype=np.int64)
+    idx += np.repeat(starts - batch_bounds[:-1], lengths)
+    return idx, batch_bounds
 
 
 def negative_sampler(config: cfg.Config, data: Prepared) -> NegativeSampler | None:

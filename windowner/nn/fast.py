@@ -83,11 +83,13 @@ def loss_and_grads_fast(
     ws = workspace(model, len(words))
     input_mask, mask = model.dropout_masks(len(words), rng, input_mask, dropout_mask, ws.masks)
     fwd = _forward(model, ws, words, caps, input_mask, mask)
+    own_grads = {}
     if spec.objective == "multiclass":
         loss, dscores = multiclass_hinge_into(ws.s, labels, spec.margin, ws)
     else:
-        loss, dscores = model._objective(ws.s, labels, len(batch.words))
+        loss, dscores, own_grads = model.objective_grads(ws.s, labels, batch)
     grads = _backward(model, ws, fwd, dscores)
+    grads.update(own_grads)
     return loss + model._l2(grads), grads
 
 

@@ -3,13 +3,20 @@
 ranking     J = mean over (true, corrupted) pairs of max(0, Δ + s_c − s)       (the notes)
 multiclass  J = mean over windows of Σ_{c≠y} max(0, Δ + s_c − s_y)     (Weston–Watkins)
 softmax     J = mean over windows of −log softmax(s)_y                 (CS224n 2017)
+crf         J = Σ over sentences of log Z − s(y), / tokens   (sentence-level log-likelihood)
+structured  J = Σ over sentences of max_ŷ [Δ·Hamming(y, ŷ) + s(ŷ)] − s(y), / tokens
+
+The two sentence-level objectives (Collobert et al. 2011 §3.3.2) live in ``nn/crf.py``; they
+score whole tag paths with learned transitions and are applied by
+``nn.model.sentence_objective`` (through ``WindowScorer.objective_grads``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-OBJECTIVES = ("ranking", "multiclass", "softmax")
+OBJECTIVES = ("ranking", "multiclass", "softmax", "crf", "structured")
+SENTENCE_OBJECTIVES = ("crf", "structured")  # trained on whole sentences (nn/crf.py)
 
 
 def ranking_margins(s_true: np.ndarray, s_corrupt: np.ndarray, margin: float) -> np.ndarray:

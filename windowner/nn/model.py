@@ -9,7 +9,9 @@ For a window of w word ids (and w capitalisation ids):
     s = Uᵀ a               U ∈ R^(H×C)   (C = 1 for the ranking objective, else the tag count)
 
 Parameters live in one dict keyed by name: ``E_word`` (V, d), ``E_caps`` (caps_classes,
-d_caps) when d_caps > 0, ``W`` (H, D), ``b`` (H,), ``U`` (H, C).
+d_caps) when d_caps > 0, ``W`` (H, D), ``b`` (H,), ``U`` (H, C); the sentence-level objectives
+(``crf``, ``structured``) add the tag transitions ``A`` (C, C), ``start`` (C,) and ``end`` (C,)
+of ``nn/crf.py``, which score whole tag paths on top of the window scores s.
 
 This is the readable reference (with ``nn/layers.py``); training and scoring run the same math
 in reused buffers in ``nn/fast.py``. Change the math here, mirror it there;
@@ -24,12 +26,19 @@ from typing import Any
 import numpy as np
 
 from windowner.nn import fast, layers
+from windowner.nn.crf import Constraints, Transitions, crf_loss, structured_hinge_loss
 from windowner.nn.initializers import init_weight
 from windowner.nn.layers import SparseGrad
-from windowner.nn.losses import multiclass_hinge, ranking_hinge, softmax_cross_entropy
+from windowner.nn.losses import (
+    SENTENCE_OBJECTIVES,
+    multiclass_hinge,
+    ranking_hinge,
+    softmax_cross_entropy,
+)
 
 EMBEDDINGS = ("E_word", "E_caps")
 WEIGHTS = ("W", "U")
+TRANSITIONS = ("A", "start", "end")  # the sentence-level objectives' own parameters
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,8 @@ class Batch:
 
     words, caps: (B, w) int windows; tags: (B,) int tag ids (ignored by ``ranking``, whose
     windows are all true ones); neg_words, neg_caps: (k·B, w) corrupted windows or None
-    (row j·B + i corrupts window i).
+    (row j·B + i corrupts window i); bounds: (S + 1,) int sentence bounds of the B windows
+    (whole sentences in order, as ``Encoded.sent_bounds``), needed by ``crf``/``structured``.
     """
 
     words: np.ndarray
@@ -76,6 +86,7 @@ class Batch:
     tags: np.ndarray
     neg_words: np.ndarray | None = None
     neg_caps: np.ndarray | None = None
+    bounds: np.ndarray | None = None
 
 
 class WindowScorer:
@@ -85,6 +96,7 @@ class WindowScorer:
         self.spec = spec
         self.params = params
         self.fast_buffers: dict[int, Any] = {}  # nn/fast.py's workspaces, by batch size
+        self.constraints: Constraints | None = None  # crf/structured: see sentence_objective
 
     @classmethod
     def create(
@@ -110,6 +122,8 @@ class WindowScorer:
         params["b"] = np.zeros(spec.hidden, dtype=dtype)
         params["U"] = init_weight(initializer, rng, spec.n_out, spec.hidden, init_scale, dtype).T
         params["U"] = np.ascontiguousarray(params["U"])
+        if spec.objective in SENTENCE_OBJECTIVES:
+            params.update(transition_params(spec.n_out, dtype))
         return cls(spec, params)
 
     # ------------------------------------------------------------------ forward / backward
@@ -178,8 +192,9 @@ class WindowScorer:
         words, caps, labels = self._stack(batch)
         input_mask, mask = self.dropout_masks(len(words), rng, input_mask, dropout_mask)
         scores, cache = self.forward(words, caps, mask, input_mask)
-        loss, dscores = self._objective(scores, labels, len(batch.words))
+        loss, dscores, own_grads = self.objective_grads(scores, labels, batch)
         grads = self.backward(dscores, cache)
+        grads.update(own_grads)
         return loss + self._l2(grads), grads
 
     def dropout_masks(
@@ -215,6 +230,15 @@ class WindowScorer:
         caps = np.concatenate([batch.caps, batch.neg_caps])
         labels = np.concatenate([batch.tags, np.zeros(len(batch.neg_words), batch.tags.dtype)])
         return words, caps, labels
+
+    def objective_grads(
+        self, scores: np.ndarray, labels: np.ndarray, batch: Batch
+    ) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+        """The objective on scores (N, C) → (J, dJ/ds (N, C), gradients of the objective's own
+        parameters: A/start/end for ``crf``/``structured``, else none)."""
+        if self.spec.objective not in SENTENCE_OBJECTIVES:
+            return (*self._objective(scores, labels, len(batch.words)), {})
+        return sentence_objective(self, scores, labels, batch.bounds)
 
     def _objective(
         self, scores: np.ndarray, labels: np.ndarray, n_true: int
@@ -277,6 +301,52 @@ class WindowScorer:
             fast.hidden_into(self, x, z, z)
             np.matmul(z, p["U"], out=out[start:stop])
         return out
+
+
+def transition_params(n_tags: int, dtype: np.dtype) -> dict[str, np.ndarray]:
+    """Fresh A (C, C), start (C,), end (C,): zeros (the window scores' random init breaks
+    the symmetry)."""
+    return {
+        "A": np.zeros((n_tags, n_tags), dtype=dtype),
+        "start": np.zeros(n_tags, dtype=dtype),
+        "end": np.zeros(n_tags, dtype=dtype),
+    }
+
+
+def transitions_of(params: dict[str, np.ndarray], constraints: Constraints | None) -> Transitions:
+    """The CRF layer of a sentence-level model: its A/start/end plus optional hard rules."""
+    return Transitions(params["A"], params["start"], params["end"], constraints)
+
+
+def sentence_objective(
+    model: WindowScorer, scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray | None
+) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+    """``sentence_loss`` with the model's transitions and ``model.constraints``: the hard
+    IOB2 rules (``decode.allowed_transitions``) to train with, or None; the trainer sets them
+    (it knows the tag names) when the model decodes with them (``model.decode: viterbi``)."""
+    if bounds is None:
+        raise ValueError(f"the {model.spec.objective} objective needs sentence bounds")
+    trans = transitions_of(model.params, model.constraints)
+    return sentence_loss(model.spec, trans, scores, tags, bounds)
+
+
+def sentence_loss(
+    spec: ModelSpec, trans: Transitions, scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray
+) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+    """``crf`` or ``structured`` on window scores (N, C) of whole sentences (``bounds``
+    (S + 1,)) → (J, dJ/ds (N, C), {"A", "start", "end": gradients}).
+
+    nn/crf.py averages over the S' non-empty sentences; here J is rescaled to the sum over
+    sentences divided by the N tokens, so a token's gradient has the size it has under the
+    window objectives (a per-sentence mean makes it ~14× larger on CoNLL-2003)."""
+    if spec.objective == "crf":
+        loss, g = crf_loss(scores, tags, bounds, trans)
+    else:
+        loss, g = structured_hinge_loss(scores, tags, bounds, trans, spec.margin)
+    n_sentences = int(np.count_nonzero(np.diff(bounds)))
+    scale = n_sentences / max(len(tags), 1)
+    own = {"A": g.dA * scale, "start": g.dstart * scale, "end": g.dend * scale}
+    return loss * scale, g.dscores * scale, own
 
 
 def _need(rng: np.random.Generator | None) -> np.random.Generator:
