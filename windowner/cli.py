@@ -183,6 +183,77 @@ Overrides = Annotated[
 ]
 
 
+class InputFormat(StrEnum):
+    text = "text"
+    conll = "conll"
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    conll = "conll"
+
+
+TextArgument = Annotated[
+    str | None, typer.Argument(metavar="TEXT", help="Text to tag (or use --input).")
+]
+
+ModelPath = Annotated[
+    Path | None,
+    typer.Option("--model", "-m", metavar="PATH", help="Run directory or model file."),
+]
+
+InputFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="FILE",
+        help="Read a file (- = stdin; piped stdin is read too).",
+    ),
+]
+
+InputFormatOption = Annotated[
+    InputFormat,
+    typer.Option(
+        "--input-format",
+        metavar="text|conll",
+        help="text: raw text; conll: token per line.",
+    ),
+]
+
+OutputFormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--output-format",
+        "-f",
+        metavar="table|json|jsonl|conll",
+        help="table, json, jsonl (streams) or conll.",
+    ),
+]
+
+PerLineOption = Annotated[
+    bool,
+    typer.Option("--per-line", help="Each input line is a document (default: paragraphs)."),
+]
+
+TokenizerOption = Annotated[
+    str,
+    typer.Option("--tokenizer", metavar="NAME", help="default (CoNLL-style), whitespace, spacy."),
+]
+
+JobsOption = Annotated[
+    int,
+    typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes for big inputs."),
+]
+
+ExplainOption = Annotated[
+    bool,
+    typer.Option("--explain", help="Show each token's window, every tag's score, the margin."),
+]
+
+
 @app.command()
 @handle_errors
 def train(
@@ -247,10 +318,7 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @app.command("eval")
 @handle_errors
 def eval_(
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", metavar="PATH", help="Run directory or model file."),
-    ] = None,
+    model: ModelPath = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -278,72 +346,18 @@ def eval_(
 # ----------------------------------------------------------------------------- predict
 
 
-class InputFormat(StrEnum):
-    text = "text"
-    conll = "conll"
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    conll = "conll"
-
-
 @app.command(cls=PlainArguments)
 @handle_errors
 def predict(
-    text: Annotated[
-        str | None, typer.Argument(metavar="TEXT", help="Text to tag (or use --input).")
-    ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", metavar="PATH", help="Run directory or model file."),
-    ] = None,
-    input_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--input",
-            "-i",
-            metavar="FILE",
-            help="Read a file (- = stdin; piped stdin is read too).",
-        ),
-    ] = None,
-    input_format: Annotated[
-        InputFormat,
-        typer.Option(
-            "--input-format",
-            metavar="text|conll",
-            help="text: raw text; conll: token per line.",
-        ),
-    ] = InputFormat.text,
-    output_format: Annotated[
-        OutputFormat,
-        typer.Option(
-            "--output-format",
-            "-f",
-            metavar="table|json|jsonl|conll",
-            help="table, json, jsonl (streams) or conll.",
-        ),
-    ] = OutputFormat.table,
-    per_line: Annotated[
-        bool,
-        typer.Option("--per-line", help="Each input line is a document (default: paragraphs)."),
-    ] = False,
-    tokenizer: Annotated[
-        str,
-        typer.Option(
-            "--tokenizer", metavar="NAME", help="default (CoNLL-style), whitespace, spacy."
-        ),
-    ] = "default",
-    jobs: Annotated[
-        int,
-        typer.Option("--jobs", "-j", min=1, metavar="N", help="Worker processes for big inputs."),
-    ] = 1,
-    explain: Annotated[
-        bool,
-        typer.Option("--explain", help="Show each token's window, every tag's score, the margin."),
-    ] = False,
+    text: TextArgument = None,
+    model: ModelPath = None,
+    input_file: InputFile = None,
+    input_format: InputFormatOption = InputFormat.text,
+    output_format: OutputFormatOption = OutputFormat.table,
+    per_line: PerLineOption = False,
+    tokenizer: TokenizerOption = "default",
+    jobs: JobsOption = 1,
+    explain: ExplainOption = False,
     threads: ThreadsOption = "auto",
 ) -> None:
     """Tag text and list its entities, with character offsets and scores.
@@ -523,10 +537,7 @@ def report(
 @app.command()
 @handle_errors
 def serve(
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", metavar="PATH", help="Run directory or model file."),
-    ] = None,
+    model: ModelPath = None,
     host: Annotated[
         str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
     ] = "127.0.0.1",

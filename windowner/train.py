@@ -491,17 +491,7 @@ class Trainer:
         return loss
 
     def _diverged(self, what: str) -> None:
-        lr = self.config.optimizer.lr
-        best = self.run_dir / "model.npz"
-        kept = (
-            f"; the best model so far is in {best}"
-            if best.exists()
-            else "; no epoch finished, so no model was saved"
-        )
-        raise TrainingDiverged(
-            f"training diverged at step {self.state.step} (epoch {self.state.epoch + 1}): {what}. "
-            f"Try a lower learning rate, e.g. --set optimizer.lr={lr / 10:g}{kept}"
-        )
+        raise diverged_error(self.state, self.config.optimizer.lr, self.run_dir, what)
 
     def _end_epoch(self) -> None:
         st = self.state
@@ -543,12 +533,7 @@ class Trainer:
 
     def _log_kernels(self) -> None:
         """What the products and updates run on: the BLAS threads, numba if used."""
-        self.reporter.log(self.threads.choice.describe())
-        if self.optimizer.kernels != "numpy":
-            self.reporter.log(
-                f"optimizer updates: {self.optimizer.kernels} one-pass kernels "
-                "(WINDOWNER_NO_NUMBA=1: numpy)"
-            )
+        log_kernels(self.reporter, self.threads.choice, self.optimizer.kernels)
 
     def _observe_step(self, seconds: float) -> None:
         """Feed a step's time to the thread policy (auto compares thread counts on them)."""
@@ -596,24 +581,53 @@ class Trainer:
         if d.dev_enc is not None and best.objective != "softmax":  # hinge scores → probabilities
             best.temperature = fit_temperature(best, d.dev_enc)
             store_temperature(self.run_dir / "model.npz", best.temperature)
-        summary: dict[str, Any] = {
-            "run_dir": str(self.run_dir),
-            "epochs": self.state.epoch,
-            "steps": self.state.step,
-            "best_epoch": self.state.best_epoch,
-            "stopped_early": self.state.stopped_early,
-            "vocab_size": len(d.words),
-            "tags": d.tags.items,
-            "seconds": sum(r["seconds"] for r in self.metrics),
-        }
-        for name, sents, enc in (("dev", d.dev, d.dev_enc), ("test", d.test, d.test_enc)):
-            if sents is not None and enc is not None:
-                summary[name] = evaluate_split(best, sents, enc)
+        summary = run_summary(self.run_dir, self.state, d, self.metrics, best)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
 
 # ------------------------------------------------------------------------- loop helpers
+
+
+def diverged_error(state: LoopState, lr: float, run_dir: Path, what: str) -> TrainingDiverged:
+    """The divergence error: where it happened, a lower rate to try, where the best model is."""
+    best = run_dir / "model.npz"
+    kept = (
+        f"; the best model so far is in {best}"
+        if best.exists()
+        else "; no epoch finished, so no model was saved"
+    )
+    return TrainingDiverged(
+        f"training diverged at step {state.step} (epoch {state.epoch + 1}): {what}. "
+        f"Try a lower learning rate, e.g. --set optimizer.lr={lr / 10:g}{kept}"
+    )
+
+
+def log_kernels(reporter: Reporter, choice: Any, kernels: str) -> None:
+    """Say what the products and updates run on: the BLAS threads, numba if used."""
+    reporter.log(choice.describe())
+    if kernels != "numpy":
+        reporter.log(f"optimizer updates: {kernels} one-pass kernels (WINDOWNER_NO_NUMBA=1: numpy)")
+
+
+def run_summary(
+    run_dir: Path, state: LoopState, data: Prepared, metrics: list[dict[str, Any]], best: Tagger
+) -> dict[str, Any]:
+    """summary.json: the loop's totals and the best model's dev/test evaluation."""
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "epochs": state.epoch,
+        "steps": state.step,
+        "best_epoch": state.best_epoch,
+        "stopped_early": state.stopped_early,
+        "vocab_size": len(data.words),
+        "tags": data.tags.items,
+        "seconds": sum(r["seconds"] for r in metrics),
+    }
+    for name, sents, enc in (("dev", data.dev, data.dev_enc), ("test", data.test, data.test_enc)):
+        if sents is not None and enc is not None:
+            summary[name] = evaluate_split(best, sents, enc)
+    return summary
 
 
 def thread_policy(config: cfg.Config) -> ThreadPolicy:

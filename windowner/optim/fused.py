@@ -22,7 +22,9 @@ import numpy as np
 
 
 def _compile() -> dict[str, Callable]:
-    """The kernels, compiled lazily by numba on first call for each dtype (cached on disk)."""
+    """The kernels, compiled lazily by numba on first call for each dtype (cached on disk).
+
+    Longer than 50 lines on purpose: one short hot kernel per update rule, closed over one jit."""
     from numba import njit
 
     jit = njit(cache=True, error_model="numpy", fastmath=False, nogil=True)
