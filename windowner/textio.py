@@ -95,7 +95,7 @@ def read_input(text: str | None, path: Path | None, input_format: str) -> list[l
 
 # ----------------------------------------------------------------------------- documents
 
-DOC_MAX_CHARS = 1 << 20  # a longer paragraph is cut at the next line end into documents
+DOC_MAX_CHARS = 1 << 16  # a longer paragraph is cut at the next line end (bounded memory)
 LINE_CHUNK = 1 << 20  # bytes read at a time from one line (a longer line comes in pieces)
 NOTHING_TO_TAG = "nothing to tag: the input is empty or only whitespace"
 
