@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from windowner import __version__, card
+from windowner import __version__, checkpoint
 from windowner.checkpoint import load_npz
 from windowner.train import train
 
@@ -70,15 +70,15 @@ def test_sha256_is_streamed_and_a_pipe_is_not_hashed(tmp_path, monkeypatch):
         def hexdigest(self) -> str:
             return self.inner.hexdigest()
 
-    monkeypatch.setattr(card, "HASH_CHUNK", 1024)
-    monkeypatch.setattr(card.hashlib, "sha256", Recording)
-    digest = card.file_sha256(big)
+    monkeypatch.setattr(checkpoint, "HASH_PIECE", 1024)
+    monkeypatch.setattr(checkpoint.hashlib, "sha256", Recording)
+    digest = checkpoint.file_sha256(big)
     monkeypatch.undo()
     assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
     assert updates == [1024] * 9 + [10_000 - 9 * 1024]
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    assert card.file_sha256(fifo) is None
+    assert checkpoint.file_sha256(fifo) is None
 
 
 def test_a_run_without_dev_and_test_says_so(tmp_path):

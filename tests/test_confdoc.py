@@ -36,7 +36,7 @@ def test_readme_reference_is_the_generated_table():
 
 
 def test_every_key_has_one_meaning_and_no_meaning_is_stale():
-    keys = set(confdoc.flatten(cfg.Config().to_dict()))
+    keys = set(cfg.flatten(cfg.Config().to_dict()))
     assert keys == set(confdoc.HELP)
     assert all(text.strip() and "\n" not in text for text in confdoc.HELP.values())
 

@@ -1,7 +1,8 @@
 """Sharing a model: its provenance (data files with sha256, date, windowner version) and the
 model card ``MODEL.md`` written into every run directory.
 
-``provenance(config)`` is computed once when training starts and stored in ``model.npz``'s
+``provenance(config, sha256)`` is computed once when training starts (from the hashes the trainer
+takes of its data files) and stored in ``model.npz``'s
 metadata under ``"provenance"``; ``write_card`` writes ``MODEL.md`` from it, the config and
 the training summary when training ends.
 
@@ -12,7 +13,6 @@ Where to change what: what the card says is ``card_text``; which files are hashe
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import shlex
 from pathlib import Path
 from typing import Any
@@ -21,27 +21,11 @@ from windowner import __version__
 from windowner.checkpoint import atomic_write_text
 
 CARD_NAME = "MODEL.md"
-HASH_CHUNK = 1 << 20  # bytes read at a time while hashing
 
 
-def file_sha256(path: str | Path) -> str | None:
-    """Hex sha256 of a regular file, read in chunks (never whole); None for a pipe or other
-    file that cannot be read twice, or a file that cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def data_files(config: Any) -> list[dict[str, Any]]:
-    """The data files of a (resolved) config: split, path as given, file name, sha256, bytes."""
+def data_files(config: Any, sha256: dict[str, str | None]) -> list[dict[str, Any]]:
+    """The data files of a (resolved) config: split, path as given, file name, sha256 (as
+    hashed when training started: ``sha256`` by split), bytes."""
     files = []
     for split in ("train", "dev", "test"):
         path = getattr(config.data, split)
@@ -54,19 +38,19 @@ def data_files(config: Any) -> list[dict[str, Any]]:
                 "split": split,
                 "path": str(path),
                 "name": p.name,
-                "sha256": file_sha256(p),
+                "sha256": sha256.get(split),
                 "bytes": size,
             }
         )
     return files
 
 
-def provenance(config: Any) -> dict[str, Any]:
-    """What model.npz records about where it came from: data files (with sha256), the UTC
-    time training started (``created``) and the windowner version."""
+def provenance(config: Any, sha256: dict[str, str | None]) -> dict[str, Any]:
+    """What model.npz records about where it came from: data files (with their ``sha256`` by
+    split), the UTC time training started (``created``) and the windowner version."""
     return {
         "provenance": {
-            "data": data_files(config),
+            "data": data_files(config, sha256),
             "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "windowner_version": __version__,
         }

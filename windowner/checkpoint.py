@@ -8,6 +8,7 @@ A checkpoint (``last.npz``) adds the optimizer state, the RNG state and the loop
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,6 +23,25 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from windowner.errors import ModelFileError, WriteError
+
+HASH_PIECE = 1 << 20  # bytes read at a time while hashing a file
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """The SHA-256 of a regular file, read in 1 MiB pieces (never whole); None for a pipe, a
+    device, a missing or unreadable file (nothing that could be compared later)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while piece := fh.read(HASH_PIECE):
+                digest.update(piece)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
 
 FORMAT = "windowner-model"
 FORMAT_VERSION = 1

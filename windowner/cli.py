@@ -165,6 +165,18 @@ ThreadsOption = Annotated[
 ]
 
 
+def show_result(module: Any, result: dict[str, Any], png: Path | None, as_json: bool) -> None:
+    """``report``/``compare`` output: ``module.write_png`` if asked, then JSON or
+    ``module.render`` in the terminal."""
+    if png is not None:
+        module.write_png(result, png)
+        err.print(f"wrote {png}", highlight=False, markup=False)
+    if as_json:
+        emit_json(result)
+    else:
+        module.render(out, result)
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -521,14 +533,7 @@ def report(
     """
     from windowner import report as rp
 
-    result = rp.collect(run, data, top)
-    if png is not None:
-        rp.write_png(result, png)
-        err.print(f"wrote {png}", highlight=False, markup=False)
-    if as_json:
-        emit_json(result)
-    else:
-        rp.render(out, result)
+    show_result(rp, rp.collect(run, data, top), png, as_json)
 
 
 # --- serve command ---
@@ -691,14 +696,7 @@ def compare(
     """
     from windowner import compare as cp
 
-    result = cp.collect(runs)
-    if png is not None:
-        cp.write_png(result, png)
-        err.print(f"wrote {png}", highlight=False, markup=False)
-    if as_json:
-        emit_json(result)
-    else:
-        cp.render(out, result)
+    show_result(cp, cp.collect(runs), png, as_json)
 
 
 # --- end sweep/compare commands ---

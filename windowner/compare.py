@@ -20,15 +20,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from windowner.config import read_yaml
+from windowner.config import flatten, read_yaml
 from windowner.errors import ConfigError, UsageError
 from windowner.report import PLOT_EXTRA, read_metrics
+from windowner.sweep import SWEEP_FILE, TRIAL_FILE  # the files a sweep writes
 
 MARKERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 CHART_RUNS = 5  # curves overlaid in the terminal chart (the best runs); more would blur it
 PNG_RUNS = 8
-SWEEP_FILE = "sweep.json"  # as written by windowner.sweep
-TRIAL_FILE = "trial.json"
 
 
 # ----------------------------------------------------------------------------- collect
@@ -49,17 +48,6 @@ def run_dirs(paths: list[Path]) -> tuple[list[Path], Path | None]:
         if not (p / "metrics.jsonl").is_file():
             raise UsageError(f"{p}: not a run directory (no metrics.jsonl) nor a sweep directory")
     return list(paths), None
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"model": {"hidden": 50}} → {"model.hidden": 50}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def read_run(path: Path) -> dict[str, Any]:

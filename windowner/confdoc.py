@@ -99,17 +99,6 @@ class KeyRow:
         return dataclasses.asdict(self)
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"hidden": 100}}`` → ``{"model.hidden": 100}``."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def allowed(key: str) -> str:
     """The choices or range of a key, from windowner.config's checks ("" when free)."""
     if key in cfg.CHOICES:
@@ -122,8 +111,8 @@ def allowed(key: str) -> str:
 def rows(config: cfg.Config | None = None) -> list[KeyRow]:
     """Every key of ``config`` (default: the defaults), in file order; KeyError names a key
     that has no line in ``HELP``."""
-    values = flatten((config or cfg.Config()).to_dict())
-    defaults = flatten(cfg.Config().to_dict())
+    values = cfg.flatten((config or cfg.Config()).to_dict())
+    defaults = cfg.flatten(cfg.Config().to_dict())
     missing = sorted(set(values) - set(HELP))
     if missing:
         raise KeyError(f"config keys without a meaning in windowner/confdoc.py: {missing}")

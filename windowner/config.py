@@ -341,6 +341,17 @@ def read_config_text(path: Path) -> str:
         raise ConfigError(f"undecodable bytes (not UTF-8) at byte {exc.start}", str(path)) from None
 
 
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections as dotted keys: ``{"model": {"hidden": 50}}`` → ``{"model.hidden": 50}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> str | None:
     """Apply one ``key.path=value`` (value parsed as a YAML scalar) to the raw mapping; returns
     the key path, or None (with a problem recorded) when the override is malformed."""

@@ -12,14 +12,14 @@ saved with it; anything else is added in ``save_checkpoint`` and read back in
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from windowner.checkpoint import load_npz, remove_stale_temporaries
+from windowner.checkpoint import file_sha256, load_npz, remove_stale_temporaries
+from windowner.config import flatten
 from windowner.errors import ModelFileError, UsageError
 from windowner.tagger import load_checkpoint
 
@@ -87,19 +87,6 @@ def restore_checkpoint(trainer: Trainer) -> None:
 
 
 # ----------------------------------------------------------------------------- the world
-
-
-def file_sha256(path: str | Path) -> str | None:
-    """The SHA-256 of a regular file, read in 1 MiB pieces; None for a pipe, a device or a
-    missing file (nothing to compare on resume)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while piece := fh.read(1 << 20):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def data_hashes(config: Config) -> dict[str, str | None]:
@@ -185,17 +172,11 @@ def later_best_of_this_run(model: Path, meta: dict[str, Any]) -> bool:
     )
 
 
-def config_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """``key: old → new`` for every leaf that differs between two config dicts."""
-    changes = []
-    for key in sorted(set(before) | set(after), key=str):
-        old, new = before.get(key), after.get(key)
-        name = f"{prefix}{key}"
-        if isinstance(old, dict) and isinstance(new, dict):
-            changes += config_changes(old, new, f"{name}.")
-        elif json.dumps(old) != json.dumps(new):
-            changes.append(f"{name}: {json.dumps(old)} → {json.dumps(new)}")
-    return changes
+    old, new = flatten(before), flatten(after)
+    shown = {key: (json.dumps(old.get(key)), json.dumps(new.get(key))) for key in old | new}
+    return [f"{key}: {a} → {b}" for key, (a, b) in sorted(shown.items()) if a != b]
 
 
 def padded_state(arrays: dict[str, np.ndarray], n_frozen: int) -> dict[str, np.ndarray]:

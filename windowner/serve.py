@@ -23,17 +23,18 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from windowner import __version__
+from windowner.api import Entity, Token
 from windowner.errors import UsageError
 
 MAX_BODY_BYTES = 1 << 20
@@ -76,31 +77,26 @@ def _check_unicode(text: str, index: int) -> None:
         raise ValueError(f"text {index} holds a lone surrogate at offset {exc.start}") from None
 
 
-class TokenRecord(BaseModel):
-    text: str
-    start_char: int
-    end_char: int
-    tag: str
-    score: float
-    window: list[str] | None = Field(None, description="Only with ?explain=1.")
-    scores: dict[str, float] | None = Field(None, description="Only with ?explain=1.")
+def record_model(name: str, fields_of: type, **extra: Any) -> type[BaseModel]:
+    """The response schema of one of the API's NamedTuple records (windowner.api), derived from
+    its fields so the OpenAPI schema cannot drift from what ``Doc.to_dict()`` writes."""
+    fields = {key: (kind, ...) for key, kind in get_type_hints(fields_of).items()}
+    return create_model(name, **fields, **extra)
+
+
+TokenRecord = record_model(
+    "TokenRecord",
+    Token,
+    window=(list[str] | None, Field(None, description="Only with ?explain=1.")),
+    scores=(dict[str, float] | None, Field(None, description="Only with ?explain=1.")),
+)
+EntityRecord = record_model("EntityRecord", Entity)
 
 
 class SentenceRecord(BaseModel):
     start_char: int
     end_char: int
     tokens: list[TokenRecord]
-
-
-class EntityRecord(BaseModel):
-    text: str
-    label: str
-    start_char: int
-    end_char: int
-    sentence: int
-    start_token: int
-    end_token: int
-    score: float
 
 
 class DocRecord(BaseModel):

@@ -37,7 +37,7 @@ import numpy as np
 from windowner import card, runs
 from windowner import config as cfg
 from windowner.calibrate import fit_temperature, store_temperature
-from windowner.checkpoint import atomic_write_text
+from windowner.checkpoint import atomic_write_text, file_sha256
 from windowner.corpus import (
     SchemeEvidence,
     Sentence,
@@ -61,7 +61,7 @@ from windowner.nn.losses import SENTENCE_OBJECTIVES
 from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
-from windowner.resume import data_hashes, file_sha256, restore_checkpoint, save_checkpoint
+from windowner.resume import data_hashes, restore_checkpoint, save_checkpoint
 from windowner.tagger import Tagger
 from windowner.threads import RECHECK_SECONDS, ThreadPolicy
 from windowner.windows import Encoded, NegativeSampler, encode
@@ -784,7 +784,7 @@ def train(
                 trainer.run_dir = run_dir
                 atomic_write_text(run_dir / "config.yaml", cfg.dump_yaml(conf))
         reporter.log(f"run directory: {run_dir}")
-        trainer.provenance = card.provenance(conf)
+        trainer.provenance = card.provenance(conf, trainer.data_sha256)
         summary = trainer.run()
         card.write_card(run_dir, summary, conf, trainer.provenance)
     runs.point_latest(run_dir, reporter.log)
