@@ -205,6 +205,24 @@ def test_stale_trial_is_requeued_and_resumes_its_run_dir(tmp_path):
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
 
 
+def test_trial_asked_but_never_beaten_is_requeued(tmp_path):
+    """A driver killed between ``study.ask()`` and the trial's first heartbeat leaves a RUNNING
+    trial that Optuna never calls stale: it is re-queued once older than the grace period."""
+    sweep = sw.load_sweep(write_sweep(tmp_path, pruner="none", trials=2))
+    sweep_dir = sw.prepare_dir(sweep, tmp_path / "sweep")
+    study = sw.open_study(sweep, sw.make_storage(sw.default_storage(sweep_dir), sweep.heartbeat))
+    orphan = study.ask()  # the killed driver's last act
+    assert sw.fail_unbeaten(study, grace=60.0) == 0  # as young as a live driver's new trial
+    time.sleep(0.2)
+    assert sw.fail_unbeaten(study, grace=0.1) == 1
+    retry, _, _ = sw.admit(study, sweep, sweep_dir)
+    assert study.trials[1].system_attrs["failed_trial"] == orphan.number
+    assert retry.user_attrs[sw.BEATING] == retry.number
+    time.sleep(0.2)
+    assert sw.fail_unbeaten(study, grace=0.1) == 0  # a beaten trial is left to its heartbeat
+    assert [t.state.name for t in study.trials] == ["FAIL", "RUNNING"]
+
+
 def test_blas_threads_divided_and_never_above_what_the_environment_asks(monkeypatch):
     for name in sw.BLAS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -279,6 +297,22 @@ def test_kill_9_then_the_same_command_completes_the_study(tmp_path, whole_group)
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     check_sweep_dir(out, 5)
+
+
+@pytest.mark.slow
+def test_a_trial_left_unbeaten_by_a_killed_driver_does_not_hang_the_next(tmp_path):
+    path = write_sweep(tmp_path, pruner="none", trials=2)
+    out = tmp_path / "sweep"
+    sweep = sw.load_sweep(path)
+    sweep_dir = sw.prepare_dir(sweep, out)
+    study = sw.open_study(sweep, sw.make_storage(sw.default_storage(sweep_dir), sweep.heartbeat))
+    study.ask()  # RUNNING, no heartbeat, no run directory: the driver died right here
+    again = subprocess.run(
+        sweep_command(path, "--out", out), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    assert "without a heartbeat" in again.stderr
+    check_sweep_dir(out, 2)
 
 
 @pytest.mark.slow

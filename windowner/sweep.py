@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import json
 import os
 import signal
@@ -56,6 +57,7 @@ SPEC_KINDS = ("choices", "int", "float")
 SPEC_OPTIONS = ("log", "step", "when")
 FINISHED = ("COMPLETE", "PRUNED")  # the trial states that count towards ``trials``
 ACTIVE = ("RUNNING", *FINISHED)
+BEATING = "beating"  # user attribute: the trial's number, set after its first heartbeat
 TRIAL_FILE = "trial.json"  # runs.PRE_RUN_FILES lets a trial's run start beside it
 SWEEP_FILE = "sweep.json"
 
@@ -488,6 +490,20 @@ def state_counts(study: Any) -> dict[str, int]:
     return counts
 
 
+def fail_unbeaten(study: Any, grace: float) -> int:
+    """Fail and re-queue RUNNING trials that never got a heartbeat: a driver killed between
+    ``study.ask()`` and the trial's first beat leaves one, and Optuna never counts a trial
+    without a heartbeat as stale, so the study would wait for it forever. Retries inherit the
+    user attributes, so the mark is the trial's own number. Returns how many were re-queued."""
+    now = datetime.datetime.now()
+    requeued = 0
+    for t in study.get_trials(deepcopy=False, states=_states(("RUNNING",))):
+        started = t.datetime_start or now
+        if t.user_attrs.get(BEATING) != t.number and (now - started).total_seconds() > grace:
+            requeued += fail_and_requeue(study, t._trial_id)
+    return requeued
+
+
 def fail_and_requeue(study: Any, trial_id: int) -> bool:
     """Fail a RUNNING trial whose process is gone and queue a retry; False if it had finished."""
     optuna = quiet_optuna()
@@ -545,6 +561,7 @@ def admit(study: Any, sweep: Sweep, sweep_dir: Path) -> tuple[Any, Path, dict] |
     optuna = quiet_optuna()
     trial = study.ask()
     study._storage.record_heartbeat(trial._trial_id)
+    trial.set_user_attr(BEATING, trial.number)  # after its first beat: see fail_unbeaten
     earlier = [
         t
         for t in study.get_trials(deepcopy=False, states=_states(ACTIVE))
@@ -649,6 +666,8 @@ def _drive(
             running = [r for r in running if not _reaped(study, r, launcher, log)]
             if time.monotonic() - beat > sweep.heartbeat:
                 beat = time.monotonic()
+                if fail_unbeaten(study, 4 * max(1, round(sweep.heartbeat))):
+                    log("a trial left without a heartbeat by a killed driver: queued again")
                 for r in running:
                     study._storage.record_heartbeat(r.trial_id)
             counts = state_counts(study)
