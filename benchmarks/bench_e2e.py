@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import e2e_rows  # noqa: E402
+from blas_env import KEEP_FLAG, describe, run_with_users_blas  # noqa: E402
 
 DEFAULT_TRAIN = Path("../shared/data/conll2003/train.txt")
 DEFAULT_CONFIG = Path("configs/conll03.yaml")
@@ -217,6 +218,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument(
+        KEEP_FLAG, action="store_true", help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE if set"
+    )
     return ap.parse_args(argv)
 
 
@@ -244,7 +248,8 @@ def header(train: Path, dev: Path, asked: Path, config: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv if "--child" in argv else run_with_users_blas(argv))
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
@@ -341,10 +346,7 @@ def machine() -> str:
     kernels = "numpy"
     if numba_version and os.environ.get(DISABLE_ENV, "") in ("", "0"):
         kernels = f"numba {numba_version}"
-    env = ", ".join(
-        f"{k}={os.environ.get(k, '(unset)')}"
-        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")
-    )
+    env = f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}; {describe()}"
     cpu = next(
         (
             line.split(":", 1)[1].strip()

@@ -15,12 +15,15 @@ layer, 9 tags, the multi-class hinge (Weston–Watkins, margin 1), Adam (lr 1e-3
 Each shape is timed in alternating blocks (windowner, torch sparse, torch dense, GEMMs, in
 rotating order, with a pause before each so that no library's idle threads still spin) and
 the median block is reported, so a load that comes and goes hits all sides alike.
+OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, which this machine sets, are unset for the benchmark's own
+process (benchmarks/blas_env.py; ``--keep-openblas-env`` keeps them) and the header says so.
 windowner runs under its own thread policy (``--threads auto``: windowner.threads, chosen per
 shape from the product size and the machine's load, as training does), torch with its
 default threads (``--torch-threads``); the GEMM limit uses windowner's thread count.
 ``--runs N`` repeats the whole measurement and reports medians with the ratio's range.
 
     python benchmarks/bench_train.py [--json] [--runs 4] [--repeats 7] [--threads auto|N]
+                                      [--keep-openblas-env]
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from blas_env import KEEP_FLAG, describe, run_with_users_blas  # noqa: E402
 
 from windowner.nn.fast import train_step  # noqa: E402
 from windowner.nn.model import Batch, ModelSpec, WindowScorer  # noqa: E402
@@ -288,6 +294,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-torch", action="store_true", help="time windowner and GEMMs only")
     ap.add_argument("--zipf", type=float, default=ZIPF, help="word-frequency exponent")
     ap.add_argument("--save", type=Path, help="also write the JSON list to this file")
+    ap.add_argument(
+        KEEP_FLAG, action="store_true", help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE if set"
+    )
     return ap.parse_args(argv)
 
 
@@ -354,7 +363,7 @@ def median_row(runs: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(run_with_users_blas(sys.argv[1:] if argv is None else argv))
     torch, torch_info = import_torch(args)
     blas, _ = blas_info()
     data = make_data(args.zipf)
@@ -368,9 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  numpy {np.__version__}, BLAS {blas}; windowner threads: {args.threads}; "
         f"optimizer kernels: {'numba' if accel.available() else 'numpy'}",
         f"  {torch_info}",
-        f"  CPU {cpu_name()}, {os.cpu_count()} cores; OPENBLAS_CORETYPE="
-        f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, OPENBLAS_L2_SIZE="
-        f"{os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}",
+        f"  CPU {cpu_name()}, {os.cpu_count()} cores; {describe()}",
         f"  word ids ∝ (rank + 2.7)^−{args.zipf:g}: "
         f"{len(np.unique(data.words[:1024])):,} distinct in a batch of 1024 "
         "windows (CoNLL-2003 train: about 1,860)",
