@@ -21,6 +21,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the parent imports nothing heavy
+    import numpy as np
 
 BUSY_LOOP = "while True: pass"
 
@@ -33,27 +37,12 @@ def use_torch_step(trainer, threads: int | None = None) -> None:
     intra-op threads, None: its default); the trained parameters are copied back before each
     epoch's evaluation and save."""
     import torch
-    from torch_window import TorchWindowStep
 
     if threads is not None:
         torch.set_num_threads(threads)
-
-    conf = trainer.config
-    m = conf.model
-    if m.objective != "multiclass" or conf.negatives.k or conf.optimizer.name != "adam":
-        raise SystemExit("the PyTorch twin trains multiclass + Adam without negatives only")
-    if m.l2 or m.activation != "tanh":
-        raise SystemExit("the PyTorch twin has no L2 and uses tanh")
+    step = torch_twin(trainer)
+    torch_step = step.torch_step  # type: ignore[attr-defined]
     params = trainer.tagger.model.params
-    torch_step = TorchWindowStep(
-        params, conf.optimizer.lr, m.margin, m.keep_prob, m.input_keep_prob, seed=conf.seed
-    )
-    enc = trainer.data.train_enc
-
-    def step(idx, lr: float) -> float:
-        words, caps = enc.windows(idx)
-        trainer.state.step += 1
-        return torch_step.step(words, caps, enc.tags[idx], lr)
 
     end_epoch = trainer._end_epoch
 
@@ -63,6 +52,47 @@ def use_torch_step(trainer, threads: int | None = None) -> None:
 
     trainer._step = step
     trainer._end_epoch = copy_then_end_epoch
+
+
+def torch_twin(trainer) -> Callable[[np.ndarray, float], float]:
+    """The trainer's ``_step(idx, lr)`` done by PyTorch: windows for the window objectives,
+    whole sentences (``idx`` = sentence indices) for ``crf``; ``.torch_step`` is the model."""
+    from torch_window import TorchSentenceStep, TorchWindowStep
+
+    from windowner.train import sentence_tokens
+
+    conf = trainer.config
+    m = conf.model
+    if m.objective not in ("multiclass", "crf") or conf.negatives.k:
+        raise SystemExit("the PyTorch twin trains multiclass or crf without negatives only")
+    if m.l2 or m.activation != "tanh" or conf.optimizer.name != "adam":
+        raise SystemExit("the PyTorch twin has no L2 and uses tanh and Adam")
+    params, enc = trainer.tagger.model.params, trainer.data.train_enc
+    if m.objective == "crf":
+        model = TorchSentenceStep(
+            params,
+            conf.optimizer.lr,
+            m.keep_prob,
+            m.input_keep_prob,
+            seed=conf.seed,
+            constraints=trainer.tagger.model.constraints,
+        )
+    else:
+        model = TorchWindowStep(
+            params, conf.optimizer.lr, m.margin, m.keep_prob, m.input_keep_prob, seed=conf.seed
+        )
+
+    def step(idx: np.ndarray, lr: float) -> float:
+        trainer.state.step += 1
+        if m.objective != "crf":
+            words, caps = enc.windows(idx)
+            return model.step(words, caps, enc.tags[idx], lr)
+        tokens, bounds = sentence_tokens(enc.sent_bounds, idx)
+        words, caps = enc.windows(tokens)
+        return model.step(words, caps, enc.tags[tokens], bounds, lr)
+
+    step.torch_step = model  # type: ignore[attr-defined]
+    return step
 
 
 # ----------------------------------------------------------------------------- in the parent
