@@ -79,3 +79,8 @@ spacy: $(VENV)/.stamp-spacy
 .PHONY: sweep
 sweep: install
 	$(PIP) install -e ".[sweep,plot]"
+
+# The sweep targets of issue 12 (2 workers vs 1; pruning vs none), ~10 minutes on 2 cores.
+.PHONY: bench-sweep
+bench-sweep: sweep
+	$(BIN)/python benchmarks/bench_sweep.py
