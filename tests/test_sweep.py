@@ -147,6 +147,7 @@ def test_unusable_storage_is_one_clear_line(tmp_path):
         ("postgresql://u:secret@127.0.0.1:1/db", "study storage postgresql://u:***@127.0.0.1:1/db"),
         (f"sqlite:///{tmp_path}/no/such/dir/x.db", "cannot open"),
         ("nosuchdb://x", "study storage nosuchdb://x"),
+        ("mysql://u:secret@127.0.0.1:1/db", "mysql://u:***@127.0.0.1:1/db: no database driver"),
     ):
         args = ["sweep", str(path), "--out", str(tmp_path / "s"), "--storage", url]
         result = CliRunner().invoke(app, args)

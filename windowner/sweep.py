@@ -405,7 +405,6 @@ def make_storage(url: str, heartbeat: float) -> Any:
     """An RDB storage with heartbeats; stale trials are re-queued with their parameters,
     user attributes (the run directory) and the metric values already reported."""
     optuna = quiet_optuna()
-    url = with_driver(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
@@ -415,7 +414,7 @@ def make_storage(url: str, heartbeat: float) -> Any:
     for attempt in range(5):  # drivers starting together race to create the schema
         try:
             return optuna.storages.RDBStorage(
-                url,
+                with_driver(url),
                 heartbeat_interval=interval,
                 grace_period=4 * interval,
                 heartbeat_stale_trial_callback=retry_callback(),
@@ -426,7 +425,12 @@ def make_storage(url: str, heartbeat: float) -> Any:
                 reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
                 raise UsageError(f"study storage {_masked(url)}: cannot open ({reason})") from None
             time.sleep(0.2 * (attempt + 1))
-        except (ImportError, sqlalchemy.exc.ArgumentError) as exc:
+        except ImportError as exc:
+            raise UsageError(
+                f"study storage {_masked(url)}: no database driver for it ({exc}); "
+                f"PostgreSQL's comes with the sweep extra: {SWEEP_EXTRA}"
+            ) from None
+        except sqlalchemy.exc.ArgumentError as exc:
             raise UsageError(f"study storage {_masked(url)}: {exc}") from None
     raise AssertionError("unreachable")
 
