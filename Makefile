@@ -90,3 +90,8 @@ $(VENV)/.stamp-gazetteer: pyproject.toml | $(BIN)/python
 
 gazetteer: $(VENV)/.stamp-gazetteer
 	$(BIN)/python -m windowner.gazetteer $(CONLL03_DIR)/train.txt $(CONLL03_DIR)/valid.txt
+
+# The sweep targets of issue 12 (2 workers vs 1; pruning vs none), ~10 minutes on 2 cores.
+.PHONY: bench-sweep
+bench-sweep: sweep
+	$(BIN)/python benchmarks/bench_sweep.py

@@ -90,7 +90,7 @@ def test_sweep_dir_gets_a_parameter_table(two_runs, tmp_path):
         best = max(r["dev_f1"] for r in metrics(run))
         params = {"model.hidden": [6, 16][number]}
         trial = {"number": number, "params": params, "state": "COMPLETE", "value": best}
-        (copy / "trial.json").write_text(json.dumps(trial))
+        (sweep / f"{copy.name}.json").write_text(json.dumps(trial))  # beside the run
     result = cp.collect([sweep])
     table = result["sweep"]["parameters"]
     assert [row["param"] for row in table] == ["model.hidden"]

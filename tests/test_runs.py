@@ -65,6 +65,24 @@ def test_exact_out_is_created_or_must_be_empty(tmp_path):
     assert (used / "notes.txt").read_text() == "mine" and afile.read_text() == "data"
 
 
+def test_exclusive_claim_refuses_any_existing_directory(tmp_path):
+    """A sweep's new trial: the directory must not exist at all, not even empty."""
+    new = tmp_path / "sweep" / "trial-0000"
+    assert runs.claim_run_dir(new, exact=True, exclusive=True) == new and new.is_dir()
+    with pytest.raises(runs.RunDirTaken, match="trial-0000 exists; a run never writes"):
+        runs.claim_run_dir(new, exact=True, exclusive=True)
+    assert isinstance(runs.RunDirTaken("x"), UsageError) and list(new.iterdir()) == []
+
+
+def test_no_file_is_allowed_in_a_directory_before_its_run(tmp_path):
+    """Nothing written before the run starts: a sweep keeps its trial record beside the run."""
+    used = tmp_path / "trial-0000"
+    used.mkdir()
+    (used / "trial.json").write_text("{}")
+    with pytest.raises(UsageError, match="is not empty"):
+        runs.check_out_dir(used)
+
+
 def test_check_resumable(tmp_path):
     with pytest.raises(UsageError, match=r"not a run directory \(no config.yaml\)"):
         runs.check_resumable(tmp_path)

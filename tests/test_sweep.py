@@ -1,12 +1,12 @@
 """``windowner sweep``: the space file, grid expansion, conditional keys, one trial in-process,
-and for real (slow): local workers, kill -9 then the same command, and a Dask cluster."""
+and for real (slow): local workers, kill -9 then the same command, two drivers sharing a SQLite
+or a PostgreSQL study, and a Dask cluster."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests import pg_server
 from tests.conftest import ROOT, strip_ansi
 from tests.tiny_runs import write_config
 from windowner.cli import app
@@ -50,8 +51,8 @@ def write_sweep(tmp_path: Path, **changes) -> Path:
     return path
 
 
-def finished_trials(sweep_dir: Path, name: str = "tiny") -> list:
-    study = optuna.load_study(study_name=name, storage=sw.default_storage(sweep_dir))
+def finished_trials(sweep_dir: Path, name: str = "tiny", storage: str | None = None) -> list:
+    study = optuna.load_study(study_name=name, storage=storage or sw.default_storage(sweep_dir))
     return [t for t in study.get_trials() if t.state.name in sw.FINISHED]
 
 
@@ -146,6 +147,7 @@ def test_unusable_storage_is_one_clear_line(tmp_path):
         ("postgresql://u:secret@127.0.0.1:1/db", "study storage postgresql://u:***@127.0.0.1:1/db"),
         (f"sqlite:///{tmp_path}/no/such/dir/x.db", "cannot open"),
         ("nosuchdb://x", "study storage nosuchdb://x"),
+        ("mysql://u:secret@127.0.0.1:1/db", "mysql://u:***@127.0.0.1:1/db: no database driver"),
     ):
         args = ["sweep", str(path), "--out", str(tmp_path / "s"), "--storage", url]
         result = CliRunner().invoke(app, args)
@@ -183,7 +185,10 @@ def test_one_trial_in_process_reports_every_epoch_and_writes_its_run_dir(tmp_pat
     assert run_dir.name == "trial-0000" and done.state.name == "COMPLETE"
     assert done.intermediate_values == {r["epoch"]: r["dev_f1"] for r in records}
     assert done.value == json.loads((run_dir / "summary.json").read_text())["dev"]["f1"]
-    assert json.loads((run_dir / sw.TRIAL_FILE).read_text())["state"] == "COMPLETE"
+    record = json.loads(sw.trial_record(run_dir).read_text())
+    assert record["state"] == "COMPLETE" and record["overrides"] == overrides
+    assert sw.trial_record(run_dir) == sweep_dir / "trial-0000.json"  # beside, not inside
+    assert not any(f.name.startswith("trial") for f in run_dir.iterdir())
 
 
 def test_stale_trial_is_requeued_and_resumes_its_run_dir(tmp_path):
@@ -205,6 +210,23 @@ def test_stale_trial_is_requeued_and_resumes_its_run_dir(tmp_path):
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
 
 
+def test_retry_of_a_trial_killed_before_its_directory_was_claimed(tmp_path):
+    """The driver names the run directory in the study, then claims it: killed in between, the
+    retry has a name and no directory, and train() claims it through the run-dir module."""
+    sweep = sw.load_sweep(write_sweep(tmp_path, pruner="none"))
+    sweep_dir = sw.prepare_dir(sweep, tmp_path / "sweep")
+    url = sw.default_storage(sweep_dir)
+    study = sw.open_study(sweep, sw.make_storage(url, sweep.heartbeat))
+    trial, run_dir, _ = sw.admit(study, sweep, sweep_dir)
+    run_dir.rmdir()  # as if the driver died before its claim
+    assert sw.fail_and_requeue(study, trial._trial_id)
+    retry, retry_dir, overrides = sw.admit(study, sweep, sweep_dir)
+    assert retry_dir == run_dir and not run_dir.exists()
+    assert sw.run_trial(sw.trial_job(sweep, url, retry, retry_dir, overrides)) == 0
+    assert (run_dir / "summary.json").is_file()
+    assert json.loads(sw.trial_record(run_dir).read_text())["number"] == retry.number
+
+
 def test_trial_asked_but_never_beaten_is_requeued(tmp_path):
     """A driver killed between ``study.ask()`` and the trial's first heartbeat leaves a RUNNING
     trial that Optuna never calls stale: it is re-queued once older than the grace period."""
@@ -221,6 +243,12 @@ def test_trial_asked_but_never_beaten_is_requeued(tmp_path):
     time.sleep(0.2)
     assert sw.fail_unbeaten(study, grace=0.1) == 0  # a beaten trial is left to its heartbeat
     assert [t.state.name for t in study.trials] == ["FAIL", "RUNNING"]
+
+
+def test_a_bare_postgresql_url_names_the_extras_driver():
+    assert sw.with_driver("postgresql://u:p@db/w") == "postgresql+psycopg://u:p@db/w"
+    for kept in ("postgresql+psycopg2://u@db/w", "sqlite:///x/study.db", "mysql://u@db/w"):
+        assert sw.with_driver(kept) == kept
 
 
 def test_blas_threads_divided_and_never_above_what_the_environment_asks(monkeypatch):
@@ -248,13 +276,15 @@ def sweep_command(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "windowner", "sweep", *map(str, args)]
 
 
-def check_sweep_dir(sweep_dir: Path, trials: int) -> None:
+def check_sweep_dir(sweep_dir: Path, trials: int, storage: str | None = None) -> None:
     """Exactly ``trials`` finished trials, each with a whole run directory."""
-    finished = finished_trials(sweep_dir)
+    finished = finished_trials(sweep_dir, storage=storage)
     assert len(finished) == trials
+    claimed = {p.name for p in sweep_dir.glob("trial-*") if p.is_dir()}
+    assert claimed == {t.user_attrs["run_dir"] for t in finished}  # none lost, none extra
     for t in finished:
         run = sweep_dir / t.user_attrs["run_dir"]
-        assert json.loads((run / sw.TRIAL_FILE).read_text())["state"] == t.state.name
+        assert json.loads(sw.trial_record(run).read_text())["state"] == t.state.name
         assert (run / "summary.json").is_file() and (run / "model.npz").is_file()
         assert len((run / "metrics.jsonl").read_text().splitlines()) == max(t.intermediate_values)
 
@@ -275,7 +305,9 @@ def test_two_local_workers_finish_the_sweep(tmp_path):
     assert len(reported) == 4  # every trial reaped and reported before the driver returns
     check_sweep_dir(out, 4)
     shown = CliRunner().invoke(app, ["compare", str(out), "--json"])
-    assert len(json.loads(shown.output)["runs"]) == len(list(out.glob("trial-*")))
+    assert len(json.loads(shown.output)["runs"]) == len(
+        [p for p in out.glob("trial-*") if p.is_dir()]
+    )
 
 
 @pytest.mark.slow
@@ -315,12 +347,11 @@ def test_a_trial_left_unbeaten_by_a_killed_driver_does_not_hang_the_next(tmp_pat
     check_sweep_dir(out, 2)
 
 
-@pytest.mark.slow
-def test_two_drivers_sharing_one_storage_finish_exactly_the_trials(tmp_path):
-    """As two machines sharing an RDB study (here one SQLite URL) and one sweep directory."""
+def two_drivers(tmp_path: Path, storage: str) -> None:
+    """Two drivers started together on one storage URL and one sweep directory (as two
+    machines would be): both exit 0 with exactly ``trials`` finished, each in its own run dir."""
     path = write_sweep(tmp_path, trials=5)
     out = tmp_path / "sweep"
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
     command = sweep_command(path, "--workers", 1, "--out", out, "--storage", storage)
     drivers = [
         subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -328,23 +359,29 @@ def test_two_drivers_sharing_one_storage_finish_exactly_the_trials(tmp_path):
     ]
     for driver in drivers:
         assert driver.wait(300) == 0, driver.stderr.read()
-    study = optuna.load_study(study_name="tiny", storage=storage)
-    finished = [t for t in study.trials if t.state.name in sw.FINISHED]
-    assert len(finished) == 5
-    assert len({t.user_attrs["run_dir"] for t in finished}) == 5
+    check_sweep_dir(out, 5, storage=storage)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.mark.slow
+def test_two_drivers_sharing_one_storage_finish_exactly_the_trials(tmp_path):
+    two_drivers(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(pg_server.missing() is not None, reason=str(pg_server.missing()))
+def test_two_drivers_sharing_a_postgresql_study(tmp_path):
+    """The README's several machines on one PostgreSQL study, against a real server."""
+    pytest.importorskip("psycopg", reason="psycopg (the sweep extra) is not installed")
+    with pg_server.postgres() as url:
+        two_drivers(tmp_path, url)  # its checks read the study from the server
+    assert not (tmp_path / "sweep" / "study.db").exists()  # no SQLite study on the side
 
 
 @pytest.mark.slow
 def test_sweep_on_a_real_dask_cluster(tmp_path):
     pytest.importorskip("distributed")
     dask = Path(sys.executable).parent / "dask"
-    address = f"tcp://127.0.0.1:{free_port()}"
+    address = f"tcp://127.0.0.1:{pg_server.free_port()}"
     port = address.rsplit(":", 1)[1]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": tmp_path}
     procs = [

@@ -1,12 +1,13 @@
 """``windowner compare``: several runs (or every trial of a sweep) side by side.
 
 ``collect`` reads each run directory — ``config.yaml``, ``metrics.jsonl`` and, for a sweep's
-trials, ``trial.json`` — and returns one JSON-ready dict: a row per run with only the config keys
-that differ between the runs, best dev F1 and its epoch, epochs run, training time and
-windows/s; the dev F1 curves; and for a sweep a per-parameter table (mean and best of the sweep's
-metric for each value or range of each searched parameter) plus Optuna's PED-ANOVA importance
-when the sweep extra is installed. ``render`` draws it in the terminal (the curves overlaid in
-one character chart); ``write_png`` draws the curves with matplotlib (the ``plot`` extra).
+trials, the trial record beside it (``trial-NNNN.json``) — and returns one JSON-ready dict: a row
+per run with only the config keys that differ between the runs, best dev F1 and its epoch, epochs
+run, training time and windows/s; the dev F1 curves; and for a sweep a per-parameter table (mean
+and best of the sweep's metric for each value or range of each searched parameter) plus Optuna's
+PED-ANOVA importance when the sweep extra is installed. ``render`` draws it in the terminal (the
+curves overlaid in one character chart); ``write_png`` draws the curves with matplotlib (the
+``plot`` extra).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.table import Table
 from windowner.config import flatten, read_yaml
 from windowner.errors import ConfigError, UsageError
 from windowner.report import PLOT_EXTRA, read_metrics
-from windowner.sweep import SWEEP_FILE, TRIAL_FILE  # the files a sweep writes
+from windowner.sweep import SWEEP_FILE, trial_record  # the files a sweep writes
 
 MARKERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 CHART_RUNS = 5  # curves overlaid in the terminal chart (the best runs); more would blur it
@@ -57,7 +58,7 @@ def read_run(path: Path) -> dict[str, Any]:
     except ConfigError:
         config = {}
     records = read_metrics(path / "metrics.jsonl")
-    trial_path = path / TRIAL_FILE
+    trial_path = trial_record(path)
     trial = json.loads(trial_path.read_text(encoding="utf-8")) if trial_path.is_file() else None
     curve = [r.get("dev_f1") for r in records]
     scored = [(f1, r["epoch"]) for f1, r in zip(curve, records, strict=True) if f1 is not None]

@@ -1,10 +1,12 @@
 """Run directories: where they go, how they are named and claimed, ``latest``, and finding one.
 
-A run directory is created by exactly one training run and never reused: ``claim_run_dir``
-makes it with ``os.mkdir`` (atomic, fails if the name exists) and adds ``-2``, ``-3`` … to a
-generated name that is taken; an explicit ``--out`` that already holds anything is refused
-unless the run is resumed. ``latest`` beside the runs is a symlink to the newest one; it is
-replaced atomically and a regular file or directory of that name is never touched.
+A run directory is created by exactly one training run (or one sweep trial) and never reused:
+``claim_run_dir`` makes it with ``os.mkdir`` (atomic, fails if the name exists) and adds ``-2``,
+``-3`` … to a generated name that is taken; an explicit ``--out`` that already holds anything is
+refused unless the run is resumed; an ``exclusive`` claim (a sweep's new trial) refuses any
+existing directory. This module is the only place that creates run directories. ``latest``
+beside the runs is a symlink to the newest one; it is replaced atomically and a regular file or
+directory of that name is never touched.
 
 Where to change what: the default place commands look is ``DEFAULT_RUN``; run-dir naming is
 ``run_dir_name``; what a resumable run needs is ``check_resumable``; the model a command uses
@@ -23,8 +25,6 @@ from windowner.errors import ModelFileError, UsageError
 
 DEFAULT_RUN = Path("runs/latest")
 LATEST = "latest"
-# Files a directory may hold before its run starts: a sweep writes its trial record first.
-PRE_RUN_FILES = frozenset({"trial.json"})
 LOCK = ".lock"  # held (flock) by the process training in a run directory
 NAME_MAX = 255  # bytes in one path component (Linux, macOS)
 TRAIN_HINT = "train one first: windowner train --config configs/adam.yaml"
@@ -92,7 +92,7 @@ def check_out_dir(path: Path) -> None:
             f"{path} already holds a run; resume it with windowner train --resume {path}, "
             "or pick another --out"
         )
-    if any(entry.name not in PRE_RUN_FILES for entry in path.iterdir()):
+    if any(path.iterdir()):
         raise UsageError(f"{path} is not empty; a run never writes into a used directory")
 
 
@@ -128,17 +128,21 @@ def shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
-def claim_run_dir(path: Path, *, exact: bool) -> Path:
+def claim_run_dir(path: Path, *, exact: bool, exclusive: bool = False) -> Path:
     """Create the run directory and return it. ``exact`` (an explicit ``--out``): ``path``
-    itself, which may exist only as an empty directory. Otherwise ``path`` or the first free
-    ``path-2``, ``path-3`` …; ``os.mkdir`` is atomic, so two runs never share a directory.
-    Any other OS error (read-only filesystem, a file in the way …) is a UsageError."""
+    itself, which may exist only as an empty directory; ``exclusive`` (a sweep's new trial):
+    ``path`` itself, which must not exist at all (RunDirTaken otherwise). Otherwise ``path`` or
+    the first free ``path-2``, ``path-3`` …; ``os.mkdir`` is atomic, so two runs never share a
+    directory. Any other OS error (read-only filesystem, a file in the way …) is a UsageError."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if exact:
+        if exact or exclusive:
             try:
                 os.mkdir(path)
             except FileExistsError:
+                if exclusive:
+                    taken = f"{path} exists; a run never writes into a used directory"
+                    raise RunDirTaken(taken) from None
                 check_out_dir(path)
             return path
         candidate, n = path, 1
@@ -151,6 +155,10 @@ def claim_run_dir(path: Path, *, exact: bool) -> Path:
                 candidate = path.with_name(f"{path.name}-{n}")
     except OSError as exc:
         raise UsageError(f"cannot create the run directory {path}: {exc.strerror}") from None
+
+
+class RunDirTaken(UsageError):
+    """An exclusive claim found the directory already there (made by someone else)."""
 
 
 @contextlib.contextmanager

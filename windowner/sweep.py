@@ -3,7 +3,8 @@
 A sweep file names a base config, fixed overrides, a search space, the search ``method`` (grid,
 random or TPE), the number of ``trials``, the ``metric`` (a per-epoch dev metric such as
 ``dev_f1``) and a ``pruner`` fed by that metric after every epoch. Every trial is an ordinary run
-directory ``trial-NNNN`` under the sweep directory.
+directory ``trial-NNNN`` under the sweep directory, claimed by windowner.runs; beside it,
+``trial-NNNN.json`` is the sweep's record of the trial (number, parameters, overrides, outcome).
 
 Who does what: one *driver* (``run_sweep``) asks the study for each trial, samples its
 parameters, creates its run directory and launches it as a separate process (``python -m
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from windowner import config as cfg
+from windowner import runs
 from windowner.errors import ConfigError, DataError, UsageError, WindownerError
 
 SWEEP_EXTRA = "pip install 'windowner[sweep]' (or make sweep)"
@@ -58,7 +60,6 @@ SPEC_OPTIONS = ("log", "step", "when")
 FINISHED = ("COMPLETE", "PRUNED")  # the trial states that count towards ``trials``
 ACTIVE = ("RUNNING", *FINISHED)
 BEATING = "beating"  # user attribute: the trial's number, set after its first heartbeat
-TRIAL_FILE = "trial.json"  # runs.PRE_RUN_FILES lets a trial's run start beside it
 SWEEP_FILE = "sweep.json"
 
 
@@ -413,7 +414,7 @@ def make_storage(url: str, heartbeat: float) -> Any:
     for attempt in range(5):  # drivers starting together race to create the schema
         try:
             return optuna.storages.RDBStorage(
-                url,
+                with_driver(url),
                 heartbeat_interval=interval,
                 grace_period=4 * interval,
                 heartbeat_stale_trial_callback=retry_callback(),
@@ -424,9 +425,21 @@ def make_storage(url: str, heartbeat: float) -> Any:
                 reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
                 raise UsageError(f"study storage {_masked(url)}: cannot open ({reason})") from None
             time.sleep(0.2 * (attempt + 1))
-        except (ImportError, sqlalchemy.exc.ArgumentError) as exc:
+        except ImportError as exc:
+            raise UsageError(
+                f"study storage {_masked(url)}: no database driver for it ({exc}); "
+                f"PostgreSQL's comes with the sweep extra: {SWEEP_EXTRA}"
+            ) from None
+        except sqlalchemy.exc.ArgumentError as exc:
             raise UsageError(f"study storage {_masked(url)}: {exc}") from None
     raise AssertionError("unreachable")
+
+
+def with_driver(url: str) -> str:
+    """A bare ``postgresql://`` URL made to name the driver the sweep extra installs (psycopg 3;
+    SQLAlchemy's default for the bare scheme is psycopg2 before 2.1); any other URL unchanged."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql+psycopg://{rest}" if sep and scheme == "postgresql" else url
 
 
 def make_pruner(spec: dict[str, Any] | None) -> Any:
@@ -576,20 +589,24 @@ def admit(study: Any, sweep: Sweep, sweep_dir: Path) -> tuple[Any, Path, dict] |
     if name is None:
         name = f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", name)  # first: a kill never leaves a directory unowned
-        try:
-            os.mkdir(sweep_dir / name)  # exclusively: a new trial number has no directory yet
-        except FileExistsError:
+        try:  # a new trial number has no directory yet
+            runs.claim_run_dir(sweep_dir / name, exact=True, exclusive=True)
+        except runs.RunDirTaken:
             raise UsageError(
                 f"{sweep_dir / name} exists but is not this study's trial (was study.db "
                 "removed?); give another --out"
             ) from None
-    else:
-        (sweep_dir / name).mkdir(exist_ok=True)  # its first attempt was killed before mkdir
+    # A retry whose first attempt died before training claimed nothing: train() claims it.
     record = {"number": trial.number, "params": trial.params, "overrides": overrides}
     from windowner.checkpoint import atomic_write_text
 
-    atomic_write_text(sweep_dir / name / TRIAL_FILE, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(trial_record(sweep_dir / name), json.dumps(record, indent=2) + "\n")
     return trial, sweep_dir / name, overrides
+
+
+def trial_record(run_dir: Path) -> Path:
+    """The sweep's record of a trial, beside its run directory: ``trial-0003.json``."""
+    return run_dir.with_name(f"{run_dir.name}.json")
 
 
 def _states(names: tuple[str, ...]) -> tuple[Any, ...]:
@@ -988,10 +1005,10 @@ def _heartbeat(storage: Any, trial_id: int, interval: float) -> Callable[[], Non
 
 
 def _record(run_dir: Path, outcome: dict[str, Any]) -> None:
-    """Add the outcome to the run directory's ``trial.json``."""
+    """Add the outcome to the trial's record (beside its run directory)."""
     from windowner.checkpoint import atomic_write_text
 
-    path = run_dir / TRIAL_FILE
+    path = trial_record(run_dir)
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     data.update(outcome)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
