@@ -251,6 +251,33 @@ def test_a_bare_postgresql_url_names_the_extras_driver():
         assert sw.with_driver(kept) == kept
 
 
+def test_retry_of_a_trial_killed_before_its_first_checkpoint_starts_afresh(tmp_path):
+    """Killed after train() wrote config.yaml but before the first last.npz: the retry
+    empties the directory (nothing was trained) and runs the trial instead of failing."""
+    sweep = sw.load_sweep(write_sweep(tmp_path, pruner="none"))
+    sweep_dir = sw.prepare_dir(sweep, tmp_path / "sweep")
+    url = sw.default_storage(sweep_dir)
+    study = sw.open_study(sweep, sw.make_storage(url, sweep.heartbeat))
+    trial, run_dir, overrides = sw.admit(study, sweep, sweep_dir)
+    (run_dir / "config.yaml").write_text("model: {}\n", encoding="utf-8")
+    (run_dir / ".lock").write_text("123\n", encoding="utf-8")
+    assert sw.fail_and_requeue(study, trial._trial_id)
+    retry, retry_dir, retry_overrides = sw.admit(study, sweep, sweep_dir)
+    assert retry_dir == run_dir
+    assert sw.run_trial(sw.trial_job(sweep, url, retry, retry_dir, retry_overrides)) == 0
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert (run_dir / "summary.json").is_file()
+
+
+def test_a_started_run_is_never_discarded(tmp_path):
+    from windowner import runs
+
+    (tmp_path / "config.yaml").write_text("x", encoding="utf-8")
+    (tmp_path / "model.npz").write_bytes(b"x")
+    assert not runs.discard_unstarted(tmp_path)
+    assert (tmp_path / "config.yaml").exists()
+
+
 def test_blas_threads_divided_and_never_above_what_the_environment_asks(monkeypatch):
     for name in sw.BLAS_VARIABLES:
         monkeypatch.delenv(name, raising=False)

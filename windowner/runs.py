@@ -192,6 +192,24 @@ def training_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+STARTED = ("last.npz", "model.npz", "summary.json")  # a run that holds any of them has trained
+
+
+def discard_unstarted(run_dir: Path) -> bool:
+    """Empty a run directory whose run died before its first checkpoint (config.yaml and
+    perhaps a log, nothing trained), so that it can be claimed again; True if it did. A
+    directory holding any of ``STARTED`` (or a subdirectory) is left alone. Only for a caller
+    that owns the directory by its own record (a sweep's re-queued trial)."""
+    if not run_dir.is_dir() or any((run_dir / name).exists() for name in STARTED):
+        return False
+    entries = list(run_dir.iterdir())
+    if any(e.is_dir() and not e.is_symlink() for e in entries):
+        return False
+    for entry in entries:
+        entry.unlink()
+    return bool(entries)
+
+
 def check_resumable(run_dir: Path) -> Path:
     """The run's config.yaml, after checking the directory holds what resuming needs."""
     config = run_dir / "config.yaml"

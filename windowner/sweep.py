@@ -978,7 +978,8 @@ def _train_trial(job: dict[str, Any], trial: Any, run_dir: Path) -> tuple[dict[s
 
     if (run_dir / "last.npz").exists():
         summary = train(run_dir / "config.yaml", resume=run_dir, on_epoch=on_epoch)
-    else:
+    else:  # a first attempt that died before its first checkpoint left nothing to resume
+        runs.discard_unstarted(run_dir)
         config = cfg.from_dict(job["config"])
         summary = train(config, job["overrides"], out_dir=run_dir, on_epoch=on_epoch)
     return summary, bool(pruned)
