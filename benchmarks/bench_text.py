@@ -41,7 +41,7 @@ from tokenizer_agreement import align  # noqa: E402  (benchmarks/ is on sys.path
 DEFAULT_DEV = Path("../shared/data/conll2003/valid.txt")
 Span = tuple[int, int]
 SENTENCE_ENDS = {".", "!", "?", '"', "'"}
-LAYOUTS = ("spaces", "paragraphs")
+LAYOUTS = ("spaces", "lines", "wrapped", "paragraphs")
 CharEntity = tuple[int, int, int, str]  # (document, start_char, end_char, label)
 
 
@@ -66,24 +66,47 @@ def read_gold(path: Path) -> list[list[tuple[list[str], list[str]]]]:
 
 def detokenise(docs: list, layout: str = "spaces") -> tuple[list[str], list[list[list[Span]]]]:
     """Each document's natural text and its gold token spans per sentence. ``spaces``: the
-    sentences joined by single spaces; ``paragraphs``: a sentence that does not end in
-    ``. ! ? " '`` (a headline, a dateline, a table row) ends a paragraph (a blank line)."""
+    sentences joined by single spaces; ``lines``: a sentence that does not end in
+    ``. ! ? " '`` (a headline, a dateline, a table row) ends its line (one line break, as in
+    the Reuters originals); ``wrapped``: ``lines`` hard-wrapped at ``WRAP`` columns;
+    ``paragraphs``: such a sentence ends a paragraph (a blank line)."""
     from sacremoses import MosesDetokenizer
 
     detok = MosesDetokenizer(lang="en")
     texts, spans = [], []
+    breaks = {"spaces": " ", "lines": "\n", "wrapped": "\n", "paragraphs": "\n\n"}[layout]
     for doc in docs:
         text, doc_spans, previous = "", [], ["."]
         for tokens, _ in doc:
-            ends_paragraph = layout == "paragraphs" and previous[-1] not in SENTENCE_ENDS
-            text += ("\n\n" if ends_paragraph else " ") if text else ""
+            ends_line = previous[-1] not in SENTENCE_ENDS
+            text += (breaks if ends_line else " ") if text else ""
             previous = tokens
             sent_text = detok.detokenize(tokens)
             doc_spans.append(align(tokens, sent_text, len(text)))
             text += sent_text
-        texts.append(text)
+        texts.append(hard_wrap(text) if layout == "wrapped" else text)
         spans.append(doc_spans)
     return texts, spans
+
+
+WRAP = 72
+
+
+def hard_wrap(text: str, width: int = WRAP) -> str:
+    """``text`` with spaces turned into line breaks so that no line is longer than ``width``
+    (unless one word is): offsets stay the same."""
+    out = []
+    for line in text.split("\n"):
+        chars, column, last_space = list(line), 0, -1
+        for i, ch in enumerate(chars):
+            if ch == " ":
+                last_space = i
+            column += 1
+            if column > width and last_space >= 0 and i > last_space:
+                chars[last_space] = "\n"
+                column, last_space = i - last_space, -1
+        out.append("".join(chars))
+    return "\n".join(out)
 
 
 def char_entities(index: int, spans: list[Span], tags: list[str]) -> set[CharEntity]:

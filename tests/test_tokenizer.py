@@ -119,6 +119,56 @@ def test_hard_wrapped_paragraphs_and_blank_lines() -> None:
     assert tokenize(text)[1][0].start == text.index("New")
 
 
+WRAPPED = (
+    "Emmanuel Macron, the French president, met Olaf Scholz and the heads of\n"
+    "government of Italy and Spain on Friday in the chancellery, where they\n"
+    "talked about trade with the U.S. and China. Then Macron flew back to\n"
+    "Paris.\n"
+)
+
+
+def test_hard_wrapped_prose_still_joins() -> None:
+    got = texts(WRAPPED)
+    assert [s[-2:] for s in got] == [["China", "."], ["Paris", "."]]
+    assert texts("Macron met Scholz in\nBerlin on Friday.") == [
+        ["Macron", "met", "Scholz", "in", "Berlin", "on", "Friday", "."]
+    ]
+
+
+def test_headline_dateline_and_byline_lines_end_sentences() -> None:
+    text = (
+        "SOCCER - JAPAN GET LUCKY WIN, CHINA IN SURPRISE DEFEAT\n"
+        "Nadim Ladki\n"
+        "AL-AIN, United Arab Emirates 1996-12-06\n"
+        "Japan began the defence of their Asian Cup title with a lucky 2-1 win against Syria\n"
+        "in a Group C championship match on Friday.\n"
+    )
+    got = texts(text)
+    assert [s[0] for s in got] == ["SOCCER", "Nadim", "AL-AIN", "Japan"]
+    assert got[-1][-4:] == ["match", "on", "Friday", "."]
+
+
+def test_table_rows_are_sentences_but_a_lowercase_continuation_is_not() -> None:
+    rows = "Results on Friday:\nChicago 4 HOUSTON 3\nCincinnati 18 COLORADO 7\nAtlanta 5 Boston 2\n"
+    assert [s[0] for s in texts(rows)] == ["Results", "Chicago", "Cincinnati", "Atlanta"]
+    assert len(texts("Leading scores in\nthe $1.2 million Greater Milwaukee Open")) == 1
+    assert len(texts("He met Dr.\nSmith and J.\nDoe and the\nEU")) == 1
+
+
+def test_datelines_are_sentences_of_their_own_inside_a_line() -> None:
+    text = (
+        "Jones Medical completes acquisition. ST. LOUIS 1996-08-30 Jones Medical "
+        "Industries Inc said it completed the deal. PARIS, Aug. 30 (Reuters) - France said no."
+    )
+    got = texts(text)
+    assert got[1] == ["ST.", "LOUIS", "1996-08-30"]
+    assert got[3] == ["PARIS", ",", "Aug.", "30", "(", "Reuters", ")", "-"]
+    assert texts("Homegate Hospitality Inc. WASHINGTON 1996-08-30 Company Name")[0][-2:] == [
+        "Inc",
+        ".",
+    ]
+
+
 def test_whitespace_tokenizer_is_one_sentence_per_line() -> None:
     text = "Obama 's  U.S. visit\n\nDr. Smith\nleft ."
     assert texts(text, "whitespace") == [
