@@ -284,3 +284,28 @@ def test_offsets_hold_when_long_paragraphs_are_cut(text: str, max_chars: int) ->
     check_offsets(text, [token for sentence in sentences for token in sentence.tokens])
     for sentence in sentences:
         assert (sentence.start, sentence.end) == (sentence.tokens[0].start, sentence.tokens[-1].end)
+
+
+def test_syntok_split_chars_are_those_of_the_installed_syntok() -> None:
+    from syntok._segmentation_states import State
+
+    chars = set("".join(State.terminals)) | set(State.opening_brackets)
+    assert chars <= set(tokenizer_module.SYNTOK_SPLIT_CHARS)
+
+
+SYNTOK_CHARS = tokenizer_module.SYNTOK_SPLIT_CHARS
+NO_SPLIT_TEXTS = st.lists(st.one_of(PIECES, st.text(min_size=1, max_size=4)), max_size=40).map(
+    lambda parts: "".join(parts).translate({ord(c): " " for c in SYNTOK_CHARS})
+)
+
+
+@PROPERTY
+@given(NO_SPLIT_TEXTS)
+def test_text_without_a_split_char_skips_the_segmenter_with_the_same_sentences(text: str) -> None:
+    from syntok.segmenter import segment
+    from syntok.tokenizer import Tokenizer
+
+    tokens = list(Tokenizer(replace_not_contraction=False).tokenize(text))
+    by_segmenter = [[(t.offset, t.value) for t in s if t.value] for s in segment(iter(tokens))]
+    fast = [[(t.offset, t.value) for t in tokens if t.value]]
+    assert [s for s in by_segmenter if s] == [s for s in fast if s]

@@ -71,9 +71,8 @@ def _joining_word(word: str) -> bool:
 
 
 def _in_capitals(text: str) -> bool:
-    """At least two letters, all of them capitals (a headline, a dateline)."""
-    letters = [ch for ch in text if ch.isalpha()]
-    return len(letters) >= 2 and all(ch.isupper() for ch in letters)
+    """At least two letters and no lowercase (a headline, a dateline)."""
+    return text.isupper() and sum(ch.isalpha() for ch in text) >= 2
 
 
 # ----------------------------------------------------------------------------- datelines

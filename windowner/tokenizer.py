@@ -353,6 +353,13 @@ def _joins_previous(
 
 
 _SYNTOK: list = []
+# Where syntok's segmenter may end a sentence (syntok._segmentation_states.State.terminals
+# and .opening_brackets, as of syntok 1.4.4; a test checks they are still these).
+SYNTOK_SPLIT_CHARS = (
+    ".!?;\u203c\u203d\u2047\u2048\u2049\u3002\ufe52\ufe57\uff01\uff0e\uff1f\uff61"
+    "([{\uff5f\uff5b\uff3b\uff08\ufe5d\ufe5b\ufe59\ufd3e\u301a\u3018\u2985\u2983\u2329"
+)
+_SEGMENT_AT_RE = re.compile(f"[{re.escape(SYNTOK_SPLIT_CHARS)}]")
 
 
 def syntok_sentences(text: str) -> list[list[Span]]:
@@ -363,8 +370,12 @@ def syntok_sentences(text: str) -> list[list[Span]]:
 
         _SYNTOK.extend([Tokenizer(replace_not_contraction=False), segmenter.segment])
     tokenizer, segment = _SYNTOK
+    tokens = tokenizer.tokenize(text)
+    # syntok's segmenter only ever splits at a terminal or an opening bracket: without one
+    # the text is one sentence, and the (slow) state machine is skipped.
+    parts = segment(tokens) if _SEGMENT_AT_RE.search(text) else [list(tokens)]
     sentences: list[list[Span]] = []
-    for sentence in segment(tokenizer.tokenize(text)):
+    for sentence in parts:
         spans = [(t.offset, t.offset + len(t.value)) for t in sentence if t.value]
         if not spans:
             continue
