@@ -138,6 +138,32 @@ def _open_binary(path: Path | None) -> Iterator[tuple[str, BinaryIO]]:
         yield str(path), fh
 
 
+@contextlib.contextmanager
+def text_pieces(text: str | None, path: Path | None) -> Iterator[tuple[str, Iterable[str], bool]]:
+    """(name, the decoded text in pieces read lazily, whether it started with a UTF-8 BOM)
+    of TEXT, a file, or stdin (``-`` or no path, when piped); the BOM is not in the pieces."""
+    if text is not None and path is not None:
+        raise UsageError("give TEXT or --input FILE, not both")
+    if text is not None:
+        yield "<input>", [text], False
+        return
+    with _open_binary(path) as (name, fh):
+        yield name, _decoded_lines(fh, name), _starts_with_bom(fh)
+
+
+def _starts_with_bom(fh: BinaryIO) -> bool:
+    """Whether the unread stream starts with a UTF-8 BOM, without consuming it."""
+    peek = getattr(fh, "peek", None)
+    if peek is not None:
+        return peek(3)[:3] == codecs.BOM_UTF8
+    if fh.seekable():
+        where = fh.tell()
+        head = fh.read(3)
+        fh.seek(where)
+        return head == codecs.BOM_UTF8
+    return False
+
+
 def _decoded_lines(fh: BinaryIO, name: str) -> Iterator[str]:
     """UTF-8 lines (a BOM dropped) with their line ends; DataError naming the line."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
