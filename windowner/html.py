@@ -144,13 +144,14 @@ HTML_MAX_CHARS = 1 << 20  # predict -f html: one page; more text than this is re
 
 
 def write_page(
-    write: Callable[[str], Any], docs: Iterable[Any], max_chars: int = HTML_MAX_CHARS
+    write: Callable[[str], Any], docs: Iterable[Any], max_chars: int | None = None
 ) -> None:
     """``windowner predict -f html``: one self-contained page of all ``docs``; UsageError as
-    soon as their texts hold more than ``max_chars`` characters (a page that size does not
-    open well; nothing is written then)."""
+    soon as their texts hold more than ``max_chars`` (default ``HTML_MAX_CHARS``) characters
+    (a page that size does not open well; nothing is written then)."""
     from windowner.errors import UsageError
 
+    max_chars = HTML_MAX_CHARS if max_chars is None else max_chars
     records, chars = [], 0
     for doc in docs:
         records.append(as_record(doc))
