@@ -12,10 +12,12 @@ single spaces. Then, with the model of RUN:
     accuracy   entity F1 of the raw-text pipeline, entities matched by (document, start_char,
                end_char, label) against the gold entities' character spans; and the same
                model on the gold tokens (``ner.tag_tokens``); the difference is the loss.
-               Two layouts of the text: ``spaces`` (every sentence of a document joined by
-               one space) and ``paragraphs`` (headlines, datelines and table rows — sentences
-               without final punctuation — on paragraphs of their own, as in the Reuters
-               originals); speed and the big file use ``paragraphs``
+               Four layouts of the text: ``spaces`` (every sentence of a document joined by
+               one space: no layout left), ``lines`` (headlines, datelines, bylines and table
+               rows — sentences without final punctuation — end their line, as in the Reuters
+               originals), ``wrapped`` (``lines`` hard-wrapped at 72 columns) and
+               ``paragraphs`` (such sentences end a paragraph: a blank line); speed and the
+               big file use the last layout
     big file   with --big-mb: the documents repeated into a file of that size in /tmp
                (paragraphs), ``windowner predict --input F -f jsonl > /dev/null`` run under
                ``/usr/bin/time -v``: wall seconds, peak RSS, tokens/s; the file is deleted after

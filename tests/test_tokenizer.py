@@ -163,6 +163,8 @@ def test_datelines_are_sentences_of_their_own_inside_a_line() -> None:
     got = texts(text)
     assert got[1] == ["ST.", "LOUIS", "1996-08-30"]
     assert got[3] == ["PARIS", ",", "Aug.", "30", "(", "Reuters", ")", "-"]
+    wrapped = "SOCCER - CANADA BEAT PANAMA IN QUALIFIER. EDMONTON\n1996-08-31\nCanada won."
+    assert texts(wrapped)[1] == ["EDMONTON", "1996-08-31"]
     assert texts("Homegate Hospitality Inc. WASHINGTON 1996-08-30 Company Name")[0][-2:] == [
         "Inc",
         ".",

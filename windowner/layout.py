@@ -6,8 +6,9 @@ alone: a headline, a dateline, a byline, the rows of a results table. ``line_end
 decides, for one line break, whether the line before it ends a sentence:
 
 - never when the next line starts in lowercase or with punctuation that continues a sentence,
-  when the line ends with a comma, a dash, an opening bracket, a lowercase function word
-  (``in``, ``the``, ``and`` ...) or a title abbreviation (``Dr.``, ``St.``) or an initial;
+  or with a date after a word in capitals (a wrapped dateline), when the line ends with a
+  comma, a dash, an opening bracket, a lowercase function word (``in``, ``the``, ``and`` ...),
+  a title abbreviation (``Dr.``, ``St.``) or an initial;
 - otherwise, when the line ends with a colon (a list or table follows), when the line or
   the next is in capitals (``SOCCER - JAPAN GET LUCKY WIN``, ``NEW YORK 1996-08-30``), when
   the next line's first word would have fitted on it (a wrapped line is full: it broke
@@ -49,7 +50,10 @@ def line_ends_sentence(line: str, next_line: str, widths: Sequence[int]) -> bool
     first = b.split(maxsplit=1)[0]
     if not (first[0].isupper() or first[0].isdigit() or first[0] in _STARTS_SENTENCE_PUNCT):
         return False
-    if a.endswith(_JOINING_ENDS) or _joining_word(a.rsplit(maxsplit=1)[-1]):
+    last = a.rsplit(maxsplit=1)[-1]
+    if a.endswith(_JOINING_ENDS) or _joining_word(last):
+        return False
+    if _DATE_START_RE.match(b) and _in_capitals(last):  # a dateline wrapped before its date
         return False
     if a.endswith(":") or _in_capitals(a) or _in_capitals(b):  # a list or table follows;
         return True  # a headline or dateline ends or starts here
@@ -83,8 +87,9 @@ _DATE = rf"(?:\d{{4}}-\d\d-\d\d|{_MONTH} \d{{1,2}}(?:, \d{{4}})?)"
 _REGION = r"(?:, [A-Z][\w.'-]*(?: [A-Z][\w.'-]*){0,3})?"
 _AGENCY = r"(?: \((?:Reuters|Reuter|AP|AFP|UPI|dpa|Xinhua)\))?(?: [-\u2013\u2014]+)?"
 DATELINE_RE = re.compile(
-    rf"(?<!\S)({_PLACE_WORD}(?: {_PLACE_WORD}){{0,2}}){_REGION},? {_DATE}{_AGENCY}(?!\S)"
+    rf"(?<!\S)({_PLACE_WORD}(?: {_PLACE_WORD}){{0,2}}){_REGION},?\s{_DATE}{_AGENCY}(?!\S)"
 )
+_DATE_START_RE = re.compile(rf"{_DATE}(?!\S)")
 
 
 def dateline_spans(text: str) -> list[tuple[int, int]]:
