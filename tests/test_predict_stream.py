@@ -19,7 +19,7 @@ from windowner.cli import app
 from windowner.conllio import ConllDocument, stream_conll
 from windowner.train import train
 
-from .conftest import ROOT, strip_ansi, write
+from .conftest import strip_ansi, write
 from .helpers import tiny_config
 
 runner = CliRunner()
@@ -28,13 +28,10 @@ MUSEUMS = "Museums in Paris are amazing . Camille Rousseau visited Berlin ."
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("stream") / "run"
-    splits = {
-        "data.train": str(ROOT / "data/train.conll"),
-        "data.dev": str(ROOT / "data/dev.conll"),
-    }
-    train(tiny_config(), {**splits, "data.test": None}, out_dir=out)
-    return out / "model.npz"
+    """A tiny model trained on the embedded corpus (helpers.tiny_config)."""
+    run = tmp_path_factory.mktemp("stream") / "run"
+    train(tiny_config(), {}, out_dir=run)
+    return run / "model.npz"
 
 
 def invoke(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
