@@ -126,8 +126,9 @@ def segment_paragraph(segmenter: Segmenter, paragraph: str, offset: int) -> list
     normal, starts, ends = nfc_with_offsets(paragraph)
     sentences = _fill_gaps(normal, segmenter(normal))
     if starts is None and _NOT_PLAIN_RE.search(normal) is None:
+        make = Token._make  # tuple.__new__ without Token.__new__'s Python frame: 2x faster
         token_lists = [
-            [Token(w := paragraph[s:e], offset + s, offset + e, w) for s, e in spans]
+            [make((w := paragraph[s:e], offset + s, offset + e, w)) for s, e in spans]
             for spans in sentences
         ]
     else:
@@ -376,7 +377,7 @@ def syntok_sentences(text: str) -> list[list[Span]]:
     parts = segment(tokens) if _SEGMENT_AT_RE.search(text) else [list(tokens)]
     sentences: list[list[Span]] = []
     for sentence in parts:
-        spans = [(t.offset, t.offset + len(t.value)) for t in sentence if t.value]
+        spans = [(o := t.offset, o + len(v)) for t in sentence if (v := t.value)]
         if not spans:
             continue
         if sentences and text[sentences[-1][-1][0]] == ";":  # syntok ends sentences at "; X"
