@@ -380,7 +380,7 @@ def predict(
 
     Example: windowner predict "Museums in Paris are amazing"
     """
-    from windowner.api import load
+    from windowner.api import load, tagging_gc
     from windowner.threads import SCORE_CHUNK, scoring_threads
 
     check_threads(threads)
@@ -392,7 +392,7 @@ def predict(
         if warning := conll_warning(input_file):
             log(warning)
     ner = load(model, tokenizer=tokenizer)
-    with scoring_threads(threads, ner.tagger.model.spec, SCORE_CHUNK):
+    with tagging_gc(), scoring_threads(threads, ner.tagger.model.spec, SCORE_CHUNK):
         predict_docs(ner, (text, input_file, input_format, per_line), output_format, explain, jobs)
 
 
