@@ -475,9 +475,11 @@ def write_explanations(ner: NER, sentences: Iterable[list[str]], output_format: 
     while batch := list(islice(stream, EXPLAIN_BATCH)):
         if output_format in ("json", "jsonl"):
             for record in explanation_records(ner.tagger, batch):
-                line = json.dumps(record, ensure_ascii=False, indent=2 if json_list else None)
-                prefix = ("[\n" if first == 1 else ",\n") if json_list else ""
-                sys.stdout.write(prefix + line + ("" if json_list else "\n"))
+                if json_list:  # indented as json.dumps(whole list, indent=2) would be
+                    line = json.dumps(record, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+                    sys.stdout.write(("[\n  " if first == 1 else ",\n  ") + line)
+                else:
+                    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
                 first += 1
         else:
             print_explanations(out, ner.tagger, batch, output_format, first=first)
