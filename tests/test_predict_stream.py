@@ -118,6 +118,27 @@ def test_conll_on_stdin_is_the_file_passed_through(model, tmp_path):
     assert code == 0 and from_text.startswith("Paris O ")
 
 
+def test_a_files_scheme_is_read_from_the_whole_file_stdins_from_its_head(model, monkeypatch):
+    monkeypatch.setattr(conllio, "HEAD_SENTENCES", 1)
+    text = "Paris O\n\nRome O\n\nNew B-LOC\nYork E-LOC\n\nOslo S-LOC\n"
+    args = ["predict", "-m", model, "--input-format", "conll", "-f", "conll"]
+    code, whole, err = invoke(*args, text)
+    assert code == 0, err
+    expected = ConllDocument.from_text(text)
+    assert expected.scheme == "iobes"
+    assert whole == expected.render(cli_tags(model, expected.sentences))
+    code, head_only, _ = invoke(*args, stdin=text.encode("utf-8"))
+    assert code == 0
+    expected.scheme = "iob2"  # the first sentence shows no S-/E- tag
+    assert head_only == expected.render(cli_tags(model, expected.sentences))
+
+
+def cli_tags(model: Path, sentences: list[list[str]]) -> list[list[str]]:
+    from windowner.api import load
+
+    return load(model).tag_tokens(sentences)
+
+
 def test_conll_in_json_out_is_one_document_per_batch(model, monkeypatch):
     monkeypatch.setattr(conllio, "BATCH_SENTENCES", 2)
     conll = "".join(f"{w}\n\n" for w in ["Paris", "Berlin", "Rome"])

@@ -434,10 +434,16 @@ def predict_conll(ner: NER, source: tuple, output_format: str, explain: bool) ->
     from windowner import conllio
     from windowner.textio import text_pieces
 
-    with text_pieces(*source) as (name, pieces, bom):
+    text, input_file = source
+    scheme = None  # a file (or TEXT) is scanned for its tag scheme first; stdin: its head
+    rereadable = text is not None or (input_file is not None and input_file.is_file())
+    if output_format == "conll" and not explain and rereadable:
+        with text_pieces(text, input_file) as (name, pieces, _):
+            scheme = conllio.file_scheme(pieces, name)
+    with text_pieces(text, input_file) as (name, pieces, bom):
         if output_format == "conll" and not explain:
             sys.stdout.write(conllio.BOM if bom else "")
-            for chunk in conllio.stream_conll(pieces, name, ner.tag_tokens):
+            for chunk in conllio.stream_conll(pieces, name, ner.tag_tokens, scheme):
                 sys.stdout.write(chunk)
             return
         blocks = conllio.iter_blocks(conllio.iter_lines(pieces, name), name)

@@ -165,20 +165,30 @@ class Block:
 
 
 def stream_conll(
-    pieces: Iterable[str], name: str, tag: Callable[[list[list[str]]], list[list[str]]]
+    pieces: Iterable[str],
+    name: str,
+    tag: Callable[[list[list[str]]], list[list[str]]],
+    scheme: str | None = None,
 ) -> Iterator[str]:
     """CoNLL text (any pieces of it, read lazily) back with a predicted column, as
-    ``ConllDocument.render`` writes it, in constant memory. The scheme of the input's tags
-    is decided on the first ``HEAD_SENTENCES`` sentences. ``tag``: token lists → IOB2 tags."""
+    ``ConllDocument.render`` writes it, in constant memory. Tags are written in ``scheme``;
+    by default in the scheme of the input's tags found in the first ``HEAD_SENTENCES``
+    sentences (a file can be scanned first: ``file_scheme``). ``tag``: token lists → IOB2."""
     blocks = iter_blocks(iter_lines(pieces, name), name)
     head = list(islice(blocks, HEAD_SENTENCES))
     if not any(b.tokens for b in head):
         raise UsageError(f"{name}: nothing to tag: no token lines")
-    scheme = blocks_scheme(head) or "iob2"
+    scheme = scheme or blocks_scheme(head) or "iob2"
     for batch in batched_blocks(chain(head, blocks)):
         tags = tag([b.tokens for b in batch if b.tokens]) if any(b.tokens for b in batch) else []
         flat = iter([t for sent in tags for t in from_iob2(sent, scheme)])
         yield "".join(_with_tag(text, flat) + end for b in batch for text, end in b.lines)
+
+
+def file_scheme(pieces: Iterable[str], name: str) -> str:
+    """The scheme predictions are written in for a whole CoNLL text (one pass, constant
+    memory): that of its tag column, IOB2 when it has none — as ``ConllDocument``."""
+    return blocks_scheme(iter_blocks(iter_lines(pieces, name), name)) or "iob2"
 
 
 def batched_blocks(blocks: Iterable[Block]) -> Iterator[list[Block]]:
@@ -231,15 +241,17 @@ def iter_blocks(lines: Iterable[tuple[str, str]], name: str) -> Iterator[Block]:
         yield block
 
 
-def blocks_scheme(blocks: list[Block]) -> str | None:
+def blocks_scheme(blocks: Iterable[Block]) -> str | None:
     """The scheme of the blocks' tag column, None unless every token line has a tag."""
-    if any(t is None for b in blocks for t in b.tags):
-        return None
     evidence = SchemeEvidence()
+    found = False
     for block in blocks:
+        if any(t is None for t in block.tags):
+            return None
         if block.tags:
             evidence.add(block.tags)
-    return evidence.scheme
+            found = True
+    return evidence.scheme if found else None
 
 
 # ----------------------------------------------------------------------------- detection
