@@ -8,14 +8,17 @@ benchmark-only dependency: ``pip install sacremoses``), the sentences of a docum
 single spaces. Then, with the model of RUN:
 
     speed      tokens/s of ``ner.pipe(documents)`` — tokenisation, tagging, records with
-               offsets — in this process (gold token count / wall and CPU seconds, best of N)
+               offsets — in this process (gold token count / wall and CPU seconds, best of N);
+               plain, and ``_predict_gc`` with the garbage-collector settings of predict
     accuracy   entity F1 of the raw-text pipeline, entities matched by (document, start_char,
                end_char, label) against the gold entities' character spans; and the same
                model on the gold tokens (``ner.tag_tokens``); the difference is the loss.
-               Two layouts of the text: ``spaces`` (every sentence of a document joined by
-               one space) and ``paragraphs`` (headlines, datelines and table rows — sentences
-               without final punctuation — on paragraphs of their own, as in the Reuters
-               originals); speed and the big file use ``paragraphs``
+               Four layouts of the text: ``spaces`` (every sentence of a document joined by
+               one space: no layout left), ``lines`` (headlines, datelines, bylines and table
+               rows — sentences without final punctuation — end their line, as in the Reuters
+               originals), ``wrapped`` (``lines`` hard-wrapped at 72 columns) and
+               ``paragraphs`` (such sentences end a paragraph: a blank line); speed and the
+               big file use the last layout
     big file   with --big-mb: the documents repeated into a file of that size in /tmp
                (paragraphs), ``windowner predict --input F -f jsonl > /dev/null`` run under
                ``/usr/bin/time -v``: wall seconds, peak RSS, tokens/s; the file is deleted after
@@ -24,6 +27,7 @@ single spaces. Then, with the model of RUN:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -41,7 +45,7 @@ from tokenizer_agreement import align  # noqa: E402  (benchmarks/ is on sys.path
 DEFAULT_DEV = Path("../shared/data/conll2003/valid.txt")
 Span = tuple[int, int]
 SENTENCE_ENDS = {".", "!", "?", '"', "'"}
-LAYOUTS = ("spaces", "paragraphs")
+LAYOUTS = ("spaces", "lines", "wrapped", "paragraphs")
 CharEntity = tuple[int, int, int, str]  # (document, start_char, end_char, label)
 
 
@@ -66,24 +70,47 @@ def read_gold(path: Path) -> list[list[tuple[list[str], list[str]]]]:
 
 def detokenise(docs: list, layout: str = "spaces") -> tuple[list[str], list[list[list[Span]]]]:
     """Each document's natural text and its gold token spans per sentence. ``spaces``: the
-    sentences joined by single spaces; ``paragraphs``: a sentence that does not end in
-    ``. ! ? " '`` (a headline, a dateline, a table row) ends a paragraph (a blank line)."""
+    sentences joined by single spaces; ``lines``: a sentence that does not end in
+    ``. ! ? " '`` (a headline, a dateline, a table row) ends its line (one line break, as in
+    the Reuters originals); ``wrapped``: ``lines`` hard-wrapped at ``WRAP`` columns;
+    ``paragraphs``: such a sentence ends a paragraph (a blank line)."""
     from sacremoses import MosesDetokenizer
 
     detok = MosesDetokenizer(lang="en")
     texts, spans = [], []
+    breaks = {"spaces": " ", "lines": "\n", "wrapped": "\n", "paragraphs": "\n\n"}[layout]
     for doc in docs:
         text, doc_spans, previous = "", [], ["."]
         for tokens, _ in doc:
-            ends_paragraph = layout == "paragraphs" and previous[-1] not in SENTENCE_ENDS
-            text += ("\n\n" if ends_paragraph else " ") if text else ""
+            ends_line = previous[-1] not in SENTENCE_ENDS
+            text += (breaks if ends_line else " ") if text else ""
             previous = tokens
             sent_text = detok.detokenize(tokens)
             doc_spans.append(align(tokens, sent_text, len(text)))
             text += sent_text
-        texts.append(text)
+        texts.append(hard_wrap(text) if layout == "wrapped" else text)
         spans.append(doc_spans)
     return texts, spans
+
+
+WRAP = 72
+
+
+def hard_wrap(text: str, width: int = WRAP) -> str:
+    """``text`` with spaces turned into line breaks so that no line is longer than ``width``
+    (unless one word is): offsets stay the same."""
+    out = []
+    for line in text.split("\n"):
+        chars, column, last_space = list(line), 0, -1
+        for i, ch in enumerate(chars):
+            if ch == " ":
+                last_space = i
+            column += 1
+            if column > width and last_space >= 0 and i > last_space:
+                chars[last_space] = "\n"
+                column, last_space = i - last_space, -1
+        out.append("".join(chars))
+    return "\n".join(out)
 
 
 def char_entities(index: int, spans: list[Span], tags: list[str]) -> set[CharEntity]:
@@ -119,19 +146,24 @@ def accuracy(ner, docs: list, texts: list[str], spans: list) -> dict:
 
 
 def speed(ner, texts: list[str], n_tokens: int, repeat: int) -> dict:
-    """Best-of-``repeat`` tokens/s of pipe over the documents (wall and CPU time)."""
-    walls, cpus = [], []
-    for _ in range(repeat):
-        w, c = time.perf_counter(), time.process_time()
-        n_entities = sum(len(d.entities) for d in ner.pipe(texts))
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return {
-        "tokens": n_tokens,
-        "entities": n_entities,
-        "tokens_per_s_wall": n_tokens / min(walls),
-        "tokens_per_s_cpu": n_tokens / min(cpus),
-    }
+    """Best-of-``repeat`` tokens/s of pipe over the documents (wall and CPU time), plain and
+    under ``tagging_gc`` as ``windowner predict`` runs (the collector then also skips this
+    benchmark's own data, which a predict process does not hold)."""
+    from windowner.api import tagging_gc
+
+    result = {"tokens": n_tokens}
+    for name, settings in (("", contextlib.nullcontext), ("_predict_gc", tagging_gc)):
+        walls, cpus = [], []
+        with settings():
+            for _ in range(repeat):
+                w, c = time.perf_counter(), time.process_time()
+                n_entities = sum(len(d.entities) for d in ner.pipe(texts))
+                walls.append(time.perf_counter() - w)
+                cpus.append(time.process_time() - c)
+        result["entities"] = n_entities
+        result[f"tokens_per_s_wall{name}"] = n_tokens / min(walls)
+        result[f"tokens_per_s_cpu{name}"] = n_tokens / min(cpus)
+    return result
 
 
 def big_file(model: str, texts: list[str], n_tokens: int, megabytes: float, jobs: int) -> dict:

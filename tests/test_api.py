@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import windowner
 from windowner import output
+from windowner.api import GC_THRESHOLD, tagging_gc
 from windowner.calibrate import fit_temperature, golden_section, tag_probabilities
 from windowner.cli import app
 from windowner.corpus import Sentence, read_conll
@@ -360,3 +361,14 @@ def test_readme_record_example_has_the_records_keys(ner):
     assert set(example["sentences"][0]["tokens"][0]) == TOKEN_KEYS
     assert set(example["entities"][0]) == ENTITY_KEYS
     check_record(example)
+
+
+def test_tagging_gc_freezes_and_restores(ner):
+    import gc
+
+    before = gc.get_threshold()
+    with tagging_gc():
+        assert gc.get_threshold()[0] == GC_THRESHOLD and gc.get_freeze_count() > 0
+        doc = ner("Museums in Paris are amazing .")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    assert doc.to_dict() == ner("Museums in Paris are amazing .").to_dict()

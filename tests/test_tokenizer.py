@@ -119,6 +119,58 @@ def test_hard_wrapped_paragraphs_and_blank_lines() -> None:
     assert tokenize(text)[1][0].start == text.index("New")
 
 
+WRAPPED = (
+    "Emmanuel Macron, the French president, met Olaf Scholz and the heads of\n"
+    "government of Italy and Spain on Friday in the chancellery, where they\n"
+    "talked about trade with the U.S. and China. Then Macron flew back to\n"
+    "Paris.\n"
+)
+
+
+def test_hard_wrapped_prose_still_joins() -> None:
+    got = texts(WRAPPED)
+    assert [s[-2:] for s in got] == [["China", "."], ["Paris", "."]]
+    assert texts("Macron met Scholz in\nBerlin on Friday.") == [
+        ["Macron", "met", "Scholz", "in", "Berlin", "on", "Friday", "."]
+    ]
+
+
+def test_headline_dateline_and_byline_lines_end_sentences() -> None:
+    text = (
+        "SOCCER - JAPAN GET LUCKY WIN, CHINA IN SURPRISE DEFEAT\n"
+        "Nadim Ladki\n"
+        "AL-AIN, United Arab Emirates 1996-12-06\n"
+        "Japan began the defence of their Asian Cup title with a lucky 2-1 win against Syria\n"
+        "in a Group C championship match on Friday.\n"
+    )
+    got = texts(text)
+    assert [s[0] for s in got] == ["SOCCER", "Nadim", "AL-AIN", "Japan"]
+    assert got[-1][-4:] == ["match", "on", "Friday", "."]
+
+
+def test_table_rows_are_sentences_but_a_lowercase_continuation_is_not() -> None:
+    rows = "Results on Friday:\nChicago 4 HOUSTON 3\nCincinnati 18 COLORADO 7\nAtlanta 5 Boston 2\n"
+    assert [s[0] for s in texts(rows)] == ["Results", "Chicago", "Cincinnati", "Atlanta"]
+    assert len(texts("Leading scores in\nthe $1.2 million Greater Milwaukee Open")) == 1
+    assert len(texts("He met Dr.\nSmith and J.\nDoe and the\nEU")) == 1
+
+
+def test_datelines_are_sentences_of_their_own_inside_a_line() -> None:
+    text = (
+        "Jones Medical completes acquisition. ST. LOUIS 1996-08-30 Jones Medical "
+        "Industries Inc said it completed the deal. PARIS, Aug. 30 (Reuters) - France said no."
+    )
+    got = texts(text)
+    assert got[1] == ["ST.", "LOUIS", "1996-08-30"]
+    assert got[3] == ["PARIS", ",", "Aug.", "30", "(", "Reuters", ")", "-"]
+    wrapped = "SOCCER - CANADA BEAT PANAMA IN QUALIFIER. EDMONTON\n1996-08-31\nCanada won."
+    assert texts(wrapped)[1] == ["EDMONTON", "1996-08-31"]
+    assert texts("Homegate Hospitality Inc. WASHINGTON 1996-08-30 Company Name")[0][-2:] == [
+        "Inc",
+        ".",
+    ]
+
+
 def test_whitespace_tokenizer_is_one_sentence_per_line() -> None:
     text = "Obama 's  U.S. visit\n\nDr. Smith\nleft ."
     assert texts(text, "whitespace") == [
@@ -234,3 +286,28 @@ def test_offsets_hold_when_long_paragraphs_are_cut(text: str, max_chars: int) ->
     check_offsets(text, [token for sentence in sentences for token in sentence.tokens])
     for sentence in sentences:
         assert (sentence.start, sentence.end) == (sentence.tokens[0].start, sentence.tokens[-1].end)
+
+
+def test_syntok_split_chars_are_those_of_the_installed_syntok() -> None:
+    from syntok._segmentation_states import State
+
+    chars = set("".join(State.terminals)) | set(State.opening_brackets)
+    assert chars <= set(tokenizer_module.SYNTOK_SPLIT_CHARS)
+
+
+SYNTOK_CHARS = tokenizer_module.SYNTOK_SPLIT_CHARS
+NO_SPLIT_TEXTS = st.lists(st.one_of(PIECES, st.text(min_size=1, max_size=4)), max_size=40).map(
+    lambda parts: "".join(parts).translate({ord(c): " " for c in SYNTOK_CHARS})
+)
+
+
+@PROPERTY
+@given(NO_SPLIT_TEXTS)
+def test_text_without_a_split_char_skips_the_segmenter_with_the_same_sentences(text: str) -> None:
+    from syntok.segmenter import segment
+    from syntok.tokenizer import Tokenizer
+
+    tokens = list(Tokenizer(replace_not_contraction=False).tokenize(text))
+    by_segmenter = [[(t.offset, t.value) for t in s if t.value] for s in segment(iter(tokens))]
+    fast = [[(t.offset, t.value) for t in tokens if t.value]]
+    assert [s for s in by_segmenter if s] == [s for s in fast if s]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -337,6 +338,27 @@ def _pipe_parallel(ner: NER, batches: Iterator[list[str]], jobs: int) -> Iterato
 
 
 # ----------------------------------------------------------------------------- loading
+
+GC_THRESHOLD = 50_000  # allocations between young-generation collections in a tagging process
+
+
+@contextmanager
+def tagging_gc() -> Iterator[None]:
+    """Garbage-collector settings while a process only tags (``windowner predict``): what is
+    alive on entry (the model, its vocabulary) is frozen out of the collections and the young
+    generation is collected 70x less often — tagging makes millions of short-lived, acyclic
+    tuples, and the collector took 5–10% of the CPU time of raw text → records. Restored on
+    exit. Process-wide while it lasts."""
+    import gc
+
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 def load(path: str | Path | None = None, tokenizer: str = "default") -> NER:

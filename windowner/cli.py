@@ -16,7 +16,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -205,6 +205,7 @@ class OutputFormat(StrEnum):
     json = "json"
     jsonl = "jsonl"
     conll = "conll"
+    html = "html"
 
 
 TextArgument = Annotated[
@@ -240,8 +241,8 @@ OutputFormatOption = Annotated[
     typer.Option(
         "--output-format",
         "-f",
-        metavar="table|json|jsonl|conll",
-        help="table, json, jsonl (streams) or conll.",
+        metavar="table|json|jsonl|conll|html",
+        help="table, json, jsonl (streams), conll or html (one page, small inputs).",
     ),
 ]
 
@@ -379,7 +380,7 @@ def predict(
 
     Example: windowner predict "Museums in Paris are amazing"
     """
-    from windowner.api import load
+    from windowner.api import load, tagging_gc
     from windowner.threads import SCORE_CHUNK, scoring_threads
 
     check_threads(threads)
@@ -391,57 +392,109 @@ def predict(
         if warning := conll_warning(input_file):
             log(warning)
     ner = load(model, tokenizer=tokenizer)
-    with scoring_threads(threads, ner.tagger.model.spec, SCORE_CHUNK):
+    with tagging_gc(), scoring_threads(threads, ner.tagger.model.spec, SCORE_CHUNK):
         predict_docs(ner, (text, input_file, input_format, per_line), output_format, explain, jobs)
 
 
 def predict_docs(
     ner: NER, source: tuple, output_format: OutputFormat, explain: bool, jobs: int
 ) -> None:
-    """predict's tagging and output, under the thread policy. ``source``: (TEXT, --input,
-    --input-format, --per-line)."""
+    """predict's tagging and output, under the thread policy; everything streams (constant
+    memory) but html, which is one page. ``source``: (TEXT, --input, --input-format,
+    --per-line)."""
     text, input_file, input_format, per_line = source
-    conll_both = input_format == output_format == "conll"
-    if conll_both and input_file is not None and not explain:
-        from windowner.conllio import ConllDocument  # the file back, with a predicted column
-
-        doc = ConllDocument.read(input_file)
-        sys.stdout.write(doc.render(ner.tag_tokens(doc.sentences)))
+    if explain and output_format == OutputFormat.conll:
+        raise UsageError("--explain prints a table, JSON or HTML; drop --output-format conll")
+    if input_format == InputFormat.conll:
+        predict_conll(ner, (text, input_file), output_format.value, explain)
         return
-    if input_format == InputFormat.conll or explain:
-        source = (text, input_file, input_format.value, per_line)
-        predict_whole(ner, source, output_format.value, explain)
-        return
-    from windowner.output import write_docs
     from windowner.textio import iter_documents
 
-    docs = ner.pipe(iter_documents(text, input_file, per_line), jobs=jobs)
-    write_docs(out, docs, output_format.value, log)
+    documents = iter_documents(text, input_file, per_line)
+    if output_format == OutputFormat.html:
+        from windowner.html import write_page
 
+        records = map(ner.explain, documents) if explain else ner.pipe(documents)
+        write_page(sys.stdout.write, records)
+    elif explain:
+        from windowner.tokenizer import iter_sentences
 
-def predict_whole(ner: NER, source: tuple, output_format: str, explain: bool) -> None:
-    """predict on CoNLL input, and --explain: small inputs, read whole and tagged as token
-    lists. ``source``: (TEXT, --input, --input-format, --per-line)."""
-    from windowner.render import render_predictions
-    from windowner.textio import iter_documents, read_input
-    from windowner.tokenizer import iter_sentences
-
-    text, input_file, input_format, per_line = source
-    if input_format == "conll":
-        sentences = read_input(text, input_file, "conll")
-    else:
-        documents = iter_documents(text, input_file, per_line)
-        sentences = [s.words for d in documents for s in iter_sentences(d, ner.tokenizer)]
-    if explain:
-        from windowner.explain import print_explanations
-
-        print_explanations(out, ner.tagger, sentences, output_format)
-    elif output_format == "conll":
-        render_predictions(out, sentences, ner.tag_tokens(sentences), output_format)
+        sentences = (s.words for d in documents for s in iter_sentences(d, ner.tokenizer))
+        write_explanations(ner, sentences, output_format.value)
     else:
         from windowner.output import write_docs
 
-        write_docs(out, [ner.doc_from_tokens(sentences)], output_format, log)
+        write_docs(out, ner.pipe(documents, jobs=jobs), output_format.value, log)
+
+
+def predict_conll(ner: NER, source: tuple, output_format: str, explain: bool) -> None:
+    """predict on CoNLL input (TEXT, a file or stdin), read lazily: ``-f conll`` writes it back
+    line for line with a predicted column; other formats see one document per
+    ``BATCH_SENTENCES`` sentences."""
+    from windowner import conllio
+    from windowner.textio import text_pieces
+
+    text, input_file = source
+    scheme = None  # a file (or TEXT) is scanned for its tag scheme first; stdin: its head
+    rereadable = text is not None or (input_file is not None and input_file.is_file())
+    if output_format == "conll" and not explain and rereadable:
+        with text_pieces(text, input_file) as (name, pieces, _):
+            scheme = conllio.file_scheme(pieces, name)
+    with text_pieces(text, input_file) as (name, pieces, bom):
+        if output_format == "conll" and not explain:
+            sys.stdout.write(conllio.BOM if bom else "")
+            for chunk in conllio.stream_conll(pieces, name, ner.tag_tokens, scheme):
+                sys.stdout.write(chunk)
+            return
+        blocks = conllio.iter_blocks(conllio.iter_lines(pieces, name), name)
+        token_lists = ([b.tokens for b in bs if b.tokens] for bs in conllio.batched_blocks(blocks))
+        batches = check_not_empty(batch for batch in token_lists if batch)
+        if explain:
+            write_explanations(ner, (s for batch in batches for s in batch), output_format)
+        elif output_format == "html":
+            from windowner.html import write_page
+
+            write_page(sys.stdout.write, map(ner.doc_from_tokens, batches))
+        else:
+            from windowner.output import write_docs
+
+            write_docs(out, map(ner.doc_from_tokens, batches), output_format, log)
+
+
+def check_not_empty(items: Iterator) -> Iterator:
+    """``items``, or UsageError ("nothing to tag") when there is none."""
+    first = next(items, None)
+    if first is None:
+        raise UsageError("nothing to tag: the input is empty or only whitespace")
+    yield first
+    yield from items
+
+
+def write_explanations(ner: NER, sentences: Iterable[list[str]], output_format: str) -> None:
+    """``--explain`` over a stream of token lists, ``EXPLAIN_BATCH`` sentences at a time:
+    tables, a JSON list written as it goes, or JSON Lines (one sentence per line)."""
+    from itertools import islice
+
+    from windowner.explain import explanation_records, print_explanations
+
+    stream, first, json_list = iter(sentences), 1, output_format == "json"
+    while batch := list(islice(stream, EXPLAIN_BATCH)):
+        if output_format in ("json", "jsonl"):
+            for record in explanation_records(ner.tagger, batch):
+                if json_list:  # indented as json.dumps(whole list, indent=2) would be
+                    line = json.dumps(record, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+                    sys.stdout.write(("[\n  " if first == 1 else ",\n  ") + line)
+                else:
+                    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+                first += 1
+        else:
+            print_explanations(out, ner.tagger, batch, output_format, first=first)
+            first += len(batch)
+    if json_list:
+        sys.stdout.write("[]\n" if first == 1 else "\n]\n")
+
+
+EXPLAIN_BATCH = 256
 
 
 # ----------------------------------------------------------------------------- gradcheck

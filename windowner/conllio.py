@@ -16,7 +16,9 @@ windowner.corpus: ASCII-whitespace columns, blank lines end sentences, ``-DOCSTA
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 
 from windowner.corpus import (
@@ -72,17 +74,21 @@ class ConllDocument:
         scheme = self.scheme or "iob2"
         flat = iter([t for sent in tags for t in from_iob2(sent, scheme)])
         out = [BOM] if self.bom else []
-        for text, end in self.lines:
-            kind = _is_token_line(text)
-            if kind:
-                tag = "O" if kind == DOCSTART else next(flat, None)
-                if tag is None:
-                    raise ValueError("fewer predicted tags than token lines")
-                text = f"{text}{_separator(text)}{tag}"
-            out.append(text + end)
+        out += [_with_tag(text, flat) + end for text, end in self.lines]
         if next(flat, None) is not None:
             raise ValueError("more predicted tags than token lines")
         return "".join(out)
+
+
+def _with_tag(text: str, tags: Iterator[str]) -> str:
+    """A line with the next predicted tag appended (``O`` on -DOCSTART-, none when blank)."""
+    kind = _is_token_line(text)
+    if not kind:
+        return text
+    tag = "O" if kind == DOCSTART else next(tags, None)
+    if tag is None:
+        raise ValueError("fewer predicted tags than token lines")
+    return f"{text}{_separator(text)}{tag}"
 
 
 def _split_keep_ends(text: str) -> list[tuple[str, str]]:
@@ -139,6 +145,113 @@ def _sentences_and_scheme(
     for seq in tag_seqs:
         evidence.add(seq)
     return sentences, evidence.scheme
+
+
+# ----------------------------------------------------------------------------- streaming
+
+HEAD_SENTENCES = 1000  # sentences read before the first output: they decide the tag scheme
+BATCH_SENTENCES = 256  # sentences tagged at a time
+MAX_BLANK_RUN = 1000  # lines without a token passed through at a time
+
+
+@dataclass
+class Block:
+    """Lines of a CoNLL stream holding at most one sentence (and the blank or -DOCSTART-
+    lines around it): ``tokens`` and ``tags`` (last column) of its token lines."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    tags: list[str | None] = field(default_factory=list)
+
+
+def stream_conll(
+    pieces: Iterable[str],
+    name: str,
+    tag: Callable[[list[list[str]]], list[list[str]]],
+    scheme: str | None = None,
+) -> Iterator[str]:
+    """CoNLL text (any pieces of it, read lazily) back with a predicted column, as
+    ``ConllDocument.render`` writes it, in constant memory. Tags are written in ``scheme``;
+    by default in the scheme of the input's tags found in the first ``HEAD_SENTENCES``
+    sentences (a file can be scanned first: ``file_scheme``). ``tag``: token lists → IOB2."""
+    blocks = iter_blocks(iter_lines(pieces, name), name)
+    head = list(islice(blocks, HEAD_SENTENCES))
+    if not any(b.tokens for b in head):
+        raise UsageError(f"{name}: nothing to tag: no token lines")
+    scheme = scheme or blocks_scheme(head) or "iob2"
+    for batch in batched_blocks(chain(head, blocks)):
+        tags = tag([b.tokens for b in batch if b.tokens]) if any(b.tokens for b in batch) else []
+        flat = iter([t for sent in tags for t in from_iob2(sent, scheme)])
+        yield "".join(_with_tag(text, flat) + end for b in batch for text, end in b.lines)
+
+
+def file_scheme(pieces: Iterable[str], name: str) -> str:
+    """The scheme predictions are written in for a whole CoNLL text (one pass, constant
+    memory): that of its tag column, IOB2 when it has none — as ``ConllDocument``."""
+    return blocks_scheme(iter_blocks(iter_lines(pieces, name), name)) or "iob2"
+
+
+def batched_blocks(blocks: Iterable[Block]) -> Iterator[list[Block]]:
+    """Lists of blocks holding ``BATCH_SENTENCES`` sentences (the last fewer)."""
+    batch: list[Block] = []
+    n = 0
+    for block in blocks:
+        batch.append(block)
+        n += bool(block.tokens)
+        if n >= BATCH_SENTENCES:
+            yield batch
+            batch, n = [], 0
+    if batch:
+        yield batch
+
+
+def iter_lines(pieces: Iterable[str], name: str) -> Iterator[tuple[str, str]]:
+    """(line, ending) pairs of text given in pieces (LF, CRLF or a lone CR, as
+    ``_split_keep_ends``); DataError for a line longer than ``MAX_LINE_BYTES``."""
+    carry, lineno = "", 0
+    for piece in pieces:
+        lines = _split_keep_ends(carry + piece)
+        carry = ""
+        if lines and lines[-1][1] in ("", "\r"):  # unfinished, or a CR before a possible LF
+            carry = "".join(lines.pop())
+        for line in lines:
+            lineno += 1
+            if len(line[0]) > MAX_LINE_BYTES:
+                raise DataError(f"{name}:{lineno}: line longer than {MAX_LINE_BYTES} characters")
+            yield line
+        if len(carry) > MAX_LINE_BYTES:
+            raise DataError(f"{name}:{lineno + 1}: line longer than {MAX_LINE_BYTES} characters")
+    yield from _split_keep_ends(carry)
+
+
+def iter_blocks(lines: Iterable[tuple[str, str]], name: str) -> Iterator[Block]:
+    """Blocks of at most one sentence each, every line kept."""
+    block = Block()
+    for text, end in lines:
+        cols = columns(text)
+        block.lines.append((text, end))
+        if cols and cols[0] != DOCSTART:
+            block.tokens.append(cols[0])
+            tagged = len(cols) >= 2 and check_tag_in(cols[-1], "auto")
+            block.tags.append(cols[-1] if tagged else None)
+        elif not cols and (block.tokens or len(block.lines) >= MAX_BLANK_RUN):
+            yield block
+            block = Block()
+    if block.lines:
+        yield block
+
+
+def blocks_scheme(blocks: Iterable[Block]) -> str | None:
+    """The scheme of the blocks' tag column, None unless every token line has a tag."""
+    evidence = SchemeEvidence()
+    found = False
+    for block in blocks:
+        if any(t is None for t in block.tags):
+            return None
+        if block.tags:
+            evidence.add(block.tags)
+            found = True
+    return evidence.scheme if found else None
 
 
 # ----------------------------------------------------------------------------- detection

@@ -131,29 +131,41 @@ def scores_matrix(explained: list[TokenExplanation], labels: list[str]) -> Table
     return table
 
 
+def explanation_records(tagger: Tagger, token_lists: list[list[str]]) -> list[dict]:
+    """One JSON record per sentence: tokens, tags, entities and the ``explain`` list."""
+    tags, explained = explain(tagger, token_lists)
+    return [
+        {
+            "tokens": list(tok),
+            "tags": tg,
+            "entities": entity_records(tok, tg),
+            "explain": [e.to_dict() for e in ex],
+        }
+        for tok, tg, ex in zip(token_lists, tags, explained, strict=True)
+    ]
+
+
 def print_explanations(
-    console: Console, tagger: Tagger, token_lists: list[list[str]], output_format: str
+    console: Console,
+    tagger: Tagger,
+    token_lists: list[list[str]],
+    output_format: str,
+    first: int = 1,
 ) -> None:
-    """``predict --explain``: tables (per sentence) or JSON records with an ``explain`` list."""
+    """``predict --explain``: tables (per sentence, numbered from ``first``) or JSON records
+    with an ``explain`` list."""
     if output_format == "conll":
         raise UsageError("--explain prints a table or JSON; drop --output-format conll")
-    tags, explained = explain(tagger, token_lists)
     if output_format == "json":
-        records = [
-            {
-                "tokens": list(tok),
-                "tags": tg,
-                "entities": entity_records(tok, tg),
-                "explain": [e.to_dict() for e in ex],
-            }
-            for tok, tg, ex in zip(token_lists, tags, explained, strict=True)
-        ]
+        records = explanation_records(tagger, token_lists)
         sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
         return
-    for i, (tok, tg, ex) in enumerate(zip(token_lists, tags, explained, strict=True), 1):
+    tags, explained = explain(tagger, token_lists)
+    numbered = len(tags) > 1 or first > 1
+    for i, (tok, tg, ex) in enumerate(zip(token_lists, tags, explained, strict=True), first):
         if i > 1:
             console.print()
-        console.print(decisions_table(ex, f"sentence {i}" if len(tags) > 1 else None))
+        console.print(decisions_table(ex, f"sentence {i}" if numbered else None))
         if tagger.objective == "ranking":
             console.print(f"entity when s > θ = {tagger.threshold:.4f}", highlight=False)
         else:

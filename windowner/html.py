@@ -12,7 +12,7 @@ window and tag scores. The CSS and the explain script are package data in ``wind
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from importlib import resources
 from typing import Any
@@ -138,3 +138,27 @@ def render_html(
         f'</head>\n<body>\n<main class="entities">\n{body}\n</main>\n{panel}{script}\n'
         "</body>\n</html>\n"
     )
+
+
+HTML_MAX_CHARS = 1 << 20  # predict -f html: one page; more text than this is refused
+
+
+def write_page(
+    write: Callable[[str], Any], docs: Iterable[Any], max_chars: int | None = None
+) -> None:
+    """``windowner predict -f html``: one self-contained page of all ``docs``; UsageError as
+    soon as their texts hold more than ``max_chars`` (default ``HTML_MAX_CHARS``) characters
+    (a page that size does not open well; nothing is written then)."""
+    from windowner.errors import UsageError
+
+    max_chars = HTML_MAX_CHARS if max_chars is None else max_chars
+    records, chars = [], 0
+    for doc in docs:
+        records.append(as_record(doc))
+        chars += len(records[-1]["text"])
+        if chars > max_chars:
+            raise UsageError(
+                f"-f html makes one page and is for inputs up to {max_chars} characters; "
+                "use -f jsonl for bigger inputs (or split the input)"
+            )
+    write(render_html(records))

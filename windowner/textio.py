@@ -2,8 +2,8 @@
 or CoNLL.
 
 Where to change what: raw text is read lazily into documents by ``iter_documents`` (paragraphs
-or lines; the tokenizer is windowner.tokenizer, applied by windowner.api); CoNLL input (and the
-old regex ``tokenize``) is ``read_input``.
+or lines; the tokenizer is windowner.tokenizer, applied by windowner.api); CoNLL input is read
+lazily as decoded pieces by ``text_pieces`` (windowner.conllio splits and tags them).
 """
 
 from __future__ import annotations
@@ -11,36 +11,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import functools
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from windowner.corpus import decode_bytes, parse_conll
+from windowner.corpus import decode_bytes
 from windowner.errors import DataError, UsageError
-
-_TOKEN_RE = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
-_SENTENCE_END = {".", "!", "?"}
-
-
-def tokenize(text: str) -> list[list[str]]:
-    """Raw text → sentences of tokens: one sentence per line, also split after ``. ! ?``
-    when the next token starts with an uppercase letter; punctuation is split off."""
-    sentences: list[list[str]] = []
-    for line in text.splitlines():
-        current: list[str] = []
-        tokens = _TOKEN_RE.findall(line)
-        for i, token in enumerate(tokens):
-            current.append(token)
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-            if token in _SENTENCE_END and nxt[:1].isupper():
-                sentences.append(current)
-                current = []
-        if current:
-            sentences.append(current)
-    return sentences
-
 
 MAX_INPUT_BYTES = 32 << 20  # predict holds its whole input; more is refused, not swapped
 READ_PIECE = 1 << 20
@@ -65,32 +42,6 @@ def read_text_input(source: BinaryIO, name: str | Path) -> str:
         lines += piece.count(b"\n")
         pieces.append(piece)
     return decode_bytes(b"".join(pieces), name)
-
-
-def read_input(text: str | None, path: Path | None, input_format: str) -> list[list[str]]:
-    """Sentences of tokens from the TEXT argument, a file, or stdin; UsageError when empty.
-
-    ``conll`` input takes the first column of each line (a tag column, if any, is ignored)."""
-    if text is not None and path is not None:
-        raise UsageError("give TEXT or --input FILE, not both")
-    if path is not None:
-        try:
-            with path.open("rb") as fh:
-                text = read_text_input(fh, path)
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
-    elif text is None:
-        if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("nothing to tag: give TEXT, --input FILE, or pipe text to stdin")
-        text = read_text_input(sys.stdin.buffer, "<stdin>")
-    if input_format == "conll":
-        lines = [f"{ln.split()[0]} O" if ln.split() else "" for ln in text.splitlines()]
-        sentences = [list(s.tokens) for s in parse_conll(lines, str(path or "<input>"))]
-    else:
-        sentences = tokenize(text)
-    if not sentences:
-        raise UsageError("nothing to tag: the input is empty or only whitespace")
-    return sentences
 
 
 # ----------------------------------------------------------------------------- documents
@@ -136,6 +87,32 @@ def _open_binary(path: Path | None) -> Iterator[tuple[str, BinaryIO]]:
         raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
     with fh:
         yield str(path), fh
+
+
+@contextlib.contextmanager
+def text_pieces(text: str | None, path: Path | None) -> Iterator[tuple[str, Iterable[str], bool]]:
+    """(name, the decoded text in pieces read lazily, whether it started with a UTF-8 BOM)
+    of TEXT, a file, or stdin (``-`` or no path, when piped); the BOM is not in the pieces."""
+    if text is not None and path is not None:
+        raise UsageError("give TEXT or --input FILE, not both")
+    if text is not None:
+        yield "<input>", [text], False
+        return
+    with _open_binary(path) as (name, fh):
+        yield name, _decoded_lines(fh, name), _starts_with_bom(fh)
+
+
+def _starts_with_bom(fh: BinaryIO) -> bool:
+    """Whether the unread stream starts with a UTF-8 BOM, without consuming it."""
+    peek = getattr(fh, "peek", None)
+    if peek is not None:
+        return peek(3)[:3] == codecs.BOM_UTF8
+    if fh.seekable():
+        where = fh.tell()
+        head = fh.read(3)
+        fh.seek(where)
+        return head == codecs.BOM_UTF8
+    return False
 
 
 def _decoded_lines(fh: BinaryIO, name: str) -> Iterator[str]:

@@ -25,10 +25,12 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from windowner.errors import UsageError
+from windowner.layout import dateline_spans, line_ends_sentence
 from windowner.registry import lookup
 
 Span = tuple[int, int]
@@ -124,8 +126,9 @@ def segment_paragraph(segmenter: Segmenter, paragraph: str, offset: int) -> list
     normal, starts, ends = nfc_with_offsets(paragraph)
     sentences = _fill_gaps(normal, segmenter(normal))
     if starts is None and _NOT_PLAIN_RE.search(normal) is None:
+        make = Token._make  # tuple.__new__ without Token.__new__'s Python frame: 2x faster
         token_lists = [
-            [Token(w := paragraph[s:e], offset + s, offset + e, w) for s, e in spans]
+            [make((w := paragraph[s:e], offset + s, offset + e, w)) for s, e in spans]
             for spans in sentences
         ]
     else:
@@ -137,22 +140,49 @@ def segment_paragraph(segmenter: Segmenter, paragraph: str, offset: int) -> list
 
 
 def _chunks(lines: Iterable[str], max_chars: int) -> Iterator[tuple[int, str, bool]]:
-    """(offset, text, cut) for each run of non-blank lines; ``cut`` when the run was ended
-    early, after the line that took it past ``max_chars``."""
+    """(offset, text, cut) for each run of non-blank lines that ends at a blank line or at a
+    line that ends a sentence by its layout (``layout.line_ends_sentence``: a headline, a
+    table row); ``cut`` when the run was ended early, after the line that took it past
+    ``max_chars``. Reads one line ahead."""
     offset, buffer, size = 0, [], 0
-    for line in lines:
+    widths: deque[int] = deque(maxlen=3)  # lengths of the paragraph's last lines
+    for line, after in _with_next(lines):
         blank = not line.strip()
-        if not blank:
+        ends = False
+        if blank:
+            widths.clear()
+        else:
             buffer.append(line)
             size += len(line)
-            if size <= max_chars:
+            ends = _hard_break(line, after, widths)
+            widths.append(len(line.rstrip()))
+            if size <= max_chars and not ends:
                 continue
         if buffer:
-            yield offset, "".join(buffer), not blank
+            yield offset, "".join(buffer), not (blank or ends)
         offset += size + (len(line) if blank else 0)
         buffer, size = [], 0
     if buffer:
         yield offset, "".join(buffer), False
+
+
+def _with_next(lines: Iterable[str]) -> Iterator[tuple[str, str | None]]:
+    """(line, the line after it or None at the end)."""
+    iterator = iter(lines)
+    previous = next(iterator, None)
+    for line in iterator:
+        yield previous, line  # type: ignore[misc]
+        previous = line
+    if previous is not None:
+        yield previous, None
+
+
+def _hard_break(line: str, after: str | None, widths: deque[int]) -> bool:
+    """Whether a sentence ends at the end of ``line`` (a complete line followed by another
+    non-blank line of the same paragraph) because of the layout."""
+    if after is None or not line.endswith(("\n", "\r")) or not after.strip():
+        return False
+    return line_ends_sentence(line, after, widths)
 
 
 # ----------------------------------------------------------------------------- offsets
@@ -275,6 +305,11 @@ def conll_spans(text: str, spans: list[Span]) -> list[Span]:
     return out
 
 
+def _is_abbreviation(word: str) -> bool:
+    """``Dr``, ``St``; also in capitals (``ST. LOUIS`` in a headline or dateline)."""
+    return word in ABBREVIATIONS or (word.isupper() and word.capitalize() in ABBREVIATIONS)
+
+
 def _has_alnum(text: str, s: int, e: int) -> bool:
     return any(ch.isalnum() for ch in text[s:e])
 
@@ -299,7 +334,7 @@ def _joins_previous(
         if sentence_end:
             return False
         word = text[ps:pe]
-        if word in ABBREVIATIONS or (detached and word.isdigit() and pe - ps <= 2):
+        if _is_abbreviation(word) or (detached and word.isdigit() and pe - ps <= 2):
             return True
         if word.isalpha() and text[e : e + 1].isalpha():  # a dot inside a word: Ph.D
             return True
@@ -319,6 +354,13 @@ def _joins_previous(
 
 
 _SYNTOK: list = []
+# Where syntok's segmenter may end a sentence (syntok._segmentation_states.State.terminals
+# and .opening_brackets, as of syntok 1.4.4; a test checks they are still these).
+SYNTOK_SPLIT_CHARS = (
+    ".!?;\u203c\u203d\u2047\u2048\u2049\u3002\ufe52\ufe57\uff01\uff0e\uff1f\uff61"
+    "([{\uff5f\uff5b\uff3b\uff08\ufe5d\ufe5b\ufe59\ufd3e\u301a\u3018\u2985\u2983\u2329"
+)
+_SEGMENT_AT_RE = re.compile(f"[{re.escape(SYNTOK_SPLIT_CHARS)}]")
 
 
 def syntok_sentences(text: str) -> list[list[Span]]:
@@ -329,17 +371,43 @@ def syntok_sentences(text: str) -> list[list[Span]]:
 
         _SYNTOK.extend([Tokenizer(replace_not_contraction=False), segmenter.segment])
     tokenizer, segment = _SYNTOK
+    tokens = tokenizer.tokenize(text)
+    # syntok's segmenter only ever splits at a terminal or an opening bracket: without one
+    # the text is one sentence, and the (slow) state machine is skipped.
+    parts = segment(tokens) if _SEGMENT_AT_RE.search(text) else [list(tokens)]
     sentences: list[list[Span]] = []
-    for sentence in segment(tokenizer.tokenize(text)):
-        spans = [(t.offset, t.offset + len(t.value)) for t in sentence if t.value]
+    for sentence in parts:
+        spans = [(o := t.offset, o + len(v)) for t in sentence if (v := t.value)]
         if not spans:
             continue
         if sentences and text[sentences[-1][-1][0]] == ";":  # syntok ends sentences at "; X"
             sentences[-1] += spans
         else:
             sentences.append(spans)
-    sentences = _move_list_numbers(text, sentences)
+    sentences = _move_list_numbers(text, _datelines_apart(text, sentences))
     return [conll_spans(text, part) for spans in sentences for part in _split_after(text, spans)]
+
+
+def _datelines_apart(text: str, sentences: list[list[Span]]) -> list[list[Span]]:
+    """Every news dateline (``layout.dateline_spans``) one sentence: the sentences are cut
+    where a dateline starts and ends, and joined where syntok cut one (``ST. LOUIS ...``)."""
+    datelines = dateline_spans(text)
+    if not datelines:
+        return sentences
+    starts = {spans[0][0] for spans in sentences}
+    for a, b in datelines:
+        starts = {x for x in starts if not a < x < b} | {a, b}
+    bounds = sorted(starts)  # a sentence starts at the first token at or after each bound
+    out: list[list[Span]] = []
+    k = 0
+    for span in (span for spans in sentences for span in spans):
+        if k < len(bounds) and span[0] >= bounds[k]:
+            while k < len(bounds) and span[0] >= bounds[k]:
+                k += 1
+            out.append([span])
+        else:
+            out[-1].append(span)
+    return out
 
 
 def _move_list_numbers(text: str, sentences: list[list[Span]]) -> list[list[Span]]:
