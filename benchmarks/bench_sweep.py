@@ -38,6 +38,8 @@ SPEEDUP_TARGET = 1.7
 SAVED_TARGET = 0.40
 BEST_TOLERANCE = 0.5
 MEDIAN = {"name": "median", "startup_trials": 4, "warmup_epochs": 1}
+HALVING = {"name": "halving", "min_epochs": 2, "reduction_factor": 2}
+PRUNERS = {"median": MEDIAN, "halving": HALVING}  # --pruner
 PRUNING_SPACE = {
     "optimizer.lr": {"float": [0.0002, 0.05], "log": True},
     "model.hidden": {"int": [20, 200], "step": 20},
@@ -125,7 +127,7 @@ def pruning_file(tmp: Path, seed: int, trials: int, epochs: int, pruner: dict | 
     """A TPE sweep file over the embedded data (configs/adam.yaml)."""
     import yaml
 
-    name = "unpruned" if pruner == "none" else "median"
+    name = "unpruned" if pruner == "none" else pruner["name"]
     spec = {
         "base": str(ROOT / "configs" / "adam.yaml"),
         "set": {"train.epochs": epochs},
@@ -141,15 +143,17 @@ def pruning_file(tmp: Path, seed: int, trials: int, epochs: int, pruner: dict | 
     return path
 
 
-def bench_pruning(tmp: Path, seeds: list[int], trials: int, epochs: int) -> dict:
-    """Per seed: the TPE sweep unpruned and with the median pruner."""
+def bench_pruning(
+    tmp: Path, seeds: list[int], trials: int, epochs: int, chosen: dict = MEDIAN
+) -> dict:
+    """Per seed: the TPE sweep unpruned and with the ``chosen`` pruner."""
     rows = []
     for seed in seeds:
         runs = {}
-        for pruner in ("none", MEDIAN):
+        for pruner in ("none", chosen):
             path = pruning_file(tmp, seed, trials, epochs, pruner)
-            runs[pruner if pruner == "none" else "median"] = run_sweep(path, tmp / path.stem, 1)
-        full, pruned = runs["none"], runs["median"]
+            runs["none" if pruner == "none" else "pruned"] = run_sweep(path, tmp / path.stem, 1)
+        full, pruned = runs["none"], runs["pruned"]
         saved = 1 - pruned["epochs"] / full["epochs"]
         delta = pruned["best"]["value"] - full["best"]["value"]
         rows.append(
@@ -172,7 +176,7 @@ def bench_pruning(tmp: Path, seeds: list[int], trials: int, epochs: int) -> dict
     return {
         "trials": trials,
         "epochs": epochs,
-        "pruner": MEDIAN,
+        "pruner": chosen,
         "seeds": rows,
         "saved_all_seeds": round(saved_all, 3),
         "met": all(r["met"] for r in rows),
@@ -197,8 +201,9 @@ def print_workers(w: dict) -> None:
 
 
 def print_pruning(p: dict) -> None:
+    name = p["pruner"]["name"]
     pruner = ", ".join(f"{k} {v}" for k, v in p["pruner"].items() if k != "name")
-    print(f"pruning: TPE, {p['trials']} trials x {p['epochs']} epochs, median ({pruner}), 1 worker")
+    print(f"pruning: TPE, {p['trials']} trials x {p['epochs']} epochs, {name} ({pruner}), 1 worker")
     for r in p["seeds"]:
         print(
             f"  seed {r['seed']}: epochs {r['epochs_unpruned']} -> {r['epochs_pruned']} "
@@ -218,6 +223,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--trials", type=int, default=16, help="trials per pruning sweep")
     ap.add_argument("--epochs", type=int, default=10, help="epochs per pruning trial")
     ap.add_argument("--only", choices=("workers", "pruning"))
+    ap.add_argument(
+        "--pruner", choices=tuple(PRUNERS), default="halving", help="the pruned sweep's"
+    )
     ap.add_argument("--one-thread-baseline", action="store_true")
     ap.add_argument("--keep", type=Path, help="keep the sweep directories here")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -236,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print_workers(result["workers"])
         if args.only != "workers":
-            result["pruning"] = bench_pruning(tmp, args.seeds, args.trials, args.epochs)
+            result["pruning"] = bench_pruning(
+                tmp, args.seeds, args.trials, args.epochs, PRUNERS[args.pruner]
+            )
             if not args.json:
                 print_pruning(result["pruning"])
     finally:
