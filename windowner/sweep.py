@@ -411,7 +411,14 @@ def make_storage(url: str, heartbeat: float) -> Any:
     interval = max(1, round(heartbeat))
     import sqlalchemy.exc
 
-    for attempt in range(5):  # drivers starting together race to create the schema
+    # drivers starting together race to create the schema: SQLite says IntegrityError or
+    # OperationalError, PostgreSQL ProgrammingError ("relation … already exists")
+    races = (
+        sqlalchemy.exc.IntegrityError,
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.ProgrammingError,
+    )
+    for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(
                 with_driver(url),
@@ -420,7 +427,7 @@ def make_storage(url: str, heartbeat: float) -> Any:
                 heartbeat_stale_trial_callback=retry_callback(),
                 **kwargs,
             )
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
+        except races as exc:
             if attempt == 4:
                 reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
                 raise UsageError(f"study storage {_masked(url)}: cannot open ({reason})") from None
@@ -704,9 +711,22 @@ def _drive(
                 handle = launcher.start(job)
                 running.append(Launched(trial._trial_id, trial.number, run_dir, handle))
                 log(f"trial {trial.number} started in {run_dir.name}: {_brief(overrides)}")
-            time.sleep(0.25)
+            _wait_for_an_exit(launcher, running, POLL_SECONDS)
     finally:
         _stop_all(study, launcher, running)
+
+
+POLL_SECONDS = 0.25  # the driver's round of study queries, when no trial process ends sooner
+
+
+def _wait_for_an_exit(launcher: Any, running: list[Launched], timeout: float) -> None:
+    """Sleep up to ``timeout`` seconds, but return as soon as a running trial's process has
+    ended (cheap process polls, no study queries), so its slot is refilled at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(launcher.done(r.handle) for r in running):
+            return
+        time.sleep(0.02)
 
 
 def _stop_all(study: Any, launcher: Any, running: list[Launched]) -> None:
