@@ -1,19 +1,16 @@
 """Rich rendering: results and predictions (stdout), training progress (stderr).
 
-Where to change what: the scores table is ``scores_table``/``print_evaluation``; predictions
-(table, JSON, CoNLL) are ``render_predictions``; the training progress bar and per-epoch line
-are ``ConsoleReporter``/``epoch_line``; the report's sparklines and bars are at the end.
+Where to change what: the scores table is ``scores_table``/``print_evaluation``; the training
+progress bar and per-epoch line are ``ConsoleReporter``/``epoch_line``; the report's sparklines
+and bars are at the end. Predictions are written by windowner.output.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
-
-from windowner.evaluate import entity_records
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -51,76 +48,6 @@ def print_evaluation(console: Console, result: dict[str, Any], title: str) -> No
     if "ranking_accuracy" in result:
         extra += f", pairwise ranking accuracy {result['ranking_accuracy']:.2f}%"
     console.print(f"{extra} ({result['n_sentences']} sentences, {result['n_tokens']} tokens)")
-
-
-# ----------------------------------------------------------------------------- predictions
-
-TABLE_MAX_TOKENS = 2000  # a rich table that long is slow and unreadable: plain lines instead
-
-
-def render_predictions(
-    console: Console, sentences: list[list[str]], tags: list[list[str]], output_format: str
-) -> None:
-    """Print predictions as a table (default), JSON (one object per sentence) or CoNLL."""
-    if output_format == "conll":
-        lines = []
-        for tokens, sent_tags in zip(sentences, tags, strict=True):
-            lines += [f"{t}\t{g}" for t, g in zip(tokens, sent_tags, strict=True)] + [""]
-        sys.stdout.write("\n".join(lines) + "\n")
-        return
-    records = [
-        {"tokens": list(tok), "tags": list(tg), "entities": entity_records(tok, tg)}
-        for tok, tg in zip(sentences, tags, strict=True)
-    ]
-    if output_format == "json":
-        import json
-
-        sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
-        return
-    if sum(len(rec["tokens"]) for rec in records) > TABLE_MAX_TOKENS:
-        sys.stdout.write(plain_predictions(records))  # thousands of tables take minutes
-        return
-    for i, rec in enumerate(records, 1):
-        title = f"sentence {i}" if len(records) > 1 else None
-        if len(rec["tokens"]) > TABLE_MAX_TOKENS:
-            print_long_sentence(console, rec, title)
-        else:
-            console.print(predictions_table(rec, title))
-        ents = ", ".join(f"{e['text']} ({e['type']})" for e in rec["entities"]) or "none"
-        console.print(f"entities: {ents}", highlight=False, markup=False)
-
-
-def plain_predictions(records: list[dict[str, Any]]) -> str:
-    """Many sentences as plain text: per sentence a header, ``token  tag`` lines and the
-    entities line (what the tables show, without the tables)."""
-    out: list[str] = []
-    for i, rec in enumerate(records, 1):
-        width = min(max(map(len, rec["tokens"]), default=1), 40)
-        title = f"sentence {i}: " if len(records) > 1 else ""
-        out.append(f"{title}{len(rec['tokens'])} tokens")
-        out += [f"{t:<{width}}  {g}" for t, g in zip(rec["tokens"], rec["tags"], strict=True)]
-        ents = ", ".join(f"{e['text']} ({e['type']})" for e in rec["entities"]) or "none"
-        out.append(f"entities: {ents}")
-    return "\n".join(out) + "\n"
-
-
-def print_long_sentence(console: Console, rec: dict[str, Any], title: str | None) -> None:
-    """A sentence too long for a table: a header line, then one ``token  tag`` line each."""
-    width = max(len(t) for t in rec["tokens"][:TABLE_MAX_TOKENS])
-    lines = [f"{t:<{width}}  {g}" for t, g in zip(rec["tokens"], rec["tags"], strict=True)]
-    header = f"{title}: " if title else ""
-    console.print(f"{header}{len(lines)} tokens", highlight=False, markup=False)
-    sys.stdout.write("\n".join(lines) + "\n")
-
-
-def predictions_table(rec: dict[str, Any], title: str | None) -> Table:
-    """One sentence's tokens and tags; entity tokens in bold."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("token")
-    table.add_column("tag")
-    for token, tag in zip(rec["tokens"], rec["tags"], strict=True):
-        table.add_row(token, tag, style=None if tag == "O" else "bold")
-    return table
 
 
 # ----------------------------------------------------------------------------- training progress

@@ -16,33 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from windowner.corpus import decode_bytes
 from windowner.errors import DataError, UsageError
-
-MAX_INPUT_BYTES = 32 << 20  # predict holds its whole input; more is refused, not swapped
-READ_PIECE = 1 << 20
-
-
-def read_text_input(source: BinaryIO, name: str | Path) -> str:
-    """The UTF-8 text of a binary stream, read in 1 MiB pieces: a NUL byte (``/dev/zero``, a
-    binary file) or more than ``MAX_INPUT_BYTES`` is a DataError found without reading on."""
-    pieces: list[bytes] = []
-    total = lines = 0
-    while piece := source.read(READ_PIECE):
-        nul = piece.find(b"\0")
-        if nul >= 0:
-            line = lines + piece.count(b"\n", 0, nul) + 1
-            raise DataError(f"{name}:{line}: NUL byte (a binary file, not text)")
-        total += len(piece)
-        if total > MAX_INPUT_BYTES:
-            raise DataError(
-                f"{name}: more than {MAX_INPUT_BYTES} bytes; predict reads its whole input, "
-                "so split it into smaller files"
-            )
-        lines += piece.count(b"\n")
-        pieces.append(piece)
-    return decode_bytes(b"".join(pieces), name)
-
 
 # ----------------------------------------------------------------------------- documents
 
