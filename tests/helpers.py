@@ -73,3 +73,40 @@ def assert_grads_close(ref, got, shapes, rtol, atol=0.0):
             atol=atol,
             err_msg=name,
         )
+
+
+# ----------------------------------------------------------------------------- features (acc-feat)
+# Models with extra window-feature tables (prefixes, suffixes, shape) and batches for them.
+
+FEATURE_TABLES = {"affix": (13, 3, 4), "shape": (6, 2, 1)}  # name: (rows, dim, slots)
+
+
+def make_feature_model(dtype="float64", tables=FEATURE_TABLES, **kw):
+    names = tuple(tables)
+    extra = {
+        "feature_names": names,
+        "feature_rows": tuple(tables[n][0] for n in names),
+        "feature_dims": tuple(tables[n][1] for n in names),
+        "feature_slots": tuple(tables[n][2] for n in names),
+    }
+    return make_model(dtype, **extra, **kw)
+
+
+def with_feats(batch, spec, rng):
+    """``batch`` plus random ids of the spec's feature tables (corrupted windows get their own)."""
+    n, w = batch.words.shape
+
+    def draw(m):
+        tables = zip(spec.feature_rows, spec.feature_slots, strict=True)
+        return np.concatenate([rng.integers(0, r, (m, w, k)) for r, k in tables], axis=2)
+
+    neg = None if batch.neg_words is None else draw(len(batch.neg_words))
+    return Batch(
+        words=batch.words,
+        caps=batch.caps,
+        tags=batch.tags,
+        neg_words=batch.neg_words,
+        neg_caps=batch.neg_caps,
+        feats=draw(n),
+        neg_feats=neg,
+    )

@@ -24,6 +24,7 @@ from windowner.corpus import Sentence, Vocab, normalize_word
 from windowner.decode import decode_sentences
 from windowner.errors import ModelFileError
 from windowner.evaluate import ENTITY, ranking_tags
+from windowner.features import AFFIX_LENGTHS, MAX_RUN, TABLES, FeatureVocabs, table_columns
 from windowner.nn.model import ModelSpec, WindowScorer
 from windowner.windows import Encoded, encode
 
@@ -41,6 +42,7 @@ class Tagger:
     threshold: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
     frozen_rows: int = 0
+    features: FeatureVocabs | None = None  # vocabularies of the extra window features
 
     @property
     def objective(self) -> str:
@@ -56,12 +58,21 @@ class Tagger:
 
     def encode(self, sentences: Sequence[Sentence]) -> Encoded:
         tag_vocab = Vocab(self.tags)
-        return encode(sentences, self.words, tag_vocab, self.model.spec.window, self.normalize)
+        spec = self.model.spec
+        return encode(
+            sentences,
+            self.words,
+            tag_vocab,
+            spec.window,
+            self.normalize,
+            self.features,
+            spec.feature_names,
+        )
 
     def scores(self, encoded: Encoded) -> np.ndarray:
         """(N, C) scores for every token of the encoded corpus (C = 1 for ranking)."""
         words, caps = encoded.windows()
-        return self.model.scores(words, caps)
+        return self.model.scores(words, caps, feats=encoded.feature_windows())
 
     def tag_encoded(self, encoded: Encoded, scores: np.ndarray | None = None) -> list[list[str]]:
         """Decoded tag strings per sentence."""
@@ -90,6 +101,7 @@ class Tagger:
         arrays.update(self._split_frozen())
         arrays["vocab"] = text_array("\n".join(self.words.items))
         arrays["tags"] = text_array("\n".join(self.tags))
+        arrays.update(self._feature_arrays())
         arrays.update(extra_arrays or {})
         meta = {
             "spec": self.model.spec.to_dict(),
@@ -100,8 +112,17 @@ class Tagger:
             "config": self.config,
             "frozen_rows": self.frozen_rows,
         }
+        if self.features is not None:
+            meta["feature_lengths"] = list(self.features.lengths)
+            meta["feature_max_run"] = self.features.max_run
         meta.update(extra_meta or {})
         save_npz(path, arrays, meta)
+
+    def _feature_arrays(self) -> dict[str, np.ndarray]:
+        """The extra features' vocabularies, one text array ``feature/<name>`` each."""
+        if self.features is None:
+            return {}
+        return {f"feature/{n}": text_array(t) for n, t in self.features.to_texts().items()}
 
     def _split_frozen(self) -> dict[str, np.ndarray]:
         """Pretrained rows that training never touches (words absent from the training data,
@@ -134,6 +155,7 @@ def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], di
             params["E_word"] = np.concatenate([params["E_word"], frozen.astype(spec.dtype)])
         words = Vocab.from_text(array_text(arrays["vocab"]))
         tags = array_text(arrays["tags"]).split("\n")
+        features = _load_features(arrays, meta, spec)
     except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: incomplete or inconsistent model file ({exc})") from None
     _check_spec(Path(path), spec, meta.get("decode", "viterbi"))
@@ -148,8 +170,30 @@ def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], di
         threshold=float(meta.get("threshold", 0.0)),
         config=meta.get("config", {}),
         frozen_rows=frozen_rows,
+        features=features,
     )
     return tagger, arrays, meta
+
+
+def _load_features(arrays: dict, meta: dict, spec: ModelSpec) -> FeatureVocabs | None:
+    """The extra features' vocabularies (``feature/<name>`` arrays); ValueError when the
+    spec's features are missing or their sizes differ from the spec's table rows."""
+    texts = {k[8:]: array_text(v) for k, v in arrays.items() if k.startswith("feature/")}
+    if not texts:
+        if spec.feature_names:
+            raise ValueError(f"the vocabularies of the features {spec.feature_names} are missing")
+        return None
+    lengths = meta.get("feature_lengths", list(AFFIX_LENGTHS))
+    features = FeatureVocabs.from_texts(texts, lengths, int(meta.get("feature_max_run", MAX_RUN)))
+    sizes = features.table_rows(spec.feature_names)
+    for name, rows, slots in zip(
+        spec.feature_names, spec.feature_rows, spec.feature_slots, strict=True
+    ):
+        if sizes[name] != rows:
+            raise ValueError(f"feature table {name} has {sizes[name]} values, spec says {rows}")
+        if len(table_columns(name, features.lengths)) != slots:
+            raise ValueError(f"feature table {name} has {slots} slots in the spec")
+    return features
 
 
 def _check_spec(path: Path, spec: ModelSpec, decode: Any) -> None:
@@ -172,6 +216,13 @@ def _check_spec(path: Path, spec: ModelSpec, decode: Any) -> None:
         value = getattr(spec, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(f"{name} {value!r} is not a size")
+    for name in ("feature_dims", "feature_rows", "feature_slots"):
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in getattr(spec, name)
+        ):
+            problems.append(f"{name} {list(getattr(spec, name))!r} are not sizes")
+    if not all(isinstance(n, str) and n in TABLES for n in spec.feature_names):
+        problems.append(f"feature_names {list(spec.feature_names)!r} are not names")
     if isinstance(spec.window, int) and spec.window % 2 == 0:
         problems.append(f"window {spec.window} is not odd")
     if problems:
@@ -187,6 +238,10 @@ def _check_params(path: Path, spec: ModelSpec, params: dict, n_words: int, n_tag
         "b": (spec.hidden,),
         "U": (spec.hidden, spec.n_out),
     }
+    for name, rows, dim in zip(
+        spec.feature_params, spec.feature_rows, spec.feature_dims, strict=True
+    ):
+        expected[name] = (rows, dim)
     if spec.caps_dim:
         expected["E_caps"] = (spec.caps_classes, spec.caps_dim)
     problems = []
