@@ -158,7 +158,10 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @handle_errors
 def eval_(
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Run directory or model file.")
+        list[Path] | None,
+        typer.Option(
+            "--model", "-m", help="Run directory or model file (repeat it for an ensemble)."
+        ),
     ] = None,
     data: Annotated[
         Path | None, typer.Option("--data", "-d", help="CoNLL file (default: the run's dev set).")
@@ -168,16 +171,23 @@ def eval_(
     """Entity-level precision, recall and F1 (conlleval semantics) of a model on a CoNLL file.
 
     Example: windowner eval --model runs/latest --data data/test.conll --json
+    (--model A --model B …: the ensemble of the models, their scores averaged per token)
     """
     from windowner.evaluate import evaluate_file
     from windowner.render import print_evaluation
-    from windowner.runs import resolve_model
 
-    result = evaluate_file(resolve_model(model), data, warn=log)
+    result = evaluate_file(resolve_models(model), data, warn=log)
     if as_json:
         emit_json(result)
     else:
         print_evaluation(out, result, result["data"])
+
+
+def resolve_models(models: list[Path] | None) -> list[Path]:
+    """The model files of ``--model`` options (none: the latest run's model)."""
+    from windowner.runs import resolve_model
+
+    return [resolve_model(m) for m in models] if models else [resolve_model(None)]
 
 
 # ----------------------------------------------------------------------------- predict
@@ -199,7 +209,10 @@ class OutputFormat(StrEnum):
 def predict(
     text: Annotated[str | None, typer.Argument(help="Text to tag (or use --input).")] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Run directory or model file.")
+        list[Path] | None,
+        typer.Option(
+            "--model", "-m", help="Run directory or model file (repeat it for an ensemble)."
+        ),
     ] = None,
     input_file: Annotated[
         Path | None, typer.Option("--input", "-i", help="Read text or CoNLL from a file.")
@@ -219,13 +232,15 @@ def predict(
 
     Example: windowner predict "Museums in Paris are amazing"
     """
+    from windowner.ensemble import load_tagger
     from windowner.render import render_predictions
-    from windowner.runs import resolve_model
-    from windowner.tagger import Tagger
     from windowner.textio import read_input
 
+    paths = resolve_models(model)
+    if explain and len(paths) > 1:
+        raise UsageError("--explain shows one model's scores: give a single --model")
     sentences = read_input(text, input_file, input_format.value)
-    tagger = Tagger.load(resolve_model(model))
+    tagger = load_tagger(paths)
     if explain:
         from windowner.explain import print_explanations
 

@@ -109,15 +109,17 @@ def report_unseen_tags(
 
 
 def evaluate_file(
-    model_path: str | Path,
+    model_path: str | Path | Sequence[str | Path],
     data_path: str | Path | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Scores of the model file on a CoNLL file (default: the dev set its run trained with),
-    with the file's name under ``"data"``; unseen-tag warnings go to ``warn``."""
-    from windowner.tagger import Tagger
+    """Scores of the model file (several files: their ensemble, windowner.ensemble) on a
+    CoNLL file (default: the dev set the first model's run trained with), with the file's
+    name under ``"data"``; unseen-tag warnings go to ``warn``."""
+    from windowner.ensemble import load_tagger
 
-    tagger = Tagger.load(model_path)
+    paths = [model_path] if isinstance(model_path, str | Path) else list(model_path)
+    tagger = load_tagger(paths)
     stored = tagger.config.get("data", {})
     if data_path is None:
         if not stored.get("dev"):

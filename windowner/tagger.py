@@ -77,13 +77,7 @@ class Tagger:
     def tag_encoded(self, encoded: Encoded, scores: np.ndarray | None = None) -> list[list[str]]:
         """Decoded tag strings per sentence."""
         scores = self.scores(encoded) if scores is None else scores
-        if self.objective == "ranking":
-            return ranking_tags(scores[:, 0] > self.threshold, encoded.sent_bounds)
-        if self.objective == "softmax" and self.decode == "viterbi":
-            from windowner.nn.losses import log_softmax
-
-            scores = log_softmax(scores.astype(np.float64))
-        return decode_sentences(scores, encoded.sent_bounds, self.tags, self.decode)
+        return decode_scores(self, scores, encoded.sent_bounds)
 
     def tag(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
         sentences = [Sentence(tuple(t), ("O",) * len(t)) for t in token_lists]
@@ -138,6 +132,18 @@ class Tagger:
     def load(cls, path: str | Path) -> Tagger:
         """The tagger stored in a model (or checkpoint) file; ModelFileError when unusable."""
         return load_checkpoint(path)[0]
+
+
+def decode_scores(tagger: Any, scores: np.ndarray, bounds: np.ndarray) -> list[list[str]]:
+    """Tag strings per sentence from scores (N, C), as ``tagger`` (its objective, decode,
+    tags and threshold: a Tagger or an Ensemble) decodes them."""
+    if tagger.objective == "ranking":
+        return ranking_tags(scores[:, 0] > tagger.threshold, bounds)
+    if tagger.objective == "softmax" and tagger.decode == "viterbi":
+        from windowner.nn.losses import log_softmax
+
+        scores = log_softmax(scores.astype(np.float64))
+    return decode_sentences(scores, bounds, tagger.tags, tagger.decode)
 
 
 def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], dict[str, Any]]:
