@@ -272,3 +272,13 @@ def test_config_turns_features_on(tmp_path):
 def test_config_refuses_impossible_features(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, overrides)
+
+
+def test_token_ids_are_the_feature_functions_values():
+    from windowner.features import feature_functions
+
+    feats = FeatureVocabs.build([["Paris", "paris", "1984", "e.g.", "Zoë", "x"]] * 2, (2, 3, 4))
+    funcs = feature_functions((2, 3, 4))
+    for token in ["Paris", "PARIS", "1984", "e.g.", "Zoë", "x", "unseen", ""]:
+        expected = tuple(feats.vocabs[n].id(f(token)) for n, f in funcs.items())
+        assert feats.token_ids(token, tuple(funcs)) == expected, token

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from windowner.corpus import Vocab, normalize_word
+from windowner.corpus import UNK_ID, Vocab, normalize_word
 
 AFFIX_LENGTHS = (2, 3, 4)
 MAX_RUN = 2
@@ -141,16 +141,19 @@ class FeatureVocabs:
         return {t: sum(len(self.vocabs[c]) for c in table_columns(t, self.lengths)) for t in tables}
 
     def token_ids(self, token: str, names: Sequence[str]) -> tuple[int, ...]:
-        """The ids of one token's features ``names`` (unseen values: ``<unk>``, id 0)."""
-        funcs = self._funcs()
-        return tuple(self.vocabs[name].id(funcs[name](token)) for name in names)
-
-    def _funcs(self) -> dict[str, Callable[[str], str]]:
-        funcs = self.__dict__.get("_func_cache")
-        if funcs is None:  # frozen dataclass: cache the closures once per instance
-            funcs = feature_functions(self.lengths, self.max_run)
-            object.__setattr__(self, "_func_cache", funcs)
-        return funcs
+        """The ids of one token's features ``names`` (unseen values: ``<unk>``, id 0); the
+        values of ``feature_functions``, with the word normalised once for all affixes."""
+        norm = normalize_word(token)
+        out = []
+        for name in names:
+            if name == "shape":
+                value = word_shape(token, self.max_run)
+            elif name.startswith("prefix"):
+                value = norm[: int(name[6:])]
+            else:
+                value = norm[-int(name[6:]) :]
+            out.append(self.vocabs[name].index.get(value, UNK_ID))
+        return tuple(out)
 
     def sizes(self) -> dict[str, int]:
         """Feature name → vocabulary size (rows of its embedding table)."""
