@@ -7,7 +7,8 @@
 Data: ${CONLL03_DIR} or ../shared/data/conll2003 (train.txt, valid.txt), as in the configs.
 For each run: dev precision/recall/F1 with conlleval semantics (Viterbi as configured, and argmax
 for comparison; for crf/structured the argmax of the window scores without the learned
-transitions), per-type F1, the best epoch, epochs run and training seconds.
+transitions), per-type F1, the best epoch, epochs run and training seconds. With several seeds,
+also the ensemble of each config's seeds (windowner.ensemble: averaged scores, decoded once).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from windowner import config as cfg  # noqa: E402
+from windowner.corpus import read_conll  # noqa: E402
 from windowner.decode import decode_sentences  # noqa: E402
+from windowner.ensemble import Ensemble  # noqa: E402
 from windowner.evaluate import evaluate_split  # noqa: E402
 from windowner.metrics import evaluate  # noqa: E402
 from windowner.nn.losses import SENTENCE_OBJECTIVES  # noqa: E402
@@ -53,6 +56,9 @@ def run_one(
     result = {
         "config": config_path,
         "seed": seed,
+        "model": str(run_dir / "model.npz"),
+        "dev_path": conf.data.dev,
+        "scheme": conf.data.scheme,
         "objective": conf.model.objective,
         "best_epoch": summary["best_epoch"],
         "epochs": summary["epochs"],
@@ -69,6 +75,22 @@ def run_one(
         best.decode = "argmax"
         result["dev_argmax"] = evaluate_split(best, data.dev, data.dev_enc)
     return result
+
+
+def ensembles(results: list[dict]) -> list[dict]:
+    """Per config with several seeds (not ranking): the dev scores of the seeds' ensemble."""
+    out = []
+    for config in dict.fromkeys(r["config"] for r in results):
+        runs = [r for r in results if r["config"] == config]
+        if len(runs) < 2 or runs[0]["objective"] == "ranking":
+            continue
+        ensemble = Ensemble.load([r["model"] for r in runs])
+        sents = read_conll(runs[0]["dev_path"], runs[0]["scheme"])
+        dev = evaluate_split(ensemble, sents, ensemble.encode(sents))
+        seeds = "+".join(str(r["seed"]) for r in runs)
+        epochs = {"best_epoch": "—", "epochs": "—", "train_seconds": 0.0}
+        out.append({"config": config, "seed": f"ensemble {seeds}", **epochs, "dev": dev})
+    return out
 
 
 def table(results: list[dict]) -> Table:
@@ -104,7 +126,7 @@ def table(results: list[dict]) -> Table:
             per.get("ORG", "—"),
             per.get("MISC", per.get("ENT", "—")),
             f"{r['best_epoch']}/{r['epochs']}",
-            f"{r['train_seconds']:.0f}",
+            f"{r['train_seconds']:.0f}" if r["train_seconds"] else "—",
         )
     return t
 
@@ -112,14 +134,18 @@ def table(results: list[dict]) -> Table:
 def spread(results: list[dict]) -> list[str]:
     """Mean ± standard deviation of dev F1 per config over seeds."""
     lines = []
-    for config in dict.fromkeys(r["config"] for r in results):
-        f1 = [r["dev"]["f1"] for r in results if r["config"] == config]
-        am = [r["dev_argmax"]["f1"] for r in results if r["config"] == config and "dev_argmax" in r]
+    singles = [r for r in results if isinstance(r["seed"], int)]
+    for config in dict.fromkeys(r["config"] for r in singles):
+        f1 = [r["dev"]["f1"] for r in singles if r["config"] == config]
+        am = [r["dev_argmax"]["f1"] for r in singles if r["config"] == config and "dev_argmax" in r]
         line = f"{Path(config).name}: dev F1 {statistics.mean(f1):.2f}"
         if len(f1) > 1:
             line += f" ± {statistics.stdev(f1):.2f} (min {min(f1):.2f}, max {max(f1):.2f})"
         if am:
             line += f"; argmax {statistics.mean(am):.2f}"
+        ens = [r for r in results if r["config"] == config and not isinstance(r["seed"], int)]
+        if ens:
+            line += f"; ensemble of the seeds {ens[0]['dev']['f1']:.2f}"
         lines.append(line + f" over {len(f1)} seed(s)")
     return lines
 
@@ -142,6 +168,7 @@ def main() -> None:
     results = [
         run_one(c, s, args.out, args.overrides, console) for c in args.configs for s in args.seeds
     ]
+    results += ensembles(results)
     if args.json:
         print(json.dumps(results, indent=2))
         return

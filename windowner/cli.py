@@ -216,6 +216,16 @@ ModelPath = Annotated[
     typer.Option("--model", "-m", metavar="PATH", help="Run directory or model file."),
 ]
 
+ModelPaths = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="PATH",
+        help="Run directory or model file (repeat it for an ensemble).",
+    ),
+]
+
 InputFile = Annotated[
     Path | None,
     typer.Option(
@@ -330,7 +340,7 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @app.command("eval")
 @handle_errors
 def eval_(
-    model: ModelPath = None,
+    model: ModelPaths = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -343,16 +353,23 @@ def eval_(
     """Entity-level precision, recall and F1 (conlleval semantics) of a model on a CoNLL file.
 
     Example: windowner eval --model runs/latest --data data/test.conll --json
+    (--model A --model B …: the ensemble of the models, their scores averaged per token)
     """
     from windowner.evaluate import evaluate_file
     from windowner.render import print_evaluation
-    from windowner.runs import resolve_model
 
-    result = evaluate_file(resolve_model(model), data, warn=log, threads=check_threads(threads))
+    result = evaluate_file(resolve_models(model), data, warn=log, threads=check_threads(threads))
     if as_json:
         emit_json(result)
     else:
         print_evaluation(out, result, result["data"])
+
+
+def resolve_models(models: list[Path] | None) -> list[Path]:
+    """The model files of ``--model`` options (none: the latest run's model)."""
+    from windowner.runs import resolve_model
+
+    return [resolve_model(m) for m in models] if models else [resolve_model(None)]
 
 
 # ----------------------------------------------------------------------------- predict
@@ -362,7 +379,7 @@ def eval_(
 @handle_errors
 def predict(
     text: TextArgument = None,
-    model: ModelPath = None,
+    model: ModelPaths = None,
     input_file: InputFile = None,
     input_format: InputFormatOption = InputFormat.text,
     output_format: OutputFormatOption = OutputFormat.table,
@@ -383,6 +400,9 @@ def predict(
     from windowner.threads import SCORE_CHUNK, scoring_threads
 
     check_threads(threads)
+    paths = resolve_models(model)
+    if explain and len(paths) > 1:
+        raise UsageError("--explain shows one model's scores: give a single --model")
     if input_file is not None and str(input_file) == "-":
         input_file = None
     if input_file is not None and input_format == InputFormat.text:
@@ -390,7 +410,7 @@ def predict(
 
         if warning := conll_warning(input_file):
             log(warning)
-    ner = load(model, tokenizer=tokenizer)
+    ner = load(paths if len(paths) > 1 else paths[0], tokenizer=tokenizer)
     with scoring_threads(threads, ner.tagger.model.spec, SCORE_CHUNK):
         predict_docs(ner, (text, input_file, input_format, per_line), output_format, explain, jobs)
 

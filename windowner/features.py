@@ -1,6 +1,7 @@
 """Sub-word token features: prefixes and suffixes (2–4 characters) and word shapes.
 
-Pure functions of token strings plus their vocabularies; the model does not use them yet.
+Pure functions of token strings plus their vocabularies; ``features.affix_dim`` and
+``features.shape_dim`` turn them into embedding tables of the window model (``E_prefix3`` …).
 
     prefix("Washington", 3) = "was"    suffix("Washington", 3) = "ton"   (normalised: lowercased,
     prefix("1984", 2) = "00"           suffix("of", 4) = "of"            digits → 0; a word
@@ -20,10 +21,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from windowner.corpus import Vocab, normalize_word
+from windowner.corpus import UNK_ID, Vocab, normalize_word
 
 AFFIX_LENGTHS = (2, 3, 4)
 MAX_RUN = 2
+TABLES = ("affix", "shape")  # the model's embedding tables of these features
+
+
+def table_columns(table: str, lengths: Sequence[int]) -> tuple[str, ...]:
+    """The features one embedding table holds: ``affix`` all prefixes and suffixes of
+    ``lengths`` (one shared table, each kind in its own rows), ``shape`` the word shape."""
+    if table == "affix":
+        return tuple(f"{kind}{n}" for n in lengths for kind in ("prefix", "suffix"))
+    if table == "shape":
+        return ("shape",)
+    raise ValueError(f"unknown feature table {table!r}; choose from: {', '.join(TABLES)}")
 
 
 def prefix(word: str, n: int) -> str:
@@ -110,6 +122,38 @@ class FeatureVocabs:
             name: np.array([self.vocabs[name].id(func(t)) for t in tokens], dtype=np.int32)
             for name, func in funcs.items()
         }
+
+    def columns(self, tables: Sequence[str]) -> tuple[str, ...]:
+        """The features of the tables ``tables`` in id-column order."""
+        return tuple(c for t in tables for c in table_columns(t, self.lengths))
+
+    def offsets(self, tables: Sequence[str]) -> np.ndarray:
+        """(F,) int32 first row of each column's feature in its table (``columns`` order):
+        a table stacks its features' vocabularies one after the other."""
+        out = []
+        for table in tables:
+            sizes = [len(self.vocabs[c]) for c in table_columns(table, self.lengths)]
+            out += np.cumsum([0, *sizes[:-1]]).tolist()
+        return np.asarray(out, dtype=np.int32)
+
+    def table_rows(self, tables: Sequence[str]) -> dict[str, int]:
+        """Table name → its rows (the sum of its features' vocabulary sizes)."""
+        return {t: sum(len(self.vocabs[c]) for c in table_columns(t, self.lengths)) for t in tables}
+
+    def token_ids(self, token: str, names: Sequence[str]) -> tuple[int, ...]:
+        """The ids of one token's features ``names`` (unseen values: ``<unk>``, id 0); the
+        values of ``feature_functions``, with the word normalised once for all affixes."""
+        norm = normalize_word(token)
+        out = []
+        for name in names:
+            if name == "shape":
+                value = word_shape(token, self.max_run)
+            elif name.startswith("prefix"):
+                value = norm[: int(name[6:])]
+            else:
+                value = norm[-int(name[6:]) :]
+            out.append(self.vocabs[name].index.get(value, UNK_ID))
+        return tuple(out)
 
     def sizes(self) -> dict[str, int]:
         """Feature name → vocabulary size (rows of its embedding table)."""

@@ -152,12 +152,14 @@ def kink_distance(model: WindowScorer, batch: Batch, masks: Masks) -> float:
     margin from 0 (inf when there is none)."""
     input_mask, mask = masks
     words, caps, labels = model._stack(batch)
-    x, _ = model._embed(words, caps)
+    feats = model._stack_feats(batch)
+    x, cache = model._embed(words, caps)
+    x, _ = model._embed_features(x, cache, feats)
     if input_mask is not None:
         x = x * input_mask
     z = x @ model.params["W"].T + model.params["b"]
     gaps = [np.abs(z - k).min() for k in KINKS[model.spec.activation]]
-    scores = model.forward(words, caps, mask, input_mask)[0]
+    scores = model.forward(words, caps, mask, input_mask, feats)[0]
     n = len(batch.words)
     if model.spec.objective == "ranking":
         gaps.append(np.abs(ranking_margins(scores[:n, 0], scores[n:, 0], model.spec.margin)).min())
@@ -294,6 +296,7 @@ def run_for_spec(
         model = WindowScorer.create(spec, rng, "xavier_uniform", embed_scale=1.0)
         randomize_transitions(model, rng)
         batch, n_rows = example_batch(spec, rng, n_windows)
+        batch = with_features(batch, spec, rng)
         masks = fixed_masks(rng, spec, n_rows)
         if kink_distance(model, batch, masks) > KINK_GAP:
             errors = check_example(model, batch, masks, rng, limit)
@@ -309,10 +312,28 @@ def run_for_spec(
     )
 
 
+def with_features(batch: Batch, spec: ModelSpec, rng: np.random.Generator) -> Batch:
+    """The batch with random extra feature ids (true and corrupted windows share them) when
+    the spec has extra feature tables; the batch itself (no draws) otherwise."""
+    if not spec.feature_names:
+        return batch
+    n, w = batch.words.shape
+    tables = zip(spec.feature_rows, spec.feature_slots, strict=True)
+    feats = np.concatenate([rng.integers(0, r, size=(n, w, k)) for r, k in tables], axis=2)
+    neg_feats = None if batch.neg_words is None else feats.copy()
+    return replace(batch, feats=feats, neg_feats=neg_feats)
+
+
+FEATURE_ROWS = 7  # rows of each extra feature table in ``run_for_config`` (all get checked)
+
+
 def run_for_config(path) -> list[CheckResult]:
     """Check the model a config file describes (its activation, objective, sizes, L2 and
     dropout), with a small vocabulary so every used row can be checked."""
     from windowner.config import load_config, model_spec
 
     conf = load_config(path)
-    return run_for_spec(model_spec(conf, vocab_size=50, n_tags=9), seed=conf.seed)
+    rows = dict.fromkeys(conf.features.table_names(), FEATURE_ROWS)
+    return run_for_spec(
+        model_spec(conf, vocab_size=50, n_tags=9, feature_rows=rows), seed=conf.seed
+    )
