@@ -57,18 +57,31 @@ class FeaturesConfig:
     affix_max: int = 4
     shape_dim: int = 0  # word shape (Xxx, XX, dd-dd, …)
     feature_min_count: int = 2  # rarer affixes/shapes map to <unk>
+    # document-level features (windowner.docfeatures), each its own table; 0 = off
+    doccase_dim: int = 0  # how the word is written elsewhere in the document
+    docseq_dim: int = 0  # the word is in a capitalised run elsewhere in the document
+
+    def _tables(self) -> tuple[tuple[str, int, int], ...]:
+        """(name, dim, slots) of every extra table, in x's column order (the document-level
+        ones last); slots: rows a token looks up (2 per affix length, else 1)."""
+        n_affix = 2 * max(self.affix_max - self.affix_min + 1, 0)
+        return (
+            ("affix", self.affix_dim, n_affix),
+            ("shape", self.shape_dim, 1),
+            ("doccase", self.doccase_dim, 1),
+            ("docseq", self.docseq_dim, 1),
+        )
 
     def table_names(self) -> tuple[str, ...]:
         """The extra feature tables these settings turn on, in x's column order."""
-        return tuple(n for n, d in (("affix", self.affix_dim), ("shape", self.shape_dim)) if d)
+        return tuple(n for n, d, _ in self._tables() if d)
 
     def table_dims(self) -> tuple[int, ...]:
-        return tuple(d for d in (self.affix_dim, self.shape_dim) if d)
+        return tuple(d for _, d, _ in self._tables() if d)
 
     def table_slots(self) -> tuple[int, ...]:
-        """Rows each token looks up per table: 2 per affix length (prefix, suffix); 1 shape."""
-        n_affix = 2 * max(self.affix_max - self.affix_min + 1, 0)
-        return tuple(k for k, d in ((n_affix, self.affix_dim), (1, self.shape_dim)) if d)
+        """Rows each token looks up per table: 2 per affix length (prefix, suffix), else 1."""
+        return tuple(k for _, d, k in self._tables() if d)
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,8 @@ LIMITS: dict[str, int] = {
     "features.affix_dim": 10_000,
     "features.affix_max": 64,
     "features.shape_dim": 10_000,
+    "features.doccase_dim": 10_000,
+    "features.docseq_dim": 10_000,
     "embeddings.dim": 10_000,
     "embeddings.keep_pretrained": 50_000_000,
     "model.hidden": 100_000,
@@ -181,6 +196,7 @@ LIMITS: dict[str, int] = {
 }
 MEMORY_LIMIT = 8 * 2**30  # bytes the config-determined arrays may need, before the vocabulary
 SCORING_ROWS = 65536  # windows scored at once when evaluating (train.SCORE_CHUNK)
+SENTENCE_TOKENS = 128  # tokens of a long sentence (CoNLL-2003's longest: 124), for crf batches
 
 # key path → (test, what the value must be)
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
@@ -192,6 +208,8 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "features.affix_min": (lambda v: v >= 1, ">= 1"),
     "features.affix_max": (lambda v: v >= 1, ">= 1"),
     "features.shape_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
+    "features.doccase_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
+    "features.docseq_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
     "features.feature_min_count": (lambda v: v >= 1, ">= 1"),
     "embeddings.dim": (lambda v: v > 0, "> 0"),
     "embeddings.scale": (lambda v: v > 0, "> 0"),
@@ -566,10 +584,11 @@ def _feature_problems(config: Config, wanted: typing.Callable[[str], bool]) -> l
     f, problems = config.features, []
     if wanted("features.affix_max") and f.affix_dim > 0 and f.affix_max < f.affix_min:
         problems.append(f"features.affix_max: must be >= affix_min ({f.affix_min})")
-    on = f.affix_dim > 0 or f.shape_dim > 0
+    on = bool(f.table_names())
     if on and config.negatives.k > 0 and wanted("negatives.k"):
         problems.append(
-            "negatives.k: corrupted windows cannot be used with affix_dim/shape_dim features "
+            "negatives.k: corrupted windows cannot be used with the extra features "
+            "affix_dim, shape_dim, doccase_dim and docseq_dim "
             "(set negatives.k: 0 or turn the features off)"
         )
     return problems
@@ -592,7 +611,8 @@ def _sizes(config: Config) -> str:
 def memory_estimate(config: Config) -> int:
     """Bytes of the arrays whose size the config alone fixes: the hidden layer's weights
     (hidden, window * (dim + caps_dim)) with their gradient and two optimizer moments, and the
-    activations of a training batch (batch * (1 + k) windows) and of a scoring chunk. The
+    activations of a training batch (batch * (1 + k) windows; for crf/structured, whose
+    batch_size counts sentences, batch * SENTENCE_TOKENS) and of a scoring chunk. The
     embedding table (vocabulary * dim) comes on top and is known only once data is read."""
     itemsize = 8 if config.model.dtype == "float64" else 4
     f, hidden = config.features, config.model.hidden
@@ -601,6 +621,8 @@ def memory_estimate(config: Config) -> int:
     input_dim = f.window * (config.embeddings.dim + f.caps_dim + extra)
     weights = 4 * hidden * (input_dim + 1)
     rows = config.train.batch_size * (1 + config.negatives.k)
+    if config.model.objective in SENTENCE_OBJECTIVES:  # batch_size counts sentences
+        rows = config.train.batch_size * SENTENCE_TOKENS
     activations = 2 * rows * (input_dim + 3 * hidden) + SCORING_ROWS * (input_dim + 2 * hidden)
     return itemsize * (weights + activations)
 

@@ -11,6 +11,10 @@ Pure functions of token strings plus their vocabularies; ``features.affix_dim`` 
 
 Each feature kind has a ``corpus.Vocab`` whose ids 0..2 are ``<unk>``, ``<s>``, ``</s>`` as
 for words, so windows past a sentence's edge are padded with the same ids as the words.
+
+The document-level features of windowner.docfeatures (``doccase``, ``docseq``) are tables of
+the same kind: their vocabulary is the specials plus the feature's fixed classes, and their
+ids come from the whole document (``windows.encode_features``) instead of the token alone.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from windowner.corpus import UNK_ID, Vocab, normalize_word
+from windowner.corpus import SPECIALS, UNK_ID, Vocab, normalize_word
+from windowner.docfeatures import DOC_FEATURES, LAZY_DOC_FEATURES, doc_feature
 
 AFFIX_LENGTHS = (2, 3, 4)
 MAX_RUN = 2
-TABLES = ("affix", "shape")  # the model's embedding tables of these features
+TOKEN_TABLES = ("affix", "shape")  # tables of features of the token alone
+DOC_TABLES = (*DOC_FEATURES, *LAZY_DOC_FEATURES)  # one table per document-level feature
+TABLES = (*TOKEN_TABLES, *DOC_TABLES)  # the model's embedding tables of these features
 
 
 def table_columns(table: str, lengths: Sequence[int]) -> tuple[str, ...]:
@@ -33,8 +40,8 @@ def table_columns(table: str, lengths: Sequence[int]) -> tuple[str, ...]:
     ``lengths`` (one shared table, each kind in its own rows), ``shape`` the word shape."""
     if table == "affix":
         return tuple(f"{kind}{n}" for n in lengths for kind in ("prefix", "suffix"))
-    if table == "shape":
-        return ("shape",)
+    if table == "shape" or table in DOC_TABLES:
+        return (table,)
     raise ValueError(f"unknown feature table {table!r}; choose from: {', '.join(TABLES)}")
 
 
@@ -96,6 +103,16 @@ class FeatureVocabs:
     vocabs: dict[str, Vocab]
     lengths: tuple[int, ...] = AFFIX_LENGTHS
     max_run: int = MAX_RUN
+
+    @staticmethod
+    def doc_vocab(table: str) -> Vocab:
+        """A document-level feature's vocabulary: the specials, then its classes."""
+        return Vocab([*SPECIALS, *doc_feature(table).classes])
+
+    def with_doc_tables(self, tables: Sequence[str]) -> FeatureVocabs:
+        """These vocabularies plus those of the document-level ``tables``."""
+        extra = {t: self.doc_vocab(t) for t in tables}
+        return FeatureVocabs({**self.vocabs, **extra}, self.lengths, self.max_run)
 
     @classmethod
     def build(
@@ -167,8 +184,14 @@ class FeatureVocabs:
     def from_texts(
         cls, texts: dict[str, str], lengths: Sequence[int] = AFFIX_LENGTHS, max_run: int = MAX_RUN
     ) -> FeatureVocabs:
-        """Inverse of ``to_texts``; the names must be those ``lengths`` give."""
+        """Inverse of ``to_texts``; the names must be those ``lengths`` give, plus any
+        document-level tables, whose stored classes must be this windowner's."""
         expected = set(feature_functions(lengths, max_run))
-        if set(texts) != expected:
+        doc = [n for n in texts if n in DOC_TABLES]
+        if set(texts) - set(doc) not in (expected, set()):  # set(): document tables only
             raise ValueError(f"feature vocabularies {sorted(texts)} ≠ {sorted(expected)}")
+        for name in doc:
+            known = cls.doc_vocab(name).items
+            if texts[name].split("\n") != known:
+                raise ValueError(f"the {name} classes of the file differ from {known[3:]}")
         return cls({n: Vocab.from_text(t) for n, t in texts.items()}, tuple(lengths), max_run)

@@ -56,7 +56,7 @@ from windowner.errors import (
     WindownerError,
 )
 from windowner.evaluate import evaluate_split, report_unseen_tags
-from windowner.features import AFFIX_LENGTHS, FeatureVocabs
+from windowner.features import AFFIX_LENGTHS, DOC_TABLES, FeatureVocabs
 from windowner.nn.fast import train_step
 from windowner.nn.losses import SENTENCE_OBJECTIVES
 from windowner.nn.model import Batch, WindowScorer
@@ -192,12 +192,18 @@ def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] 
 def feature_vocabs(
     f: cfg.FeaturesConfig, train: Callable[[], Iterator[Sentence]]
 ) -> FeatureVocabs | None:
-    """The extra window features' vocabularies from the training tokens (None when off)."""
-    if not f.table_names():
+    """The extra window features' vocabularies from the training tokens (None when off);
+    the document-level features' are their fixed classes (no pass over the data)."""
+    names = f.table_names()
+    if not names:
         return None
+    doc_tables = [n for n in names if n in DOC_TABLES]
+    if len(doc_tables) == len(names):
+        return FeatureVocabs({}).with_doc_tables(doc_tables)
     lengths = range(f.affix_min, f.affix_max + 1) if f.affix_dim > 0 else AFFIX_LENGTHS
     tokens = (sent.tokens for sent in train())
-    return FeatureVocabs.build(tokens, lengths=tuple(lengths), min_count=f.feature_min_count)
+    vocabs = FeatureVocabs.build(tokens, lengths=tuple(lengths), min_count=f.feature_min_count)
+    return vocabs.with_doc_tables(doc_tables)
 
 
 def training_source(
@@ -226,6 +232,25 @@ def log_schemes(scheme: str, found: dict[str, SchemeEvidence], log: Callable[[st
             log(f"note: data.scheme is {scheme} but the {split} file looks {ev.describe()}")
 
 
+def document_chunks(
+    sentences: Iterable[Sentence], size: int, limit: int = 16
+) -> Iterator[list[Sentence]]:
+    """Lists of about ``size`` sentences, each ending where a document does (``Sentence.doc``
+    changes), so that document-level features see whole documents; a document longer than
+    ``limit`` × ``size`` sentences is cut anyway (memory stays bounded)."""
+    stream = iter(sentences)
+    chunk = list(islice(stream, size))
+    for sent in stream:
+        if len(chunk) >= size and (sent.doc != chunk[-1].doc or len(chunk) >= limit * size):
+            yield chunk
+            chunk = []
+        chunk.append(sent)
+        if len(chunk) < size:
+            chunk += islice(stream, size - len(chunk))
+    if chunk:
+        yield chunk
+
+
 def encode_stream(
     sentences: Iterable[Sentence],
     n_sents: int,
@@ -246,8 +271,7 @@ def encode_stream(
     bounds = np.zeros(n_sents + 1, dtype=np.int64)
     w = t = s = 0
     changed = DataError(f"{name}: the file changed while it was being read; try again")
-    stream = iter(sentences)
-    while chunk := list(islice(stream, chunk_size)):
+    for chunk in document_chunks(sentences, chunk_size):
         part = enc(chunk)
         nw, nt, ns = len(part.words), part.n_tokens, len(chunk)
         if w + nw > len(words) or t + nt > n_tokens or s + ns > n_sents:
@@ -665,7 +689,8 @@ def run_summary(
 def thread_policy(config: cfg.Config) -> ThreadPolicy:
     """The BLAS thread policy for a training step's products (``train.threads``)."""
     windows = config.train.batch_size * (1 + config.negatives.k)
-    spec = cfg.model_spec(config, vocab_size=1, n_tags=1)
+    rows = dict.fromkeys(config.features.table_names(), 1)  # sizes do not change input_dim
+    spec = cfg.model_spec(config, vocab_size=1, n_tags=1, feature_rows=rows)
     return ThreadPolicy(config.train.threads, windows, spec.hidden, spec.input_dim)
 
 

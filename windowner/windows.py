@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from windowner.corpus import END_ID, SPECIALS, START_ID, Sentence, Vocab, caps_feature
+from windowner.docfeatures import doc_feature, document_ids
 from windowner.errors import DataError
-from windowner.features import FeatureVocabs
+from windowner.features import DOC_TABLES, FeatureVocabs
 
 NEGATIVE_STRATEGIES = ("center", "non_entity", "mixed")
 
@@ -118,25 +119,48 @@ def encode_features(
 ) -> np.ndarray | None:
     """(T, F) int32 rows of the feature ``tables``' columns (``FeatureVocabs.columns``: each
     feature's id plus its offset in its table), laid out like ``encode``'s words (``<s>``
-    and ``</s>`` padding); None without tables. Each distinct token is looked up once."""
+    and ``</s>`` padding); None without tables. Each distinct token's own features are looked
+    up once; the document-level ones (windowner.docfeatures, after the token ones) are
+    computed per document, the runs of sentences with one ``Sentence.doc``."""
     if not tables:
         return None
     if features is None:
         raise ValueError(f"feature tables {list(tables)} need their vocabularies")
     names = features.columns(tables)
+    doc_names = [n for n in names if n in DOC_TABLES]
+    token_names = names[: len(names) - len(doc_names)]
+    if any(n in DOC_TABLES for n in token_names):
+        raise ValueError(f"document-level feature tables must come last: {list(tables)}")
+    per_sentence = doc_columns(sentences, doc_names)
     half, cache = window // 2, {}
     pad_start, pad_end = [START_ID] * len(names), [END_ID] * len(names)
     rows: list[list[int] | tuple[int, ...]] = []
-    for sent in sentences:
+    for i, sent in enumerate(sentences):
         rows += [pad_start] * half
-        for token in sent.tokens:
+        doc_rows = per_sentence[i] if doc_names else None
+        for j, token in enumerate(sent.tokens):
             ids = cache.get(token)
             if ids is None:
-                ids = cache[token] = features.token_ids(token, names)
-            rows.append(ids)
+                ids = cache[token] = features.token_ids(token, token_names)
+            rows.append(ids if doc_rows is None else ids + doc_rows[j])
         rows += [pad_end] * half
     ids = np.asarray(rows, dtype=np.int32).reshape(len(rows), len(names))
     return ids + features.offsets(tables)
+
+
+def doc_columns(sentences: Sequence[Sentence], names: Sequence[str]) -> list[list[tuple]]:
+    """Per sentence, per token, the vocabulary ids (class + the specials) of the
+    document-level features ``names``; [] without any."""
+    if not names:
+        return []
+    tokens = [sent.tokens for sent in sentences]
+    docs = [sent.doc for sent in sentences]
+    per_feature = [document_ids(doc_feature(n), tokens, docs) for n in names]
+    out = []
+    for i in range(len(sentences)):
+        ids = np.stack([ids[i] for ids in per_feature], axis=1) + len(SPECIALS)  # (T, F_doc)
+        out.append([tuple(row) for row in ids.tolist()])
+    return out
 
 
 def unigram_weights(counts: np.ndarray, power: float) -> np.ndarray:
