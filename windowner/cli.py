@@ -483,9 +483,10 @@ def gradcheck(
     """Check every backward pass against central differences (float64, ε = 1e-5).
 
     Without --config: the notes' example (5-word windows of 4-dim vectors, 8 hidden units) for
-    every activation × objective, with L2 and a fixed dropout mask. Exits 1 if any relative
-    error is ≥ 1e-6. --trace prints the notes' backprop walk-through (s, s_c, J, δ, ∇W, ∇b, the
-    word vectors, W₁₄ analytic vs numeric) instead.
+    every activation × objective, with L2 and a fixed dropout mask, then a small model with
+    every extra feature table (affix, shape, doccase, docseq) per objective but ranking. Exits 1
+    if any relative error is ≥ 1e-6. --trace prints the notes' backprop walk-through (s, s_c,
+    J, δ, ∇W, ∇b, the word vectors, W₁₄ analytic vs numeric) instead.
 
     Example: windowner gradcheck --json
     """
@@ -496,7 +497,7 @@ def gradcheck(
         return
     from windowner import gradcheck as gc
 
-    results = gc.run_default() if config is None else gc.run_for_config(config)
+    results = gc.run_default(features=True) if config is None else gc.run_for_config(config)
     if as_json:
         emit_json([r.to_dict() for r in results])
     else:

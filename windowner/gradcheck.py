@@ -273,16 +273,40 @@ def run_default(
     objectives: tuple[str, ...] = OBJECTIVES,
     seed: int = 0,
     caps_dim: int = 0,
+    features: bool = False,
 ) -> list[CheckResult]:
     """Every activation × objective on the notes' example, L2 and fixed-mask dropout (on the
-    hidden layer and on the input) on (crf/structured: ``NOTES_SENTENCES``)."""
+    hidden layer and on the input) on (crf/structured: ``NOTES_SENTENCES``); then, with
+    ``features``, each objective but ranking with every extra feature table
+    (``feature_example``)."""
     results = []
     for activation in activations:
         for objective in objectives:
             model, batch, mask, rng = safe_example(activation, objective, seed, caps_dim=caps_dim)
             for param, (err, n, diff) in check_example(model, batch, mask, rng).items():
                 results.append(CheckResult(activation, objective, param, err, n, diff))
+    for objective in objectives:
+        if objective != "ranking" and features:  # ranking's corrupted windows take none
+            results += run_for_spec(feature_example(objective), seed)
     return results
+
+
+# the extra window-feature tables of ``run_default``'s feature rows: name → (rows, dim, slots)
+EXAMPLE_TABLES = {"affix": (9, 2, 4), "shape": (5, 2, 1), "doccase": (9, 2, 1), "docseq": (5, 2, 1)}
+
+
+def feature_example(objective: str) -> ModelSpec:
+    """A small tanh model with every kind of extra feature table (token and document level),
+    L2 on all embeddings and dropout on both layers, for ``run_default``."""
+    names = tuple(EXAMPLE_TABLES)
+    return ModelSpec(
+        vocab_size=20, n_out=5, window=3, word_dim=3, caps_dim=2, hidden=6,
+        objective=objective, keep_prob=0.8, input_keep_prob=0.9, l2=0.01, l2_embeddings=True,
+        dtype="float64", feature_names=names,
+        feature_rows=tuple(EXAMPLE_TABLES[n][0] for n in names),
+        feature_dims=tuple(EXAMPLE_TABLES[n][1] for n in names),
+        feature_slots=tuple(EXAMPLE_TABLES[n][2] for n in names),
+    )  # fmt: skip
 
 
 def run_for_spec(
