@@ -1,14 +1,17 @@
 """Accuracy on CoNLL-2003: train each shipped CoNLL config, select on dev, print a table.
 
-    python benchmarks/accuracy.py                       # the three configs, seed 0
-    python benchmarks/accuracy.py --seeds 0 1 2         # spread over seeds
+    python benchmarks/accuracy.py                       # the five configs, seed 0
+    python benchmarks/accuracy.py --seeds 0 1 2         # spread over seeds (make accuracy)
     python benchmarks/accuracy.py --configs configs/conll03.yaml --json
+    python benchmarks/accuracy.py --ablation configs/conll03-sll.yaml --seeds 0 1 2
 
 Data: ${CONLL03_DIR} or ../shared/data/conll2003 (train.txt, valid.txt), as in the configs.
 For each run: dev precision/recall/F1 with conlleval semantics (Viterbi as configured, and argmax
 for comparison; for crf/structured the argmax of the window scores without the learned
 transitions), per-type F1, the best epoch, epochs run and training seconds. With several seeds,
 also the ensemble of each config's seeds (windowner.ensemble: averaged scores, decoded once).
+``--ablation CONFIG`` trains CONFIG as is and with each extra feature of ``ABLATIONS`` turned
+on, and adds a table of what each feature adds (mean over the seeds, against the config as is).
 """
 
 from __future__ import annotations
@@ -37,15 +40,37 @@ from windowner.render import ConsoleReporter  # noqa: E402
 from windowner.tagger import Tagger  # noqa: E402
 from windowner.train import Trainer  # noqa: E402
 
-CONFIGS = ["configs/conll03.yaml", "configs/conll03-softmax.yaml", "configs/conll03-ranking.yaml"]
+CONFIGS = [
+    "configs/conll03.yaml",
+    "configs/conll03-softmax.yaml",
+    "configs/conll03-ranking.yaml",
+    "configs/conll03-sll.yaml",
+    "configs/conll03-structured.yaml",
+]
+# variant name → overrides on top of the ablated config (``--ablation``)
+ABLATIONS = {
+    "as is": [],
+    "+ shape 5": ["features.shape_dim=5"],
+    "+ doccase 5": ["features.doccase_dim=5"],
+    "+ docseq 5": ["features.docseq_dim=5"],
+    "+ doccase 5 + docseq 5": ["features.doccase_dim=5", "features.docseq_dim=5"],
+}
 
 
 def run_one(
-    config_path: str, seed: int, out_root: Path, overrides: list[str], console: Console
+    config_path: str,
+    seed: int,
+    out_root: Path,
+    overrides: list[str],
+    console: Console,
+    variant: str = "",
 ) -> dict:
-    """Train one config with one seed; evaluate its best model on dev (Viterbi and argmax)."""
-    conf = cfg.resolved(cfg.load_config(ROOT / config_path, [f"seed={seed}", *overrides]))
-    run_dir = out_root / f"{Path(config_path).stem}-seed{seed}"
+    """Train one config with one seed (``variant``: a name of ``ABLATIONS``, whose overrides
+    come after ``overrides``); evaluate its best model on dev (Viterbi and argmax)."""
+    extra = ABLATIONS[variant] if variant else []
+    conf = cfg.resolved(cfg.load_config(ROOT / config_path, [f"seed={seed}", *overrides, *extra]))
+    tag = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
+    run_dir = out_root / f"{Path(config_path).stem}{'-' + tag if tag else ''}-seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     trainer = Trainer(conf, run_dir, ConsoleReporter(console))
@@ -54,7 +79,7 @@ def run_one(
     best = Tagger.load(run_dir / "model.npz")
     data = trainer.data
     result = {
-        "config": config_path,
+        "config": f"{config_path} {variant}".strip(),
         "seed": seed,
         "model": str(run_dir / "model.npz"),
         "dev_path": conf.data.dev,
@@ -150,6 +175,39 @@ def spread(results: list[dict]) -> list[str]:
     return lines
 
 
+def ablation_table(results: list[dict]) -> Table:
+    """Per variant: dev F1 mean ± sd over its seeds, the change against "as is", the
+    ensemble of its seeds and the per-type means."""
+    t = Table(title="What each feature adds (dev F1, mean over seeds)", title_justify="left")
+    for col in ("variant", "seeds", "F1", "Δ", "ensemble", "PER", "LOC", "ORG", "MISC"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    singles = [r for r in results if isinstance(r["seed"], int)]
+    configs = list(dict.fromkeys(r["config"] for r in singles))
+    means = {
+        c: statistics.mean(r["dev"]["f1"] for r in singles if r["config"] == c) for c in configs
+    }
+    base = means[configs[0]]
+    for config in configs:
+        runs = [r["dev"] for r in singles if r["config"] == config]
+        f1 = [d["f1"] for d in runs]
+        sd = f" ± {statistics.stdev(f1):.2f}" if len(f1) > 1 else ""
+        ens = [r for r in results if r["config"] == config and not isinstance(r["seed"], int)]
+        per = {
+            k: f"{statistics.mean(d['per_type'][k]['f1'] for d in runs):.2f}"
+            for k in ("PER", "LOC", "ORG", "MISC")
+            if all(k in d["per_type"] for d in runs)
+        }
+        t.add_row(
+            config.split(" ", 1)[1] if " " in config else config,
+            str(len(f1)),
+            f"{means[config]:.2f}{sd}",
+            f"{means[config] - base:+.2f}",
+            f"{ens[0]['dev']['f1']:.2f}" if ens else "—",
+            *(per.get(k, "—") for k in ("PER", "LOC", "ORG", "MISC")),
+        )
+    return t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=CONFIGS)
@@ -161,12 +219,20 @@ def main() -> None:
         default=[],
         help="extra config override for every run (key.path=value)",
     )
+    parser.add_argument(
+        "--ablation",
+        metavar="CONFIG",
+        help="train CONFIG as is and with each feature of ABLATIONS (instead of --configs)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "accuracy")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     console = Console(stderr=True, soft_wrap=True)
+    jobs = [(c, "") for c in args.configs]
+    if args.ablation:
+        jobs = [(args.ablation, variant) for variant in ABLATIONS]
     results = [
-        run_one(c, s, args.out, args.overrides, console) for c in args.configs for s in args.seeds
+        run_one(c, s, args.out, args.overrides, console, v) for c, v in jobs for s in args.seeds
     ]
     results += ensembles(results)
     if args.json:
@@ -174,6 +240,8 @@ def main() -> None:
         return
     out = Console()
     out.print(table(results))
+    if args.ablation:
+        out.print(ablation_table(results))
     for line in spread(results):
         out.print(line, highlight=False)
 
