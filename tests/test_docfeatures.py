@@ -260,3 +260,24 @@ def _sentences(ner, text):
     from windowner.tokenizer import iter_sentences
 
     return list(iter_sentences(text, ner.tokenizer))
+
+
+def test_conll_documents_for_predict_number_sentences_as_the_reader_does():
+    from windowner.conllio import ConllDocument
+
+    text = "-DOCSTART- O\n\nA O\nB O\n\nC O\n-DOCSTART- O\nD O\n\n-DOCSTART- O\n\nE O\n"
+    doc = ConllDocument.from_text(text)
+    read = list(parse_conll(text.splitlines(keepends=True)))
+    assert doc.sentences == [list(s.tokens) for s in read]
+    assert doc.docs == [s.doc for s in read] == [1, 1, 3]
+
+
+def test_tag_takes_document_numbers():
+    tagger = doc_tagger()
+    tokens = [["Paris", "museums"], ["In", "PARIS"]]
+    sentences = [Sentence(tuple(t), ("O",) * 2, doc=d) for t, d in zip(tokens, [0, 1], strict=True)]
+    expected = tagger.tag_encoded(tagger.encode(sentences))
+    assert tagger.tag(tokens, [0, 1]) == expected
+    enc = tagger.encode(sentences)
+    together = tagger.encode([Sentence(s.tokens, s.tags) for s in sentences])
+    assert not np.array_equal(enc.feats, together.feats)  # "Paris" sees "PARIS" only together

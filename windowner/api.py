@@ -144,11 +144,14 @@ class NER:
         for batch in batches:
             yield from self._tag_texts(batch)
 
-    def tag_tokens(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
-        """Pre-tokenised sentences → their tags (no tokenizer involved)."""
+    def tag_tokens(
+        self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
+    ) -> list[list[str]]:
+        """Pre-tokenised sentences → their tags (no tokenizer involved); ``docs`` numbers the
+        sentences' documents (default: all one document)."""
         if not token_lists:
             return []
-        return self.tagger.tag(token_lists)
+        return self.tagger.tag(token_lists, docs)
 
     def doc_from_tokens(self, token_lists: Sequence[Sequence[str]]) -> Doc:
         """Pre-tokenised sentences → one Doc whose text is the tokens joined by spaces, one

@@ -426,7 +426,7 @@ def predict_docs(
         from windowner.conllio import ConllDocument  # the file back, with a predicted column
 
         doc = ConllDocument.read(input_file)
-        sys.stdout.write(doc.render(ner.tag_tokens(doc.sentences)))
+        sys.stdout.write(doc.render(ner.tag_tokens(doc.sentences, doc.docs)))
         return
     if input_format == InputFormat.conll or explain:
         source = (text, input_file, input_format.value, per_line)

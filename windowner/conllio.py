@@ -66,6 +66,20 @@ class ConllDocument:
             raise UsageError(f"{name}: nothing to tag: no token lines")
         return doc
 
+    @property
+    def docs(self) -> list[int]:
+        """The document number of each of ``sentences`` (``-DOCSTART-`` lines start a new
+        one), for the document-level features (windowner.docfeatures)."""
+        out, doc, in_sentence = [], 0, False
+        for text, _ in self.lines:
+            kind = _is_token_line(text)
+            if kind == DOCSTART:
+                doc += 1
+            elif kind and not in_sentence:
+                out.append(doc)
+            in_sentence = kind == "token" or (in_sentence and kind == DOCSTART)
+        return out
+
     def render(self, tags: list[list[str]]) -> str:
         """The document with each token line's predicted tag appended (``tags``: IOB2, one list
         per sentence, as ``Tagger.tag(self.sentences)`` returns)."""

@@ -144,8 +144,15 @@ class Ensemble:
         scores = self.scores(encoded) if scores is None else scores
         return decode_scores(self, scores, encoded.sent_bounds)
 
-    def tag(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
-        sentences = [Sentence(tuple(t), ("O",) * len(t)) for t in token_lists]
+    def tag(
+        self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
+    ) -> list[list[str]]:
+        """Tags of token lists; ``docs``: their document numbers (default: one document)."""
+        numbers = [0] * len(token_lists) if docs is None else docs
+        sentences = [
+            Sentence(tuple(t), ("O",) * len(t), doc=d)
+            for t, d in zip(token_lists, numbers, strict=True)
+        ]
         return self.tag_encoded(self.encode(sentences))
 
 

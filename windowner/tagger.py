@@ -89,8 +89,15 @@ class Tagger:
         constraints = allowed_transitions(self.tags) if self.decode == "viterbi" else None
         return transitions_of(self.model.params, constraints)
 
-    def tag(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
-        sentences = [Sentence(tuple(t), ("O",) * len(t)) for t in token_lists]
+    def tag(
+        self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
+    ) -> list[list[str]]:
+        """Tags of token lists; ``docs``: their document numbers (default: one document)."""
+        numbers = [0] * len(token_lists) if docs is None else docs
+        sentences = [
+            Sentence(tuple(t), ("O",) * len(t), doc=d)
+            for t, d in zip(token_lists, numbers, strict=True)
+        ]
         return self.tag_encoded(self.encode(sentences))
 
     # ------------------------------------------------------------------ files
