@@ -72,10 +72,11 @@ def run_one(
     tag = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
     run_dir = out_root / f"{Path(config_path).stem}{'-' + tag if tag else ''}-seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trainer = Trainer(conf, run_dir, ConsoleReporter(console))
     summary = trainer.run()
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started  # this process's CPU seconds (all its threads)
     best = Tagger.load(run_dir / "model.npz")
     data = trainer.data
     result = {
@@ -89,6 +90,7 @@ def run_one(
         "epochs": summary["epochs"],
         "train_seconds": summary["seconds"],
         "wall_seconds": wall,
+        "cpu_seconds": cpu,
         "dev": summary["dev"],
     }
     if conf.model.objective in SENTENCE_OBJECTIVES:
@@ -113,7 +115,7 @@ def ensembles(results: list[dict]) -> list[dict]:
         sents = read_conll(runs[0]["dev_path"], runs[0]["scheme"])
         dev = evaluate_split(ensemble, sents, ensemble.encode(sents))
         seeds = "+".join(str(r["seed"]) for r in runs)
-        epochs = {"best_epoch": "—", "epochs": "—", "train_seconds": 0.0}
+        epochs = {"best_epoch": "—", "epochs": "—", "train_seconds": 0.0, "cpu_seconds": 0.0}
         out.append({"config": config, "seed": f"ensemble {seeds}", **epochs, "dev": dev})
     return out
 
@@ -133,6 +135,7 @@ def table(results: list[dict]) -> Table:
         "MISC",
         "best/epochs",
         "train s",
+        "CPU s",
     ):
         t.add_column(col, justify="left" if col == "config" else "right")
     for r in results:
@@ -152,6 +155,7 @@ def table(results: list[dict]) -> Table:
             per.get("MISC", per.get("ENT", "—")),
             f"{r['best_epoch']}/{r['epochs']}",
             f"{r['train_seconds']:.0f}" if r["train_seconds"] else "—",
+            f"{r['cpu_seconds']:.0f}" if r["cpu_seconds"] else "—",
         )
     return t
 
