@@ -38,9 +38,8 @@ import numpy as np
 
 from windowner.calibrate import tag_probabilities
 from windowner.corpus import END_ID, START_ID, caps_feature
-from windowner.corpus import Sentence as TokenSentence
 from windowner.metrics import get_entities
-from windowner.tagger import Tagger, load_checkpoint
+from windowner.tagger import Tagger, load_checkpoint, token_sentences
 from windowner.tokenizer import TextSentence, get_tokenizer, iter_sentences
 from windowner.tokenizer import Token as TextToken
 from windowner.windows import Encoded
@@ -194,12 +193,9 @@ class NER:
         features of windowner.docfeatures look at the whole document)."""
         if self._encode is not None:
             return self._encode([s.words for sents in per_text for s in sents])
-        sentences = [
-            TokenSentence(tuple(s.words), ("O",) * len(s.words), doc=doc)
-            for doc, sents in enumerate(per_text)
-            for s in sents
-        ]
-        return self.tagger.encode(sentences)
+        words = [s.words for sents in per_text for s in sents]
+        docs = [doc for doc, sents in enumerate(per_text) for _ in sents]
+        return self.tagger.encode(token_sentences(words, docs))
 
     def explain(self, text: str) -> dict[str, Any]:
         """The record of ``self(text)`` with, on every token, ``window`` (the normalised words

@@ -39,7 +39,7 @@ from windowner.decode import allowed_transitions
 from windowner.errors import UsageError
 from windowner.nn.crf import Transitions
 from windowner.nn.losses import SENTENCE_OBJECTIVES, log_softmax
-from windowner.tagger import Tagger, decode_scores
+from windowner.tagger import Tagger, decode_scores, token_sentences
 from windowner.windows import Encoded
 
 STD_FLOOR = 1e-12  # a token whose scores are all equal standardizes to zeros
@@ -148,12 +148,7 @@ class Ensemble:
         self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
     ) -> list[list[str]]:
         """Tags of token lists; ``docs``: their document numbers (default: one document)."""
-        numbers = [0] * len(token_lists) if docs is None else docs
-        sentences = [
-            Sentence(tuple(t), ("O",) * len(t), doc=d)
-            for t, d in zip(token_lists, numbers, strict=True)
-        ]
-        return self.tag_encoded(self.encode(sentences))
+        return self.tag_encoded(self.encode(token_sentences(token_lists, docs)))
 
 
 def _pooled_objective(members: Sequence[Tagger], names: Sequence[str]) -> str:

@@ -93,12 +93,7 @@ class Tagger:
         self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
     ) -> list[list[str]]:
         """Tags of token lists; ``docs``: their document numbers (default: one document)."""
-        numbers = [0] * len(token_lists) if docs is None else docs
-        sentences = [
-            Sentence(tuple(t), ("O",) * len(t), doc=d)
-            for t, d in zip(token_lists, numbers, strict=True)
-        ]
-        return self.tag_encoded(self.encode(sentences))
+        return self.tag_encoded(self.encode(token_sentences(token_lists, docs)))
 
     # ------------------------------------------------------------------ files
 
@@ -150,6 +145,17 @@ class Tagger:
     def load(cls, path: str | Path) -> Tagger:
         """The tagger stored in a model (or checkpoint) file; ModelFileError when unusable."""
         return load_checkpoint(path)[0]
+
+
+def token_sentences(
+    token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
+) -> list[Sentence]:
+    """Untagged Sentences of token lists, numbered ``docs`` (default: all document 0)."""
+    numbers = [0] * len(token_lists) if docs is None else docs
+    return [
+        Sentence(tuple(t), ("O",) * len(t), doc=d)
+        for t, d in zip(token_lists, numbers, strict=True)
+    ]
 
 
 def decode_scores(tagger: Any, scores: np.ndarray, bounds: np.ndarray) -> list[list[str]]:
