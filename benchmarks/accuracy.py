@@ -1,6 +1,6 @@
 """Accuracy on CoNLL-2003: train each shipped CoNLL config, select on dev, print a table.
 
-    python benchmarks/accuracy.py                       # the five configs, seed 0
+    python benchmarks/accuracy.py                       # the six configs, seed 0
     python benchmarks/accuracy.py --seeds 0 1 2         # spread over seeds (make accuracy)
     python benchmarks/accuracy.py --configs configs/conll03.yaml --json
     python benchmarks/accuracy.py --ablation configs/conll03-sll.yaml --seeds 0 1 2
@@ -46,6 +46,7 @@ CONFIGS = [
     "configs/conll03-ranking.yaml",
     "configs/conll03-sll.yaml",
     "configs/conll03-structured.yaml",
+    "configs/conll03-doc.yaml",
 ]
 # variant name → overrides on top of the ablated config (``--ablation``)
 ABLATIONS = {
@@ -54,6 +55,11 @@ ABLATIONS = {
     "+ doccase 5": ["features.doccase_dim=5"],
     "+ docseq 5": ["features.docseq_dim=5"],
     "+ doccase 5 + docseq 5": ["features.doccase_dim=5", "features.docseq_dim=5"],
+    "+ shape 5 + doccase 5 + docseq 5": [
+        "features.shape_dim=5",
+        "features.doccase_dim=5",
+        "features.docseq_dim=5",
+    ],
 }
 
 
