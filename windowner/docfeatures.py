@@ -29,6 +29,7 @@ Hook for gazetteers: ``doc_feature("gazetteer")`` builds the feature from
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -57,6 +58,7 @@ CASE_CLASSES = ("unseen", "capitalised", "lower", "mixed", "upper", "caseless")
 _CAP, _LOWER, _UPPER = 0, 1, 2  # written-case kinds counted per word
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a pure function of the token; texts repeat tokens
 def written_case(token: str) -> int | None:
     """``_UPPER`` (two or more letters, all upper case), ``_CAP`` (first letter upper case),
     ``_LOWER`` (first letter lower case), or None without a cased letter."""

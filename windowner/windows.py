@@ -131,36 +131,33 @@ def encode_features(
     token_names = names[: len(names) - len(doc_names)]
     if any(n in DOC_TABLES for n in token_names):
         raise ValueError(f"document-level feature tables must come last: {list(tables)}")
-    per_sentence = doc_columns(sentences, doc_names)
+    doc_rows = iter(doc_columns(sentences, doc_names))
     half, cache = window // 2, {}
     pad_start, pad_end = [START_ID] * len(names), [END_ID] * len(names)
     rows: list[list[int] | tuple[int, ...]] = []
-    for i, sent in enumerate(sentences):
+    for sent in sentences:
         rows += [pad_start] * half
-        doc_rows = per_sentence[i] if doc_names else None
-        for j, token in enumerate(sent.tokens):
+        for token in sent.tokens:
             ids = cache.get(token)
             if ids is None:
                 ids = cache[token] = features.token_ids(token, token_names)
-            rows.append(ids if doc_rows is None else ids + doc_rows[j])
+            rows.append(ids + next(doc_rows) if doc_names else ids)
         rows += [pad_end] * half
     ids = np.asarray(rows, dtype=np.int32).reshape(len(rows), len(names))
     return ids + features.offsets(tables)
 
 
-def doc_columns(sentences: Sequence[Sentence], names: Sequence[str]) -> list[list[tuple]]:
-    """Per sentence, per token, the vocabulary ids (class + the specials) of the
-    document-level features ``names``; [] without any."""
+def doc_columns(sentences: Sequence[Sentence], names: Sequence[str]) -> list[tuple[int, ...]]:
+    """Per token of all the sentences, in order, the vocabulary ids (class + the specials) of
+    the document-level features ``names``; [] without any."""
     if not names:
         return []
     tokens = [sent.tokens for sent in sentences]
     docs = [sent.doc for sent in sentences]
     per_feature = [document_ids(doc_feature(n), tokens, docs) for n in names]
-    out = []
-    for i in range(len(sentences)):
-        ids = np.stack([ids[i] for ids in per_feature], axis=1) + len(SPECIALS)  # (T, F_doc)
-        out.append([tuple(row) for row in ids.tolist()])
-    return out
+    columns = [np.concatenate(ids) if ids else np.zeros(0, np.int64) for ids in per_feature]
+    ids = np.stack(columns, axis=1) + len(SPECIALS)  # (T, F_doc)
+    return list(map(tuple, ids.tolist()))
 
 
 def unigram_weights(counts: np.ndarray, power: float) -> np.ndarray:
