@@ -1,13 +1,17 @@
 """Accuracy on CoNLL-2003: train each shipped CoNLL config, select on dev, print a table.
 
-    python benchmarks/accuracy.py                       # the three configs, seed 0
-    python benchmarks/accuracy.py --seeds 0 1 2         # spread over seeds
+    python benchmarks/accuracy.py                       # the six configs, seed 0
+    python benchmarks/accuracy.py --seeds 0 1 2         # spread over seeds (make accuracy)
     python benchmarks/accuracy.py --configs configs/conll03.yaml --json
+    python benchmarks/accuracy.py --ablation configs/conll03-sll.yaml --seeds 0 1 2
 
 Data: ${CONLL03_DIR} or ../shared/data/conll2003 (train.txt, valid.txt), as in the configs.
 For each run: dev precision/recall/F1 with conlleval semantics (Viterbi as configured, and argmax
 for comparison; for crf/structured the argmax of the window scores without the learned
-transitions), per-type F1, the best epoch, epochs run and training seconds.
+transitions), per-type F1, the best epoch, epochs run and training seconds. With several seeds,
+also the ensemble of each config's seeds (windowner.ensemble: averaged scores, decoded once).
+``--ablation CONFIG`` trains CONFIG as is and with each extra feature of ``ABLATIONS`` turned
+on, and adds a table of what each feature adds (mean over the seeds, against the config as is).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from windowner import config as cfg  # noqa: E402
+from windowner.corpus import read_conll  # noqa: E402
 from windowner.decode import decode_sentences  # noqa: E402
+from windowner.ensemble import Ensemble  # noqa: E402
 from windowner.evaluate import evaluate_split  # noqa: E402
 from windowner.metrics import evaluate  # noqa: E402
 from windowner.nn.losses import SENTENCE_OBJECTIVES  # noqa: E402
@@ -34,30 +40,63 @@ from windowner.render import ConsoleReporter  # noqa: E402
 from windowner.tagger import Tagger  # noqa: E402
 from windowner.train import Trainer  # noqa: E402
 
-CONFIGS = ["configs/conll03.yaml", "configs/conll03-softmax.yaml", "configs/conll03-ranking.yaml"]
+CONFIGS = [
+    "configs/conll03.yaml",
+    "configs/conll03-softmax.yaml",
+    "configs/conll03-ranking.yaml",
+    "configs/conll03-sll.yaml",
+    "configs/conll03-structured.yaml",
+    "configs/conll03-doc.yaml",
+]
+# variant name → overrides on top of the ablated config (``--ablation``)
+ABLATIONS = {
+    "as is": [],
+    "+ shape 5": ["features.shape_dim=5"],
+    "+ doccase 5": ["features.doccase_dim=5"],
+    "+ docseq 5": ["features.docseq_dim=5"],
+    "+ doccase 5 + docseq 5": ["features.doccase_dim=5", "features.docseq_dim=5"],
+    "+ shape 5 + doccase 5 + docseq 5": [
+        "features.shape_dim=5",
+        "features.doccase_dim=5",
+        "features.docseq_dim=5",
+    ],
+}
 
 
 def run_one(
-    config_path: str, seed: int, out_root: Path, overrides: list[str], console: Console
+    config_path: str,
+    seed: int,
+    out_root: Path,
+    overrides: list[str],
+    console: Console,
+    variant: str = "",
 ) -> dict:
-    """Train one config with one seed; evaluate its best model on dev (Viterbi and argmax)."""
-    conf = cfg.resolved(cfg.load_config(ROOT / config_path, [f"seed={seed}", *overrides]))
-    run_dir = out_root / f"{Path(config_path).stem}-seed{seed}"
+    """Train one config with one seed (``variant``: a name of ``ABLATIONS``, whose overrides
+    come after ``overrides``); evaluate its best model on dev (Viterbi and argmax)."""
+    extra = ABLATIONS[variant] if variant else []
+    conf = cfg.resolved(cfg.load_config(ROOT / config_path, [f"seed={seed}", *overrides, *extra]))
+    tag = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
+    run_dir = out_root / f"{Path(config_path).stem}{'-' + tag if tag else ''}-seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trainer = Trainer(conf, run_dir, ConsoleReporter(console))
     summary = trainer.run()
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started  # this process's CPU seconds (all its threads)
     best = Tagger.load(run_dir / "model.npz")
     data = trainer.data
     result = {
-        "config": config_path,
+        "config": f"{config_path} {variant}".strip(),
         "seed": seed,
+        "model": str(run_dir / "model.npz"),
+        "dev_path": conf.data.dev,
+        "scheme": conf.data.scheme,
         "objective": conf.model.objective,
         "best_epoch": summary["best_epoch"],
         "epochs": summary["epochs"],
         "train_seconds": summary["seconds"],
         "wall_seconds": wall,
+        "cpu_seconds": cpu,
         "dev": summary["dev"],
     }
     if conf.model.objective in SENTENCE_OBJECTIVES:
@@ -69,6 +108,22 @@ def run_one(
         best.decode = "argmax"
         result["dev_argmax"] = evaluate_split(best, data.dev, data.dev_enc)
     return result
+
+
+def ensembles(results: list[dict]) -> list[dict]:
+    """Per config with several seeds (not ranking): the dev scores of the seeds' ensemble."""
+    out = []
+    for config in dict.fromkeys(r["config"] for r in results):
+        runs = [r for r in results if r["config"] == config]
+        if len(runs) < 2 or runs[0]["objective"] == "ranking":
+            continue
+        ensemble = Ensemble.load([r["model"] for r in runs])
+        sents = read_conll(runs[0]["dev_path"], runs[0]["scheme"])
+        dev = evaluate_split(ensemble, sents, ensemble.encode(sents))
+        seeds = "+".join(str(r["seed"]) for r in runs)
+        epochs = {"best_epoch": "—", "epochs": "—", "train_seconds": 0.0, "cpu_seconds": 0.0}
+        out.append({"config": config, "seed": f"ensemble {seeds}", **epochs, "dev": dev})
+    return out
 
 
 def table(results: list[dict]) -> Table:
@@ -86,6 +141,7 @@ def table(results: list[dict]) -> Table:
         "MISC",
         "best/epochs",
         "train s",
+        "CPU s",
     ):
         t.add_column(col, justify="left" if col == "config" else "right")
     for r in results:
@@ -104,7 +160,8 @@ def table(results: list[dict]) -> Table:
             per.get("ORG", "—"),
             per.get("MISC", per.get("ENT", "—")),
             f"{r['best_epoch']}/{r['epochs']}",
-            f"{r['train_seconds']:.0f}",
+            f"{r['train_seconds']:.0f}" if r["train_seconds"] else "—",
+            f"{r['cpu_seconds']:.0f}" if r["cpu_seconds"] else "—",
         )
     return t
 
@@ -112,16 +169,53 @@ def table(results: list[dict]) -> Table:
 def spread(results: list[dict]) -> list[str]:
     """Mean ± standard deviation of dev F1 per config over seeds."""
     lines = []
-    for config in dict.fromkeys(r["config"] for r in results):
-        f1 = [r["dev"]["f1"] for r in results if r["config"] == config]
-        am = [r["dev_argmax"]["f1"] for r in results if r["config"] == config and "dev_argmax" in r]
+    singles = [r for r in results if isinstance(r["seed"], int)]
+    for config in dict.fromkeys(r["config"] for r in singles):
+        f1 = [r["dev"]["f1"] for r in singles if r["config"] == config]
+        am = [r["dev_argmax"]["f1"] for r in singles if r["config"] == config and "dev_argmax" in r]
         line = f"{Path(config).name}: dev F1 {statistics.mean(f1):.2f}"
         if len(f1) > 1:
             line += f" ± {statistics.stdev(f1):.2f} (min {min(f1):.2f}, max {max(f1):.2f})"
         if am:
             line += f"; argmax {statistics.mean(am):.2f}"
+        ens = [r for r in results if r["config"] == config and not isinstance(r["seed"], int)]
+        if ens:
+            line += f"; ensemble of the seeds {ens[0]['dev']['f1']:.2f}"
         lines.append(line + f" over {len(f1)} seed(s)")
     return lines
+
+
+def ablation_table(results: list[dict]) -> Table:
+    """Per variant: dev F1 mean ± sd over its seeds, the change against "as is", the
+    ensemble of its seeds and the per-type means."""
+    t = Table(title="What each feature adds (dev F1, mean over seeds)", title_justify="left")
+    for col in ("variant", "seeds", "F1", "Δ", "ensemble", "PER", "LOC", "ORG", "MISC"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    singles = [r for r in results if isinstance(r["seed"], int)]
+    configs = list(dict.fromkeys(r["config"] for r in singles))
+    means = {
+        c: statistics.mean(r["dev"]["f1"] for r in singles if r["config"] == c) for c in configs
+    }
+    base = means[configs[0]]
+    for config in configs:
+        runs = [r["dev"] for r in singles if r["config"] == config]
+        f1 = [d["f1"] for d in runs]
+        sd = f" ± {statistics.stdev(f1):.2f}" if len(f1) > 1 else ""
+        ens = [r for r in results if r["config"] == config and not isinstance(r["seed"], int)]
+        per = {
+            k: f"{statistics.mean(d['per_type'][k]['f1'] for d in runs):.2f}"
+            for k in ("PER", "LOC", "ORG", "MISC")
+            if all(k in d["per_type"] for d in runs)
+        }
+        t.add_row(
+            config.split(" ", 1)[1] if " " in config else config,
+            str(len(f1)),
+            f"{means[config]:.2f}{sd}",
+            f"{means[config] - base:+.2f}",
+            f"{ens[0]['dev']['f1']:.2f}" if ens else "—",
+            *(per.get(k, "—") for k in ("PER", "LOC", "ORG", "MISC")),
+        )
+    return t
 
 
 def main() -> None:
@@ -135,18 +229,29 @@ def main() -> None:
         default=[],
         help="extra config override for every run (key.path=value)",
     )
+    parser.add_argument(
+        "--ablation",
+        metavar="CONFIG",
+        help="train CONFIG as is and with each feature of ABLATIONS (instead of --configs)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "accuracy")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     console = Console(stderr=True, soft_wrap=True)
+    jobs = [(c, "") for c in args.configs]
+    if args.ablation:
+        jobs = [(args.ablation, variant) for variant in ABLATIONS]
     results = [
-        run_one(c, s, args.out, args.overrides, console) for c in args.configs for s in args.seeds
+        run_one(c, s, args.out, args.overrides, console, v) for c, v in jobs for s in args.seeds
     ]
+    results += ensembles(results)
     if args.json:
         print(json.dumps(results, indent=2))
         return
     out = Console()
     out.print(table(results))
+    if args.ablation:
+        out.print(ablation_table(results))
     for line in spread(results):
         out.print(line, highlight=False)
 

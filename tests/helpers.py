@@ -5,6 +5,7 @@ Each section belongs to one area; add a new section rather than growing another'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -113,3 +114,32 @@ def tiny_config(test: bool = False, **sections):
         },
     }
     return cfg.from_dict({**raw, **sections})
+
+
+# ----------------------------------------------------------------------------- features (acc-feat)
+# Models with extra window-feature tables (prefixes, suffixes, shape) and batches for them.
+
+FEATURE_TABLES = {"affix": (13, 3, 4), "shape": (6, 2, 1)}  # name: (rows, dim, slots)
+
+
+def make_feature_model(dtype="float64", tables=FEATURE_TABLES, **kw):
+    names = tuple(tables)
+    extra = {
+        "feature_names": names,
+        "feature_rows": tuple(tables[n][0] for n in names),
+        "feature_dims": tuple(tables[n][1] for n in names),
+        "feature_slots": tuple(tables[n][2] for n in names),
+    }
+    return make_model(dtype, **extra, **kw)
+
+
+def with_feats(batch, spec, rng):
+    """``batch`` plus random ids of the spec's feature tables (corrupted windows get their own)."""
+    n, w = batch.words.shape
+
+    def draw(m):
+        tables = zip(spec.feature_rows, spec.feature_slots, strict=True)
+        return np.concatenate([rng.integers(0, r, (m, w, k)) for r, k in tables], axis=2)
+
+    neg = None if batch.neg_words is None else draw(len(batch.neg_words))
+    return dataclasses.replace(batch, feats=draw(n), neg_feats=neg)

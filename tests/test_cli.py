@@ -153,6 +153,9 @@ def test_gradcheck_json_covers_every_activation_and_objective():
     assert combos == {(a, o) for a in ACTIVATIONS for o in OBJECTIVES}  # 6 × 5
     sentence_level = {r["param"] for r in rows if r["objective"] in ("crf", "structured")}
     assert {"A", "start", "end"} <= sentence_level
+    tables = {"E_affix", "E_shape", "E_doccase", "E_docseq"}
+    with_tables = {r["objective"] for r in rows if r["param"] in tables}
+    assert with_tables == set(OBJECTIVES) - {"ranking"}  # ranking takes no extra features
     assert all(r["max_rel_error"] < 1e-6 for r in rows)
     assert {"activation", "objective", "param", "max_rel_error"} <= set(rows[0])
 

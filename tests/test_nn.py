@@ -225,16 +225,22 @@ def test_model_spec_takes_every_shared_field_from_the_config():
         hidden=17, activation="relu", leaky_slope=0.2, keep_prob=0.6, input_keep_prob=0.9,
         objective="softmax", margin=2.0, l2=0.3, l2_embeddings=True, dtype="float64",
     )  # fmt: skip
-    features = FeaturesConfig(window=3, caps_dim=4)
+    features = FeaturesConfig(window=3, caps_dim=4, affix_dim=6, affix_min=3, affix_max=4)
+    features = replace(features, shape_dim=2)
     embeddings = EmbeddingsConfig(dim=7, train=False)
     config = Config(model=model, features=features, embeddings=embeddings)
-    spec = model_spec(config, vocab_size=123, n_tags=9)
+    rows = {"affix": 11, "shape": 13}
+    spec = model_spec(config, vocab_size=123, n_tags=9, feature_rows=rows)
     explicit = {
         "vocab_size": 123,
         "n_out": 9,
         "word_dim": 7,
         "train_embeddings": False,
         "caps_classes": len(CAPS_CLASSES),
+        "feature_names": ("affix", "shape"),
+        "feature_dims": (6, 2),
+        "feature_rows": (11, 13),
+        "feature_slots": (4, 1),
     }
     for f in fields(ModelSpec):
         if f.name in explicit:
@@ -243,7 +249,8 @@ def test_model_spec_takes_every_shared_field_from_the_config():
         source = model if hasattr(model, f.name) else features
         assert getattr(spec, f.name) == getattr(source, f.name), f.name
         assert getattr(spec, f.name) != f.default, f.name  # a non-default value was read
-    assert model_spec(replace(config, model=replace(model, objective="ranking")), 5, 9).n_out == 1
+    ranking = replace(config, model=replace(model, objective="ranking"))
+    assert model_spec(ranking, 5, 9, rows).n_out == 1
 
 
 def test_caps_table_has_caps_classes_rows():

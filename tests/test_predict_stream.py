@@ -39,7 +39,7 @@ def invoke(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
     return result.exit_code, result.stdout_bytes.decode("utf-8"), strip_ansi(result.stderr)
 
 
-def fake_tags(token_lists: list[list[str]]) -> list[list[str]]:
+def fake_tags(token_lists: list[list[str]], docs: list[int] | None = None) -> list[list[str]]:
     """Deterministic IOB2 tags that depend on the tokens (B-PER for capitalised words)."""
     return [["B-PER" if t[:1].isupper() else "O" for t in tokens] for tokens in token_lists]
 
@@ -77,6 +77,27 @@ def test_the_stream_renders_like_the_whole_document(lines, ending, data):
     assert got == expected.render(fake_tags(expected.sentences))
 
 
+def test_the_stream_tags_whole_documents_with_their_numbers(monkeypatch):
+    """Document features need whole documents: a batch never cuts one (unless it is longer
+    than MAX_DOC_SENTENCES), and each sentence comes with its document's number."""
+    monkeypatch.setattr(conllio, "BATCH_SENTENCES", 2)
+    monkeypatch.setattr(conllio, "MAX_DOC_SENTENCES", 4)
+    doc = "-DOCSTART- -X- O\n\n" + "A O\n\nB O\n\nC O\n\n"
+    calls: list[list[int]] = []
+
+    def tag(token_lists: list[list[str]], docs: list[int]) -> list[list[str]]:
+        assert len(docs) == len(token_lists)
+        calls.append(docs)
+        return fake_tags(token_lists)
+
+    long_doc = "-DOCSTART- -X- O\n\n" + "D O\n\n" * 6
+    text = doc + doc + long_doc
+    got = "".join(stream_conll([text], "<input>", tag))
+    expected = ConllDocument.from_text(text)
+    assert got == expected.render(fake_tags(expected.sentences))
+    assert calls == [[0, 0, 0], [1, 1, 1], [2, 2, 2, 2], [3, 3]]
+
+
 def test_the_stream_reads_lazily_and_batches_sentences(monkeypatch):
     monkeypatch.setattr(conllio, "HEAD_SENTENCES", 3)
     monkeypatch.setattr(conllio, "BATCH_SENTENCES", 2)
@@ -89,7 +110,7 @@ def test_the_stream_reads_lazily_and_batches_sentences(monkeypatch):
 
     batches: list[int] = []
 
-    def tag(token_lists: list[list[str]]) -> list[list[str]]:
+    def tag(token_lists: list[list[str]], docs: list[int]) -> list[list[str]]:
         batches.append(len(token_lists))
         return fake_tags(token_lists)
 

@@ -40,7 +40,7 @@ import numpy as np
 from windowner.calibrate import tag_probabilities
 from windowner.corpus import END_ID, START_ID, caps_feature
 from windowner.metrics import get_entities
-from windowner.tagger import Tagger, load_checkpoint
+from windowner.tagger import Tagger, load_checkpoint, token_sentences
 from windowner.tokenizer import TextSentence, get_tokenizer, iter_sentences
 from windowner.tokenizer import Token as TextToken
 from windowner.windows import Encoded
@@ -123,7 +123,11 @@ class NER:
         self.meta = meta
         self.tokenizer = tokenizer
         self._columns = {t: i for i, t in enumerate(tagger.output_tags)}
-        self._encode = CachedEncoder(tagger)
+        self.sources: list[str] = [str(path)]  # every member's file (an ensemble: several)
+        # the fast encoder knows words and caps only: models with extra features (and
+        # ensembles) encode through their own ``encode``, one document per text
+        plain = isinstance(tagger, Tagger) and not tagger.model.spec.feature_names
+        self._encode = CachedEncoder(tagger) if plain else None
 
     def __call__(self, text: str) -> Doc:
         return self._tag_texts([text])[0]
@@ -140,11 +144,14 @@ class NER:
         for batch in batches:
             yield from self._tag_texts(batch)
 
-    def tag_tokens(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
-        """Pre-tokenised sentences → their tags (no tokenizer involved)."""
+    def tag_tokens(
+        self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
+    ) -> list[list[str]]:
+        """Pre-tokenised sentences → their tags (no tokenizer involved); ``docs`` numbers the
+        sentences' documents (default: all one document)."""
         if not token_lists:
             return []
-        return self.tagger.tag(token_lists)
+        return self.tagger.tag(token_lists, docs)
 
     def doc_from_tokens(self, token_lists: Sequence[Sequence[str]]) -> Doc:
         """Pre-tokenised sentences → one Doc whose text is the tokens joined by spaces, one
@@ -169,7 +176,7 @@ class NER:
         flat = [s for sents in per_text for s in sents]
         if not flat:
             return [Doc(text) for text in texts]
-        encoded = self._encode([s.words for s in flat])
+        encoded = self._encoded(per_text)
         scores = self.tagger.scores(encoded)  # (N, C)
         tags = self.tagger.tag_encoded(encoded, scores)
         flat_tags = [t for sent in tags for t in sent]
@@ -181,6 +188,15 @@ class NER:
             docs.append(build_doc(text, sents, tags[i : i + len(sents)], token_scores))
             i += len(sents)
         return docs
+
+    def _encoded(self, per_text: list[list[TextSentence]]) -> Encoded:
+        """The sentences of a batch's texts encoded; each text is one document (the extra
+        features of windowner.docfeatures look at the whole document)."""
+        if self._encode is not None:
+            return self._encode([s.words for sents in per_text for s in sents])
+        words = [s.words for sents in per_text for s in sents]
+        docs = [doc for doc, sents in enumerate(per_text) for _ in sents]
+        return self.tagger.encode(token_sentences(words, docs))
 
     def explain(self, text: str) -> dict[str, Any]:
         """The record of ``self(text)`` with, on every token, ``window`` (the normalised words
@@ -305,7 +321,7 @@ def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 _WORKER_NER: NER | None = None
 
 
-def _init_worker(path: str, tokenizer: str) -> None:
+def _init_worker(path: str | list[str], tokenizer: str) -> None:
     global _WORKER_NER
     _WORKER_NER = load(path, tokenizer=tokenizer)
 
@@ -322,7 +338,8 @@ def _pipe_parallel(ner: NER, batches: Iterator[list[str]], jobs: int) -> Iterato
     import multiprocessing
 
     global _WORKER_NER
-    init, init_args = _init_worker, (str(ner.path), ner.tokenizer)
+    source = ner.sources[0] if len(ner.sources) == 1 else ner.sources
+    init, init_args = _init_worker, (source, ner.tokenizer)
     if multiprocessing.get_start_method() == "fork":  # workers share the loaded model's pages
         _WORKER_NER, init, init_args = ner, None, ()
     with multiprocessing.Pool(jobs, init, init_args) as pool:
@@ -361,11 +378,23 @@ def tagging_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def load(path: str | Path | None = None, tokenizer: str = "default") -> NER:
+def load(path: str | Path | Sequence[str | Path] | None = None, tokenizer: str = "default") -> NER:
     """A run directory (its model.npz) or a model file → NER; ``None`` means ``runs/latest``
-    (relative to the working directory). ``tokenizer`` names an entry of
+    (relative to the working directory); a list of several → their ensemble
+    (windowner.ensemble; the first one's metadata and card). ``tokenizer`` names an entry of
     ``windowner.tokenizer.TOKENIZERS`` (``default``, ``whitespace``, ``spacy``)."""
     from windowner.runs import resolve_model
+
+    if isinstance(path, list | tuple) and len(path) > 1:
+        from windowner.ensemble import Ensemble
+
+        files = [resolve_model(Path(p)) for p in path]
+        _, _, meta = load_checkpoint(files[0])
+        ner = NER(Ensemble.load(files), files[0], meta, tokenizer)
+        ner.sources = [str(f) for f in files]
+        return ner
+    if isinstance(path, list | tuple):
+        path = path[0] if path else None
 
     model_file = resolve_model(None if path is None else Path(path))
     tagger, _, meta = load_checkpoint(model_file)

@@ -217,6 +217,16 @@ ModelPath = Annotated[
     typer.Option("--model", "-m", metavar="PATH", help="Run directory or model file."),
 ]
 
+ModelPaths = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="PATH",
+        help="Run directory or model file (repeat it for an ensemble).",
+    ),
+]
+
 InputFile = Annotated[
     Path | None,
     typer.Option(
@@ -331,7 +341,7 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @app.command("eval")
 @handle_errors
 def eval_(
-    model: ModelPath = None,
+    model: ModelPaths = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -344,16 +354,23 @@ def eval_(
     """Entity-level precision, recall and F1 (conlleval semantics) of a model on a CoNLL file.
 
     Example: windowner eval --model runs/latest --data data/test.conll --json
+    (--model A --model B …: the ensemble of the models, their scores averaged per token)
     """
     from windowner.evaluate import evaluate_file
     from windowner.render import print_evaluation
-    from windowner.runs import resolve_model
 
-    result = evaluate_file(resolve_model(model), data, warn=log, threads=check_threads(threads))
+    result = evaluate_file(resolve_models(model), data, warn=log, threads=check_threads(threads))
     if as_json:
         emit_json(result)
     else:
         print_evaluation(out, result, result["data"])
+
+
+def resolve_models(models: list[Path] | None) -> list[Path]:
+    """The model files of ``--model`` options (none: the latest run's model)."""
+    from windowner.runs import resolve_model
+
+    return [resolve_model(m) for m in models] if models else [resolve_model(None)]
 
 
 # ----------------------------------------------------------------------------- predict
@@ -363,7 +380,7 @@ def eval_(
 @handle_errors
 def predict(
     text: TextArgument = None,
-    model: ModelPath = None,
+    model: ModelPaths = None,
     input_file: InputFile = None,
     input_format: InputFormatOption = InputFormat.text,
     output_format: OutputFormatOption = OutputFormat.table,
@@ -384,6 +401,9 @@ def predict(
     from windowner.threads import SCORE_CHUNK, scoring_threads
 
     check_threads(threads)
+    paths = resolve_models(model)
+    if explain and len(paths) > 1:
+        raise UsageError("--explain shows one model's scores: give a single --model")
     if input_file is not None and str(input_file) == "-":
         input_file = None
     if input_file is not None and input_format == InputFormat.text:
@@ -391,7 +411,7 @@ def predict(
 
         if warning := conll_warning(input_file):
             log(warning)
-    ner = load(model, tokenizer=tokenizer)
+    ner = load(paths if len(paths) > 1 else paths[0], tokenizer=tokenizer)
     with tagging_gc(), scoring_threads(threads, ner.tagger.model.spec, SCORE_CHUNK):
         predict_docs(ner, (text, input_file, input_format, per_line), output_format, explain, jobs)
 
@@ -429,8 +449,8 @@ def predict_docs(
 
 def predict_conll(ner: NER, source: tuple, output_format: str, explain: bool) -> None:
     """predict on CoNLL input (TEXT, a file or stdin), read lazily: ``-f conll`` writes it back
-    line for line with a predicted column; other formats see one document per
-    ``BATCH_SENTENCES`` sentences."""
+    line for line with a predicted column; other formats see one document per ``-DOCSTART-``
+    document (cut after ``conllio.MAX_DOC_SENTENCES`` sentences)."""
     from windowner import conllio
     from windowner.textio import text_pieces
 
@@ -447,18 +467,18 @@ def predict_conll(ner: NER, source: tuple, output_format: str, explain: bool) ->
                 sys.stdout.write(chunk)
             return
         blocks = conllio.iter_blocks(conllio.iter_lines(pieces, name), name)
-        token_lists = ([b.tokens for b in bs if b.tokens] for bs in conllio.batched_blocks(blocks))
-        batches = check_not_empty(batch for batch in token_lists if batch)
+        token_lists = ([b.tokens for b in bs if b.tokens] for bs in conllio.iter_documents(blocks))
+        documents = check_not_empty(doc for doc in token_lists if doc)
         if explain:
-            write_explanations(ner, (s for batch in batches for s in batch), output_format)
+            write_explanations(ner, (s for doc in documents for s in doc), output_format)
         elif output_format == "html":
             from windowner.html import write_page
 
-            write_page(sys.stdout.write, map(ner.doc_from_tokens, batches))
+            write_page(sys.stdout.write, map(ner.doc_from_tokens, documents))
         else:
             from windowner.output import write_docs
 
-            write_docs(out, map(ner.doc_from_tokens, batches), output_format, log)
+            write_docs(out, map(ner.doc_from_tokens, documents), output_format, log)
 
 
 def check_not_empty(items: Iterator) -> Iterator:
@@ -516,9 +536,10 @@ def gradcheck(
     """Check every backward pass against central differences (float64, ε = 1e-5).
 
     Without --config: the notes' example (5-word windows of 4-dim vectors, 8 hidden units) for
-    every activation × objective, with L2 and a fixed dropout mask. Exits 1 if any relative
-    error is ≥ 1e-6. --trace prints the notes' backprop walk-through (s, s_c, J, δ, ∇W, ∇b, the
-    word vectors, W₁₄ analytic vs numeric) instead.
+    every activation × objective, with L2 and a fixed dropout mask, then a small model with
+    every extra feature table (affix, shape, doccase, docseq) per objective but ranking. Exits 1
+    if any relative error is ≥ 1e-6. --trace prints the notes' backprop walk-through (s, s_c,
+    J, δ, ∇W, ∇b, the word vectors, W₁₄ analytic vs numeric) instead.
 
     Example: windowner gradcheck --json
     """
@@ -529,7 +550,7 @@ def gradcheck(
         return
     from windowner import gradcheck as gc
 
-    results = gc.run_default() if config is None else gc.run_for_config(config)
+    results = gc.run_default(features=True) if config is None else gc.run_for_config(config)
     if as_json:
         emit_json([r.to_dict() for r in results])
     else:

@@ -30,6 +30,17 @@ HELP: dict[str, str] = {
     "features.digits_to_zero": "Replace every digit by 0 before the vocabulary lookup.",
     "features.min_count": "Training words seen fewer times than this become the unknown word.",
     "features.caps_dim": "Size of the capitalisation-feature vector per word (0: no feature).",
+    "features.affix_dim": "Size of the prefix/suffix vectors, one table for all (0: off).",
+    "features.affix_min": "Shortest prefix/suffix, in characters.",
+    "features.affix_max": "Longest prefix/suffix, in characters.",
+    "features.shape_dim": "Size of the word-shape vector (Xxx, XX, dd-dd; 0: off).",
+    "features.feature_min_count": "Affixes and shapes seen fewer times become unknown.",
+    "features.doccase_dim": (
+        "Size of the vector of how the word is written elsewhere in its document (0: off)."
+    ),
+    "features.docseq_dim": (
+        "Size of the vector of 'the word is in a capitalised run elsewhere in its document'."
+    ),
     "embeddings.dim": "Size of a word vector (must match pretrained vectors).",
     "embeddings.init": "Word vectors to start from: random, glove-6b-50d or a file path.",
     "embeddings.scale": "Random word vectors are drawn uniform in [-scale, scale].",

@@ -51,6 +51,37 @@ class FeaturesConfig:
     digits_to_zero: bool = True
     min_count: int = 1
     caps_dim: int = 5
+    # extra window features (windowner.features), each its own embedding table; 0 = off
+    affix_dim: int = 0  # prefix and suffix tables of affix_min … affix_max characters
+    affix_min: int = 2
+    affix_max: int = 4
+    shape_dim: int = 0  # word shape (Xxx, XX, dd-dd, …)
+    feature_min_count: int = 2  # rarer affixes/shapes map to <unk>
+    # document-level features (windowner.docfeatures), each its own table; 0 = off
+    doccase_dim: int = 0  # how the word is written elsewhere in the document
+    docseq_dim: int = 0  # the word is in a capitalised run elsewhere in the document
+
+    def _tables(self) -> tuple[tuple[str, int, int], ...]:
+        """(name, dim, slots) of every extra table, in x's column order (the document-level
+        ones last); slots: rows a token looks up (2 per affix length, else 1)."""
+        n_affix = 2 * max(self.affix_max - self.affix_min + 1, 0)
+        return (
+            ("affix", self.affix_dim, n_affix),
+            ("shape", self.shape_dim, 1),
+            ("doccase", self.doccase_dim, 1),
+            ("docseq", self.docseq_dim, 1),
+        )
+
+    def table_names(self) -> tuple[str, ...]:
+        """The extra feature tables these settings turn on, in x's column order."""
+        return tuple(n for n, d, _ in self._tables() if d)
+
+    def table_dims(self) -> tuple[int, ...]:
+        return tuple(d for _, d, _ in self._tables() if d)
+
+    def table_slots(self) -> tuple[int, ...]:
+        """Rows each token looks up per table: 2 per affix length (prefix, suffix), else 1."""
+        return tuple(k for _, d, k in self._tables() if d)
 
 
 @dataclass(frozen=True)
@@ -149,6 +180,11 @@ LIMITS: dict[str, int] = {
     "seed": 2**64 - 1,
     "features.window": 201,
     "features.caps_dim": 10_000,
+    "features.affix_dim": 10_000,
+    "features.affix_max": 64,
+    "features.shape_dim": 10_000,
+    "features.doccase_dim": 10_000,
+    "features.docseq_dim": 10_000,
     "embeddings.dim": 10_000,
     "embeddings.keep_pretrained": 50_000_000,
     "model.hidden": 100_000,
@@ -160,6 +196,7 @@ LIMITS: dict[str, int] = {
 }
 MEMORY_LIMIT = 8 * 2**30  # bytes the config-determined arrays may need, before the vocabulary
 SCORING_ROWS = 65536  # windows scored at once when evaluating (train.SCORE_CHUNK)
+SENTENCE_TOKENS = 128  # tokens of a long sentence (CoNLL-2003's longest: 124), for crf batches
 
 # key path → (test, what the value must be)
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
@@ -167,6 +204,13 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "features.window": (lambda v: v > 0 and v % 2 == 1, "a positive odd number"),
     "features.min_count": (lambda v: v >= 1, ">= 1"),
     "features.caps_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
+    "features.affix_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
+    "features.affix_min": (lambda v: v >= 1, ">= 1"),
+    "features.affix_max": (lambda v: v >= 1, ">= 1"),
+    "features.shape_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
+    "features.doccase_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
+    "features.docseq_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
+    "features.feature_min_count": (lambda v: v >= 1, ">= 1"),
     "embeddings.dim": (lambda v: v > 0, "> 0"),
     "embeddings.scale": (lambda v: v > 0, "> 0"),
     "embeddings.keep_pretrained": (lambda v: v >= 0, ">= 0"),
@@ -520,6 +564,7 @@ def validate(config: Config, skip: set[str] = frozenset()) -> list[str]:
             f"negatives.k: the {config.model.objective} objective trains on whole sentences "
             "and uses no corrupted windows; set negatives.k: 0"
         )
+    problems += _feature_problems(config, wanted)
     if config.embeddings.init == "" and wanted("embeddings.init"):
         problems.append("embeddings.init: must be 'random', 'glove-6b-50d' or a file path")
     if all(wanted(k) and RANGES[k][0](_get(config, k)) for k in SIZE_KEYS):
@@ -530,6 +575,22 @@ def validate(config: Config, skip: set[str] = frozenset()) -> list[str]:
                 f"{need / 2**30:.1f} GiB before counting the vocabulary; the limit is "
                 f"{MEMORY_LIMIT / 2**30:.0f} GiB"
             )
+    return problems
+
+
+def _feature_problems(config: Config, wanted: typing.Callable[[str], bool]) -> list[str]:
+    """The extra window features: affix lengths in order, and no corrupted windows (they
+    replace a center word by a word id, whose affixes and shape are unknown)."""
+    f, problems = config.features, []
+    if wanted("features.affix_max") and f.affix_dim > 0 and f.affix_max < f.affix_min:
+        problems.append(f"features.affix_max: must be >= affix_min ({f.affix_min})")
+    on = bool(f.table_names())
+    if on and config.negatives.k > 0 and wanted("negatives.k"):
+        problems.append(
+            "negatives.k: corrupted windows cannot be used with the extra features "
+            "affix_dim, shape_dim, doccase_dim and docseq_dim "
+            "(set negatives.k: 0 or turn the features off)"
+        )
     return problems
 
 
@@ -550,13 +611,18 @@ def _sizes(config: Config) -> str:
 def memory_estimate(config: Config) -> int:
     """Bytes of the arrays whose size the config alone fixes: the hidden layer's weights
     (hidden, window * (dim + caps_dim)) with their gradient and two optimizer moments, and the
-    activations of a training batch (batch * (1 + k) windows) and of a scoring chunk. The
+    activations of a training batch (batch * (1 + k) windows; for crf/structured, whose
+    batch_size counts sentences, batch * SENTENCE_TOKENS) and of a scoring chunk. The
     embedding table (vocabulary * dim) comes on top and is known only once data is read."""
     itemsize = 8 if config.model.dtype == "float64" else 4
     f, hidden = config.features, config.model.hidden
-    input_dim = f.window * (config.embeddings.dim + f.caps_dim)
+    slots = zip(f.table_slots(), f.table_dims(), strict=True)
+    extra = sum(k * d for k, d in slots) if f.affix_max <= LIMITS["features.affix_max"] else 0
+    input_dim = f.window * (config.embeddings.dim + f.caps_dim + extra)
     weights = 4 * hidden * (input_dim + 1)
     rows = config.train.batch_size * (1 + config.negatives.k)
+    if config.model.objective in SENTENCE_OBJECTIVES:  # batch_size counts sentences
+        rows = config.train.batch_size * SENTENCE_TOKENS
     activations = 2 * rows * (input_dim + 3 * hidden) + SCORING_ROWS * (input_dim + 2 * hidden)
     return itemsize * (weights + activations)
 
@@ -594,9 +660,12 @@ def resolved(config: Config) -> Config:
     )
 
 
-def model_spec(config: Config, vocab_size: int, n_tags: int):
+def model_spec(
+    config: Config, vocab_size: int, n_tags: int, feature_rows: dict[str, int] | None = None
+):
     """The ModelSpec (architecture and objective) a config describes, for a vocabulary of
-    ``vocab_size`` words and ``n_tags`` tags.
+    ``vocab_size`` words and ``n_tags`` tags (and ``feature_rows``: extra feature table name
+    (``affix``, ``shape``) → rows, needed when the config turns extra features on).
 
     Every ModelSpec field named like a field of ``features`` or ``model`` (window, caps_dim,
     hidden, activation, ..., dtype) takes that field's value; the rest are set here."""
@@ -612,7 +681,22 @@ def model_spec(config: Config, vocab_size: int, n_tags: int):
         train_embeddings=e.train,
         caps_classes=len(CAPS_CLASSES),
         **shared,
+        **_feature_spec(config.features, feature_rows or {}),
     )
+
+
+def _feature_spec(f: FeaturesConfig, rows: dict[str, int]) -> dict[str, tuple]:
+    """ModelSpec's feature_names/dims/rows for the features ``f`` turns on."""
+    names = f.table_names()
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise ValueError(f"no vocabulary size for the features {missing}")
+    return {
+        "feature_names": names,
+        "feature_dims": f.table_dims(),
+        "feature_rows": tuple(rows[n] for n in names),
+        "feature_slots": f.table_slots(),
+    }
 
 
 def dump_yaml(config: Config) -> str:

@@ -68,6 +68,20 @@ class ConllDocument:
             raise UsageError(f"{name}: nothing to tag: no token lines")
         return doc
 
+    @property
+    def docs(self) -> list[int]:
+        """The document number of each of ``sentences`` (``-DOCSTART-`` lines start a new
+        one), for the document-level features (windowner.docfeatures)."""
+        out, doc, in_sentence = [], 0, False
+        for text, _ in self.lines:
+            kind = _is_token_line(text)
+            if kind == DOCSTART:
+                doc += 1
+            elif kind and not in_sentence:
+                out.append(doc)
+            in_sentence = kind == "token" or (in_sentence and kind == DOCSTART)
+        return out
+
     def render(self, tags: list[list[str]]) -> str:
         """The document with each token line's predicted tag appended (``tags``: IOB2, one list
         per sentence, as ``Tagger.tag(self.sentences)`` returns)."""
@@ -150,7 +164,8 @@ def _sentences_and_scheme(
 # ----------------------------------------------------------------------------- streaming
 
 HEAD_SENTENCES = 1000  # sentences read before the first output: they decide the tag scheme
-BATCH_SENTENCES = 256  # sentences tagged at a time
+BATCH_SENTENCES = 256  # sentences tagged at a time (whole documents: a batch may hold more)
+MAX_DOC_SENTENCES = 4096  # a longer document is tagged in parts (bounded memory)
 MAX_BLANK_RUN = 1000  # lines without a token passed through at a time
 
 
@@ -167,20 +182,21 @@ class Block:
 def stream_conll(
     pieces: Iterable[str],
     name: str,
-    tag: Callable[[list[list[str]]], list[list[str]]],
+    tag: Callable[[list[list[str]], list[int]], list[list[str]]],
     scheme: str | None = None,
 ) -> Iterator[str]:
     """CoNLL text (any pieces of it, read lazily) back with a predicted column, as
     ``ConllDocument.render`` writes it, in constant memory. Tags are written in ``scheme``;
     by default in the scheme of the input's tags found in the first ``HEAD_SENTENCES``
-    sentences (a file can be scanned first: ``file_scheme``). ``tag``: token lists → IOB2."""
+    sentences (a file can be scanned first: ``file_scheme``). ``tag``: (token lists, their
+    document numbers) → IOB2; whole documents are tagged together (``batched_blocks``)."""
     blocks = iter_blocks(iter_lines(pieces, name), name)
     head = list(islice(blocks, HEAD_SENTENCES))
     if not any(b.tokens for b in head):
         raise UsageError(f"{name}: nothing to tag: no token lines")
     scheme = scheme or blocks_scheme(head) or "iob2"
-    for batch in batched_blocks(chain(head, blocks)):
-        tags = tag([b.tokens for b in batch if b.tokens]) if any(b.tokens for b in batch) else []
+    for batch, docs in batched_blocks(chain(head, blocks)):
+        tags = tag([b.tokens for b in batch if b.tokens], docs) if docs else []
         flat = iter([t for sent in tags for t in from_iob2(sent, scheme)])
         yield "".join(_with_tag(text, flat) + end for b in batch for text, end in b.lines)
 
@@ -191,18 +207,39 @@ def file_scheme(pieces: Iterable[str], name: str) -> str:
     return blocks_scheme(iter_blocks(iter_lines(pieces, name), name)) or "iob2"
 
 
-def batched_blocks(blocks: Iterable[Block]) -> Iterator[list[Block]]:
-    """Lists of blocks holding ``BATCH_SENTENCES`` sentences (the last fewer)."""
-    batch: list[Block] = []
+def starts_document(block: Block) -> bool:
+    """Whether a ``-DOCSTART-`` line is among the block's lines (it starts a document)."""
+    return any(_is_token_line(text) == DOCSTART for text, _ in block.lines)
+
+
+def iter_documents(blocks: Iterable[Block]) -> Iterator[list[Block]]:
+    """The blocks of each document (a ``-DOCSTART-`` line starts one), read lazily; a document
+    of more than ``MAX_DOC_SENTENCES`` sentences comes in parts (bounded memory)."""
+    doc: list[Block] = []
     n = 0
     for block in blocks:
-        batch.append(block)
+        if doc and (n >= MAX_DOC_SENTENCES or (n and starts_document(block))):
+            yield doc
+            doc, n = [], 0
+        doc.append(block)
         n += bool(block.tokens)
-        if n >= BATCH_SENTENCES:
-            yield batch
-            batch, n = [], 0
+    if doc:
+        yield doc
+
+
+def batched_blocks(blocks: Iterable[Block]) -> Iterator[tuple[list[Block], list[int]]]:
+    """Whole documents batched until they hold ``BATCH_SENTENCES`` sentences: (the blocks, the
+    document number of each of their sentences), so document features see whole documents."""
+    batch: list[Block] = []
+    docs: list[int] = []
+    for number, doc in enumerate(iter_documents(blocks)):
+        batch += doc
+        docs += [number] * sum(bool(b.tokens) for b in doc)
+        if len(docs) >= BATCH_SENTENCES:
+            yield batch, docs
+            batch, docs = [], []
     if batch:
-        yield batch
+        yield batch, docs
 
 
 def iter_lines(pieces: Iterable[str], name: str) -> Iterator[tuple[str, str]]:

@@ -35,11 +35,14 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 @dataclass(frozen=True, slots=True)
 class Sentence:
-    """One sentence: tokens and their IOB2 tags; ``line`` is where it starts in its file."""
+    """One sentence: tokens and their IOB2 tags; ``line`` is where it starts in its file;
+    ``doc`` numbers its document (a CoNLL file's ``-DOCSTART-`` lines start new ones; the
+    sentences of one document are consecutive; windowner.docfeatures reads across them)."""
 
     tokens: tuple[str, ...]
     tags: tuple[str, ...]
     line: int = 0
+    doc: int = 0
 
 
 # ---------------------------------------------------------------------------- tag schemes
@@ -287,17 +290,18 @@ def _parse(
 ) -> Iterator[Sentence]:
     tokens: list[str] = []
     tags: list[str] = []
-    start = 0
+    start = doc = sent_doc = 0
     intern = sys.intern
     types: set[str] = set()
     for lineno, line in lines:
         cols = columns(line)
         if not cols:
             if tokens:
-                yield _sentence(tokens, tags, start, evidence)
+                yield _sentence(tokens, tags, (start, sent_doc), evidence)
                 tokens, tags = [], []
             continue
         if cols[0] == "-DOCSTART-":
+            doc += 1
             continue
         if len(cols) < 2:
             raise DataError(
@@ -313,11 +317,11 @@ def _parse(
             if len(types) > MAX_ENTITY_TYPES:
                 raise DataError(f"{name}:{lineno}: more than {MAX_ENTITY_TYPES} entity types")
         if not tokens:
-            start = lineno
+            start, sent_doc = lineno, doc
         tokens.append(intern(cols[0]))
         tags.append(tag)
     if tokens:
-        yield _sentence(tokens, tags, start, evidence)
+        yield _sentence(tokens, tags, (start, sent_doc), evidence)
 
 
 def _shown(text: str, limit: int = 60) -> str:
@@ -335,12 +339,13 @@ def _expected(tag: str, scheme: str) -> str:
 
 
 def _sentence(
-    tokens: list[str], tags: list[str], line: int, evidence: SchemeEvidence | None
+    tokens: list[str], tags: list[str], where: tuple[int, int], evidence: SchemeEvidence | None
 ) -> Sentence:
+    """``where``: (first line, document number)."""
     # IOB2 input is normalised too: a stray I-X is read as conlleval reads it (a chunk start).
     if evidence is not None:
         evidence.add(tags)
-    return Sentence(tuple(tokens), tuple(map(sys.intern, to_iob2(tags))), line)
+    return Sentence(tuple(tokens), tuple(map(sys.intern, to_iob2(tags))), *where)
 
 
 # ---------------------------------------------------------------------------- writing

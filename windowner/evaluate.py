@@ -109,18 +109,20 @@ def report_unseen_tags(
 
 
 def evaluate_file(
-    model_path: str | Path,
+    model_path: str | Path | Sequence[str | Path],
     data_path: str | Path | None = None,
     warn: Callable[[str], None] | None = None,
     threads: str | int = "auto",
 ) -> dict[str, Any]:
-    """Scores of the model file on a CoNLL file (default: the dev set its run trained with),
-    with the file's name under ``"data"``; unseen-tag warnings go to ``warn``, and so does
-    the BLAS thread choice (``threads``: auto or N, windowner.threads) when it was measured."""
-    from windowner.tagger import Tagger
+    """Scores of the model file (several files: their ensemble, windowner.ensemble) on a
+    CoNLL file (default: the dev set the first model's run trained with), with the file's
+    name under ``"data"``; unseen-tag warnings go to ``warn``, and so does the BLAS thread
+    choice (``threads``: auto or N, windowner.threads) when it was measured."""
+    from windowner.ensemble import load_tagger
     from windowner.threads import scoring_threads
 
-    tagger = Tagger.load(model_path)
+    paths = [model_path] if isinstance(model_path, str | Path) else list(model_path)
+    tagger = load_tagger(paths)
     stored = tagger.config.get("data", {})
     if data_path is None:
         if not stored.get("dev"):

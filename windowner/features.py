@@ -1,6 +1,7 @@
 """Sub-word token features: prefixes and suffixes (2–4 characters) and word shapes.
 
-Pure functions of token strings plus their vocabularies; the model does not use them yet.
+Pure functions of token strings plus their vocabularies; ``features.affix_dim`` and
+``features.shape_dim`` turn them into embedding tables of the window model (``E_prefix3`` …).
 
     prefix("Washington", 3) = "was"    suffix("Washington", 3) = "ton"   (normalised: lowercased,
     prefix("1984", 2) = "00"           suffix("of", 4) = "of"            digits → 0; a word
@@ -10,6 +11,10 @@ Pure functions of token strings plus their vocabularies; the model does not use 
 
 Each feature kind has a ``corpus.Vocab`` whose ids 0..2 are ``<unk>``, ``<s>``, ``</s>`` as
 for words, so windows past a sentence's edge are padded with the same ids as the words.
+
+The document-level features of windowner.docfeatures (``doccase``, ``docseq``) are tables of
+the same kind: their vocabulary is the specials plus the feature's fixed classes, and their
+ids come from the whole document (``windows.encode_features``) instead of the token alone.
 """
 
 from __future__ import annotations
@@ -20,10 +25,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from windowner.corpus import Vocab, normalize_word
+from windowner.corpus import SPECIALS, UNK_ID, Vocab, normalize_word
+from windowner.docfeatures import DOC_FEATURES, LAZY_DOC_FEATURES, doc_feature
 
 AFFIX_LENGTHS = (2, 3, 4)
 MAX_RUN = 2
+TOKEN_TABLES = ("affix", "shape")  # tables of features of the token alone
+DOC_TABLES = (*DOC_FEATURES, *LAZY_DOC_FEATURES)  # one table per document-level feature
+TABLES = (*TOKEN_TABLES, *DOC_TABLES)  # the model's embedding tables of these features
+
+
+def table_columns(table: str, lengths: Sequence[int]) -> tuple[str, ...]:
+    """The features one embedding table holds: ``affix`` all prefixes and suffixes of
+    ``lengths`` (one shared table, each kind in its own rows), ``shape`` the word shape."""
+    if table == "affix":
+        return tuple(f"{kind}{n}" for n in lengths for kind in ("prefix", "suffix"))
+    if table == "shape" or table in DOC_TABLES:
+        return (table,)
+    raise ValueError(f"unknown feature table {table!r}; choose from: {', '.join(TABLES)}")
 
 
 def prefix(word: str, n: int) -> str:
@@ -85,6 +104,16 @@ class FeatureVocabs:
     lengths: tuple[int, ...] = AFFIX_LENGTHS
     max_run: int = MAX_RUN
 
+    @staticmethod
+    def doc_vocab(table: str) -> Vocab:
+        """A document-level feature's vocabulary: the specials, then its classes."""
+        return Vocab([*SPECIALS, *doc_feature(table).classes])
+
+    def with_doc_tables(self, tables: Sequence[str]) -> FeatureVocabs:
+        """These vocabularies plus those of the document-level ``tables``."""
+        extra = {t: self.doc_vocab(t) for t in tables}
+        return FeatureVocabs({**self.vocabs, **extra}, self.lengths, self.max_run)
+
     @classmethod
     def build(
         cls,
@@ -111,6 +140,38 @@ class FeatureVocabs:
             for name, func in funcs.items()
         }
 
+    def columns(self, tables: Sequence[str]) -> tuple[str, ...]:
+        """The features of the tables ``tables`` in id-column order."""
+        return tuple(c for t in tables for c in table_columns(t, self.lengths))
+
+    def offsets(self, tables: Sequence[str]) -> np.ndarray:
+        """(F,) int32 first row of each column's feature in its table (``columns`` order):
+        a table stacks its features' vocabularies one after the other."""
+        out = []
+        for table in tables:
+            sizes = [len(self.vocabs[c]) for c in table_columns(table, self.lengths)]
+            out += np.cumsum([0, *sizes[:-1]]).tolist()
+        return np.asarray(out, dtype=np.int32)
+
+    def table_rows(self, tables: Sequence[str]) -> dict[str, int]:
+        """Table name → its rows (the sum of its features' vocabulary sizes)."""
+        return {t: sum(len(self.vocabs[c]) for c in table_columns(t, self.lengths)) for t in tables}
+
+    def token_ids(self, token: str, names: Sequence[str]) -> tuple[int, ...]:
+        """The ids of one token's features ``names`` (unseen values: ``<unk>``, id 0); the
+        values of ``feature_functions``, with the word normalised once for all affixes."""
+        norm = normalize_word(token)
+        out = []
+        for name in names:
+            if name == "shape":
+                value = word_shape(token, self.max_run)
+            elif name.startswith("prefix"):
+                value = norm[: int(name[6:])]
+            else:
+                value = norm[-int(name[6:]) :]
+            out.append(self.vocabs[name].index.get(value, UNK_ID))
+        return tuple(out)
+
     def sizes(self) -> dict[str, int]:
         """Feature name → vocabulary size (rows of its embedding table)."""
         return {name: len(v) for name, v in self.vocabs.items()}
@@ -123,8 +184,14 @@ class FeatureVocabs:
     def from_texts(
         cls, texts: dict[str, str], lengths: Sequence[int] = AFFIX_LENGTHS, max_run: int = MAX_RUN
     ) -> FeatureVocabs:
-        """Inverse of ``to_texts``; the names must be those ``lengths`` give."""
+        """Inverse of ``to_texts``; the names must be those ``lengths`` give, plus any
+        document-level tables, whose stored classes must be this windowner's."""
         expected = set(feature_functions(lengths, max_run))
-        if set(texts) != expected:
+        doc = [n for n in texts if n in DOC_TABLES]
+        if set(texts) - set(doc) not in (expected, set()):  # set(): document tables only
             raise ValueError(f"feature vocabularies {sorted(texts)} ≠ {sorted(expected)}")
+        for name in doc:
+            known = cls.doc_vocab(name).items
+            if texts[name].split("\n") != known:
+                raise ValueError(f"the {name} classes of the file differ from {known[3:]}")
         return cls({n: Vocab.from_text(t) for n, t in texts.items()}, tuple(lengths), max_run)

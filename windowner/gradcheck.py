@@ -152,12 +152,14 @@ def kink_distance(model: WindowScorer, batch: Batch, masks: Masks) -> float:
     margin from 0 (inf when there is none)."""
     input_mask, mask = masks
     words, caps, labels = model._stack(batch)
-    x, _ = model._embed(words, caps)
+    feats = model._stack_feats(batch)
+    x, cache = model._embed(words, caps)
+    x, _ = model._embed_features(x, cache, feats)
     if input_mask is not None:
         x = x * input_mask
     z = x @ model.params["W"].T + model.params["b"]
     gaps = [np.abs(z - k).min() for k in KINKS[model.spec.activation]]
-    scores = model.forward(words, caps, mask, input_mask)[0]
+    scores = model.forward(words, caps, mask, input_mask, feats)[0]
     n = len(batch.words)
     if model.spec.objective == "ranking":
         gaps.append(np.abs(ranking_margins(scores[:n, 0], scores[n:, 0], model.spec.margin)).min())
@@ -271,16 +273,40 @@ def run_default(
     objectives: tuple[str, ...] = OBJECTIVES,
     seed: int = 0,
     caps_dim: int = 0,
+    features: bool = False,
 ) -> list[CheckResult]:
     """Every activation × objective on the notes' example, L2 and fixed-mask dropout (on the
-    hidden layer and on the input) on (crf/structured: ``NOTES_SENTENCES``)."""
+    hidden layer and on the input) on (crf/structured: ``NOTES_SENTENCES``); then, with
+    ``features``, each objective but ranking with every extra feature table
+    (``feature_example``)."""
     results = []
     for activation in activations:
         for objective in objectives:
             model, batch, mask, rng = safe_example(activation, objective, seed, caps_dim=caps_dim)
             for param, (err, n, diff) in check_example(model, batch, mask, rng).items():
                 results.append(CheckResult(activation, objective, param, err, n, diff))
+    for objective in objectives:
+        if objective != "ranking" and features:  # ranking's corrupted windows take none
+            results += run_for_spec(feature_example(objective), seed)
     return results
+
+
+# the extra window-feature tables of ``run_default``'s feature rows: name → (rows, dim, slots)
+EXAMPLE_TABLES = {"affix": (9, 2, 4), "shape": (5, 2, 1), "doccase": (9, 2, 1), "docseq": (5, 2, 1)}
+
+
+def feature_example(objective: str) -> ModelSpec:
+    """A small tanh model with every kind of extra feature table (token and document level),
+    L2 on all embeddings and dropout on both layers, for ``run_default``."""
+    names = tuple(EXAMPLE_TABLES)
+    return ModelSpec(
+        vocab_size=20, n_out=5, window=3, word_dim=3, caps_dim=2, hidden=6,
+        objective=objective, keep_prob=0.8, input_keep_prob=0.9, l2=0.01, l2_embeddings=True,
+        dtype="float64", feature_names=names,
+        feature_rows=tuple(EXAMPLE_TABLES[n][0] for n in names),
+        feature_dims=tuple(EXAMPLE_TABLES[n][1] for n in names),
+        feature_slots=tuple(EXAMPLE_TABLES[n][2] for n in names),
+    )  # fmt: skip
 
 
 def run_for_spec(
@@ -294,6 +320,7 @@ def run_for_spec(
         model = WindowScorer.create(spec, rng, "xavier_uniform", embed_scale=1.0)
         randomize_transitions(model, rng)
         batch, n_rows = example_batch(spec, rng, n_windows)
+        batch = with_features(batch, spec, rng)
         masks = fixed_masks(rng, spec, n_rows)
         if kink_distance(model, batch, masks) > KINK_GAP:
             errors = check_example(model, batch, masks, rng, limit)
@@ -309,10 +336,28 @@ def run_for_spec(
     )
 
 
+def with_features(batch: Batch, spec: ModelSpec, rng: np.random.Generator) -> Batch:
+    """The batch with random extra feature ids (true and corrupted windows share them) when
+    the spec has extra feature tables; the batch itself (no draws) otherwise."""
+    if not spec.feature_names:
+        return batch
+    n, w = batch.words.shape
+    tables = zip(spec.feature_rows, spec.feature_slots, strict=True)
+    feats = np.concatenate([rng.integers(0, r, size=(n, w, k)) for r, k in tables], axis=2)
+    neg_feats = None if batch.neg_words is None else feats.copy()
+    return replace(batch, feats=feats, neg_feats=neg_feats)
+
+
+FEATURE_ROWS = 7  # rows of each extra feature table in ``run_for_config`` (all get checked)
+
+
 def run_for_config(path) -> list[CheckResult]:
     """Check the model a config file describes (its activation, objective, sizes, L2 and
     dropout), with a small vocabulary so every used row can be checked."""
     from windowner.config import load_config, model_spec
 
     conf = load_config(path)
-    return run_for_spec(model_spec(conf, vocab_size=50, n_tags=9), seed=conf.seed)
+    rows = dict.fromkeys(conf.features.table_names(), FEATURE_ROWS)
+    return run_for_spec(
+        model_spec(conf, vocab_size=50, n_tags=9, feature_rows=rows), seed=conf.seed
+    )

@@ -25,7 +25,8 @@ from windowner.corpus import Sentence, Vocab, normalize_word
 from windowner.decode import allowed_transitions, decode_sentences, split_tags
 from windowner.errors import ModelFileError
 from windowner.evaluate import ENTITY, ranking_tags
-from windowner.nn.crf import viterbi_decode
+from windowner.features import AFFIX_LENGTHS, MAX_RUN, TABLES, FeatureVocabs, table_columns
+from windowner.nn.crf import Transitions, viterbi_decode
 from windowner.nn.losses import SENTENCE_OBJECTIVES
 from windowner.nn.model import ModelSpec, WindowScorer, transitions_of
 from windowner.windows import Encoded, encode
@@ -45,6 +46,7 @@ class Tagger:
     temperature: float = 1.0  # hinge models' softmax temperature (windowner.calibrate)
     config: dict[str, Any] = field(default_factory=dict)
     frozen_rows: int = 0
+    features: FeatureVocabs | None = None  # vocabularies of the extra window features
 
     @property
     def objective(self) -> str:
@@ -60,37 +62,38 @@ class Tagger:
 
     def encode(self, sentences: Sequence[Sentence]) -> Encoded:
         tag_vocab = Vocab(self.tags)
-        return encode(sentences, self.words, tag_vocab, self.model.spec.window, self.normalize)
+        spec = self.model.spec
+        return encode(
+            sentences,
+            self.words,
+            tag_vocab,
+            spec.window,
+            self.normalize,
+            self.features,
+            spec.feature_names,
+        )
 
     def scores(self, encoded: Encoded) -> np.ndarray:
         """(N, C) scores for every token of the encoded corpus (C = 1 for ranking)."""
         words, caps = encoded.windows()
-        return self.model.scores(words, caps)
+        return self.model.scores(words, caps, feats=encoded.feature_windows())
 
     def tag_encoded(self, encoded: Encoded, scores: np.ndarray | None = None) -> list[list[str]]:
         """Decoded tag strings per sentence."""
         scores = self.scores(encoded) if scores is None else scores
-        if self.objective == "ranking":
-            return ranking_tags(scores[:, 0] > self.threshold, encoded.sent_bounds)
-        if self.objective in SENTENCE_OBJECTIVES:
-            return self._decode_paths(scores, encoded.sent_bounds)
-        if self.objective == "softmax" and self.decode == "viterbi":
-            from windowner.nn.losses import log_softmax
+        return decode_scores(self, scores, encoded.sent_bounds)
 
-            scores = log_softmax(scores.astype(np.float64))
-        return decode_sentences(scores, encoded.sent_bounds, self.tags, self.decode)
-
-    def _decode_paths(self, scores: np.ndarray, bounds: np.ndarray) -> list[list[str]]:
-        """A sentence-level model's tags: Viterbi over scores (N, C) with its learned
-        transitions, plus the hard IOB2 rules when ``decode`` is "viterbi" ("argmax": the
-        best path under the learned transitions alone)."""
+    def path_transitions(self) -> Transitions:
+        """A sentence-level model's learned transitions, plus the hard IOB2 rules when
+        ``decode`` is "viterbi" ("argmax": the learned transitions alone)."""
         constraints = allowed_transitions(self.tags) if self.decode == "viterbi" else None
-        ids = viterbi_decode(scores, bounds, transitions_of(self.model.params, constraints))
-        return split_tags(ids, bounds, self.tags)
+        return transitions_of(self.model.params, constraints)
 
-    def tag(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
-        sentences = [Sentence(tuple(t), ("O",) * len(t)) for t in token_lists]
-        return self.tag_encoded(self.encode(sentences))
+    def tag(
+        self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
+    ) -> list[list[str]]:
+        """Tags of token lists; ``docs``: their document numbers (default: one document)."""
+        return self.tag_encoded(self.encode(token_sentences(token_lists, docs)))
 
     # ------------------------------------------------------------------ files
 
@@ -104,6 +107,7 @@ class Tagger:
         arrays.update(self._split_frozen())
         arrays["vocab"] = text_array("\n".join(self.words.items))
         arrays["tags"] = text_array("\n".join(self.tags))
+        arrays.update(self._feature_arrays())
         arrays.update(extra_arrays or {})
         meta = {
             "spec": self.model.spec.to_dict(),
@@ -115,8 +119,17 @@ class Tagger:
             "config": self.config,
             "frozen_rows": self.frozen_rows,
         }
+        if self.features is not None:
+            meta["feature_lengths"] = list(self.features.lengths)
+            meta["feature_max_run"] = self.features.max_run
         meta.update(extra_meta or {})
         save_npz(path, arrays, meta)
+
+    def _feature_arrays(self) -> dict[str, np.ndarray]:
+        """The extra features' vocabularies, one text array ``feature/<name>`` each."""
+        if self.features is None:
+            return {}
+        return {f"feature/{n}": text_array(t) for n, t in self.features.to_texts().items()}
 
     def _split_frozen(self) -> dict[str, np.ndarray]:
         """Pretrained rows that training never touches (words absent from the training data,
@@ -132,6 +145,33 @@ class Tagger:
     def load(cls, path: str | Path) -> Tagger:
         """The tagger stored in a model (or checkpoint) file; ModelFileError when unusable."""
         return load_checkpoint(path)[0]
+
+
+def token_sentences(
+    token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
+) -> list[Sentence]:
+    """Untagged Sentences of token lists, numbered ``docs`` (default: all document 0)."""
+    numbers = [0] * len(token_lists) if docs is None else docs
+    return [
+        Sentence(tuple(t), ("O",) * len(t), doc=d)
+        for t, d in zip(token_lists, numbers, strict=True)
+    ]
+
+
+def decode_scores(tagger: Any, scores: np.ndarray, bounds: np.ndarray) -> list[list[str]]:
+    """Tag strings per sentence from scores (N, C), as ``tagger`` (its objective, decode,
+    tags, threshold and, for ``crf``/``structured``, ``path_transitions()``: a Tagger or an
+    Ensemble) decodes them."""
+    if tagger.objective == "ranking":
+        return ranking_tags(scores[:, 0] > tagger.threshold, bounds)
+    if tagger.objective in SENTENCE_OBJECTIVES:  # Viterbi with the learned transitions
+        ids = viterbi_decode(scores, bounds, tagger.path_transitions())
+        return split_tags(ids, bounds, tagger.tags)
+    if tagger.objective == "softmax" and tagger.decode == "viterbi":
+        from windowner.nn.losses import log_softmax
+
+        scores = log_softmax(scores.astype(np.float64))
+    return decode_sentences(scores, bounds, tagger.tags, tagger.decode)
 
 
 def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], dict[str, Any]]:
@@ -154,6 +194,7 @@ def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], di
             raise ValueError(f"threshold {str(threshold)[:40]!r} is not a number")
         if not math.isfinite(threshold):
             raise ValueError(f"threshold {threshold} is not finite")
+        features = _load_features(arrays, meta, spec)
     except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: incomplete or inconsistent model file ({exc})") from None
     _check_spec(Path(path), spec, meta.get("decode", "viterbi"))
@@ -172,8 +213,30 @@ def load_checkpoint(path: str | Path) -> tuple[Tagger, dict[str, np.ndarray], di
         temperature=float(temperature),
         config=meta.get("config", {}),
         frozen_rows=frozen_rows,
+        features=features,
     )
     return tagger, arrays, meta
+
+
+def _load_features(arrays: dict, meta: dict, spec: ModelSpec) -> FeatureVocabs | None:
+    """The extra features' vocabularies (``feature/<name>`` arrays); ValueError when the
+    spec's features are missing or their sizes differ from the spec's table rows."""
+    texts = {k[8:]: array_text(v) for k, v in arrays.items() if k.startswith("feature/")}
+    if not texts:
+        if spec.feature_names:
+            raise ValueError(f"the vocabularies of the features {spec.feature_names} are missing")
+        return None
+    lengths = meta.get("feature_lengths", list(AFFIX_LENGTHS))
+    features = FeatureVocabs.from_texts(texts, lengths, int(meta.get("feature_max_run", MAX_RUN)))
+    sizes = features.table_rows(spec.feature_names)
+    for name, rows, slots in zip(
+        spec.feature_names, spec.feature_rows, spec.feature_slots, strict=True
+    ):
+        if sizes[name] != rows:
+            raise ValueError(f"feature table {name} has {sizes[name]} values, spec says {rows}")
+        if len(table_columns(name, features.lengths)) != slots:
+            raise ValueError(f"feature table {name} has {slots} slots in the spec")
+    return features
 
 
 def _check_spec(path: Path, spec: ModelSpec, decode: Any) -> None:
@@ -196,6 +259,13 @@ def _check_spec(path: Path, spec: ModelSpec, decode: Any) -> None:
         value = getattr(spec, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(f"{name} {value!r} is not a size")
+    for name in ("feature_dims", "feature_rows", "feature_slots"):
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in getattr(spec, name)
+        ):
+            problems.append(f"{name} {list(getattr(spec, name))!r} are not sizes")
+    if not all(isinstance(n, str) and n in TABLES for n in spec.feature_names):
+        problems.append(f"feature_names {list(spec.feature_names)!r} are not names")
     if isinstance(spec.window, int) and spec.window % 2 == 0:
         problems.append(f"window {spec.window} is not odd")
     if problems:
@@ -211,6 +281,10 @@ def _check_params(path: Path, spec: ModelSpec, params: dict, n_words: int, n_tag
         "b": (spec.hidden,),
         "U": (spec.hidden, spec.n_out),
     }
+    for name, rows, dim in zip(
+        spec.feature_params, spec.feature_rows, spec.feature_dims, strict=True
+    ):
+        expected[name] = (rows, dim)
     if spec.caps_dim:
         expected["E_caps"] = (spec.caps_classes, spec.caps_dim)
     if spec.objective in SENTENCE_OBJECTIVES:

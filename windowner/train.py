@@ -56,6 +56,7 @@ from windowner.errors import (
     WindownerError,
 )
 from windowner.evaluate import evaluate_split, report_unseen_tags
+from windowner.features import AFFIX_LENGTHS, DOC_TABLES, FeatureVocabs
 from windowner.nn.fast import train_step
 from windowner.nn.losses import SENTENCE_OBJECTIVES
 from windowner.nn.model import Batch, WindowScorer
@@ -126,6 +127,7 @@ class Prepared:
     test_enc: Encoded | None = None
     word_counts: dict[str, int] = field(default_factory=dict)
     n_extra: int = 0
+    features: FeatureVocabs | None = None  # extra window features' vocabularies, if on
 
 
 ENCODE_CHUNK = 4096  # sentences encoded at a time
@@ -161,7 +163,16 @@ def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] 
     for name, sents in (("dev", dev), ("test", test)):
         if sents:
             report_unseen_tags(name, sents, tags, reporter.log)
-    enc = partial(encode, word_vocab=words, tag_vocab=tags, window=f.window, normalize=normalize)
+    features = feature_vocabs(f, train)
+    enc = partial(
+        encode,
+        word_vocab=words,
+        tag_vocab=tags,
+        window=f.window,
+        normalize=normalize,
+        features=features,
+        feature_tables=f.table_names(),
+    )
     train_enc = encode_stream(train(), n_sents, n_tokens, enc, f.window, config.data.train)
     return Prepared(
         words=words,
@@ -174,7 +185,25 @@ def prepare_data(config: cfg.Config, reporter: Reporter, extra_words: list[str] 
         test_enc=enc(test) if test else None,
         word_counts=dict(counts),
         n_extra=n_extra,
+        features=features,
     )
+
+
+def feature_vocabs(
+    f: cfg.FeaturesConfig, train: Callable[[], Iterator[Sentence]]
+) -> FeatureVocabs | None:
+    """The extra window features' vocabularies from the training tokens (None when off);
+    the document-level features' are their fixed classes (no pass over the data)."""
+    names = f.table_names()
+    if not names:
+        return None
+    doc_tables = [n for n in names if n in DOC_TABLES]
+    if len(doc_tables) == len(names):
+        return FeatureVocabs({}).with_doc_tables(doc_tables)
+    lengths = range(f.affix_min, f.affix_max + 1) if f.affix_dim > 0 else AFFIX_LENGTHS
+    tokens = (sent.tokens for sent in train())
+    vocabs = FeatureVocabs.build(tokens, lengths=tuple(lengths), min_count=f.feature_min_count)
+    return vocabs.with_doc_tables(doc_tables)
 
 
 def training_source(
@@ -203,6 +232,25 @@ def log_schemes(scheme: str, found: dict[str, SchemeEvidence], log: Callable[[st
             log(f"note: data.scheme is {scheme} but the {split} file looks {ev.describe()}")
 
 
+def document_chunks(
+    sentences: Iterable[Sentence], size: int, limit: int = 16
+) -> Iterator[list[Sentence]]:
+    """Lists of about ``size`` sentences, each ending where a document does (``Sentence.doc``
+    changes), so that document-level features see whole documents; a document longer than
+    ``limit`` × ``size`` sentences is cut anyway (memory stays bounded)."""
+    stream = iter(sentences)
+    chunk = list(islice(stream, size))
+    for sent in stream:
+        if len(chunk) >= size and (sent.doc != chunk[-1].doc or len(chunk) >= limit * size):
+            yield chunk
+            chunk = []
+        chunk.append(sent)
+        if len(chunk) < size:
+            chunk += islice(stream, size - len(chunk))
+    if chunk:
+        yield chunk
+
+
 def encode_stream(
     sentences: Iterable[Sentence],
     n_sents: int,
@@ -217,26 +265,30 @@ def encode_stream(
     half = window // 2
     words = np.empty(n_tokens + 2 * half * n_sents, dtype=np.int32)
     caps = np.empty_like(words)
+    feats = None
     centers = np.empty(n_tokens, dtype=np.int64)
     tags = np.empty(n_tokens, dtype=np.int32)
     bounds = np.zeros(n_sents + 1, dtype=np.int64)
     w = t = s = 0
     changed = DataError(f"{name}: the file changed while it was being read; try again")
-    stream = iter(sentences)
-    while chunk := list(islice(stream, chunk_size)):
+    for chunk in document_chunks(sentences, chunk_size):
         part = enc(chunk)
         nw, nt, ns = len(part.words), part.n_tokens, len(chunk)
         if w + nw > len(words) or t + nt > n_tokens or s + ns > n_sents:
             raise changed
         words[w : w + nw] = part.words
         caps[w : w + nw] = part.caps
+        if part.feats is not None:
+            if feats is None:
+                feats = np.empty((len(words), part.feats.shape[1]), dtype=np.int32)
+            feats[w : w + nw] = part.feats
         centers[t : t + nt] = part.centers + w
         tags[t : t + nt] = part.tags
         bounds[s + 1 : s + ns + 1] = part.sent_bounds[1:] + t
         w, t, s = w + nw, t + nt, s + ns
     if (w, t, s) != (len(words), n_tokens, n_sents):
         raise changed
-    return Encoded(words, caps, centers, tags, bounds, window)
+    return Encoded(words, caps, centers, tags, bounds, window, feats)
 
 
 # ------------------------------------------------------------------------- model
@@ -250,7 +302,9 @@ def build_tagger(
 ) -> Tagger:
     """A freshly initialised model wrapped in a Tagger."""
     m, e = config.model, config.embeddings
-    spec = cfg.model_spec(config, len(data.words), len(data.tags))
+    names = config.features.table_names()
+    rows = data.features.table_rows(names) if data.features is not None else None
+    spec = cfg.model_spec(config, len(data.words), len(data.tags), rows)
     model = WindowScorer.create(spec, rng, m.initializer, m.init_scale, word_table, e.scale)
     if m.objective in SENTENCE_OBJECTIVES and m.decode == "viterbi":
         model.constraints = allowed_transitions(data.tags.items)  # trained as decoded
@@ -264,6 +318,7 @@ def build_tagger(
         threshold=0.0,
         config=config.to_dict(),
         frozen_rows=data.n_extra,
+        features=data.features,
     )
 
 
@@ -482,6 +537,7 @@ class Trainer:
             neg_words=neg_w,
             neg_caps=neg_c,
             bounds=bounds,
+            feats=enc.feature_windows(idx),
         )
         # the fast path: the same math and random draws as loss_and_grads, in reused buffers
         loss = train_step(self.tagger.model, batch, self.optimizer, lr, self.rng)
@@ -633,7 +689,8 @@ def run_summary(
 def thread_policy(config: cfg.Config) -> ThreadPolicy:
     """The BLAS thread policy for a training step's products (``train.threads``)."""
     windows = config.train.batch_size * (1 + config.negatives.k)
-    spec = cfg.model_spec(config, vocab_size=1, n_tags=1)
+    rows = dict.fromkeys(config.features.table_names(), 1)  # sizes do not change input_dim
+    spec = cfg.model_spec(config, vocab_size=1, n_tags=1, feature_rows=rows)
     return ThreadPolicy(config.train.threads, windows, spec.hidden, spec.input_dim)
 
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from windowner.corpus import END_ID, SPECIALS, START_ID, Sentence, Vocab, caps_feature
+from windowner.docfeatures import doc_feature, document_ids
 from windowner.errors import DataError
+from windowner.features import DOC_TABLES, FeatureVocabs
 
 NEGATIVE_STRATEGIES = ("center", "non_entity", "mixed")
 
@@ -27,6 +29,8 @@ class Encoded:
     centers: (N,) int64 flat position of each real token, in sentence order.
     tags: (N,) int32 tag id per token, -1 for a tag the tag vocabulary does not know.
     sent_bounds: (S + 1,) int64; sentence s owns centers[sent_bounds[s]:sent_bounds[s + 1]].
+    feats: (T, F) int32 flat ids of the extra window features (prefixes, suffixes, shape: see
+    windowner.features; padding ``<s>``/``</s>`` as for words), or None when there are none.
     """
 
     words: np.ndarray
@@ -35,6 +39,7 @@ class Encoded:
     tags: np.ndarray
     sent_bounds: np.ndarray
     window: int
+    feats: np.ndarray | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -56,6 +61,14 @@ class Encoded:
         positions = centers[:, None] + self.offsets[None, :]
         return np.take(self.words, positions), np.take(self.caps, positions)
 
+    def feature_windows(self, token_idx: np.ndarray | None = None) -> np.ndarray | None:
+        """Extra feature ids (B, window, F) int32 of tokens ``token_idx`` (default all), or
+        None when the corpus was encoded without extra features."""
+        if self.feats is None:
+            return None
+        centers = self.centers if token_idx is None else self.centers[token_idx]
+        return np.take(self.feats, centers[:, None] + self.offsets[None, :], axis=0)
+
 
 def encode(
     sentences: Sequence[Sentence],
@@ -63,8 +76,11 @@ def encode(
     tag_vocab: Vocab,
     window: int,
     normalize: Callable[[str], str],
+    features: FeatureVocabs | None = None,
+    feature_tables: Sequence[str] = (),
 ) -> Encoded:
-    """Turn sentences into flat id arrays (see Encoded); unknown words map to ``<unk>``."""
+    """Turn sentences into flat id arrays (see Encoded); unknown words map to ``<unk>``.
+    With ``feature_tables`` (vocabularies in ``features``) also the extra feature ids."""
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be a positive odd number, got {window}")
     half = window // 2
@@ -91,7 +107,57 @@ def encode(
         tags=np.asarray(tags, dtype=np.int32),
         sent_bounds=np.asarray(bounds, dtype=np.int64),
         window=window,
+        feats=encode_features(sentences, features, feature_tables, window),
     )
+
+
+def encode_features(
+    sentences: Sequence[Sentence],
+    features: FeatureVocabs | None,
+    tables: Sequence[str],
+    window: int,
+) -> np.ndarray | None:
+    """(T, F) int32 rows of the feature ``tables``' columns (``FeatureVocabs.columns``: each
+    feature's id plus its offset in its table), laid out like ``encode``'s words (``<s>``
+    and ``</s>`` padding); None without tables. Each distinct token's own features are looked
+    up once; the document-level ones (windowner.docfeatures, after the token ones) are
+    computed per document, the runs of sentences with one ``Sentence.doc``."""
+    if not tables:
+        return None
+    if features is None:
+        raise ValueError(f"feature tables {list(tables)} need their vocabularies")
+    names = features.columns(tables)
+    doc_names = [n for n in names if n in DOC_TABLES]
+    token_names = names[: len(names) - len(doc_names)]
+    if any(n in DOC_TABLES for n in token_names):
+        raise ValueError(f"document-level feature tables must come last: {list(tables)}")
+    doc_rows = iter(doc_columns(sentences, doc_names))
+    half, cache = window // 2, {}
+    pad_start, pad_end = [START_ID] * len(names), [END_ID] * len(names)
+    rows: list[list[int] | tuple[int, ...]] = []
+    for sent in sentences:
+        rows += [pad_start] * half
+        for token in sent.tokens:
+            ids = cache.get(token)
+            if ids is None:
+                ids = cache[token] = features.token_ids(token, token_names)
+            rows.append(ids + next(doc_rows) if doc_names else ids)
+        rows += [pad_end] * half
+    ids = np.asarray(rows, dtype=np.int32).reshape(len(rows), len(names))
+    return ids + features.offsets(tables)
+
+
+def doc_columns(sentences: Sequence[Sentence], names: Sequence[str]) -> list[tuple[int, ...]]:
+    """Per token of all the sentences, in order, the vocabulary ids (class + the specials) of
+    the document-level features ``names``; [] without any."""
+    if not names:
+        return []
+    tokens = [sent.tokens for sent in sentences]
+    docs = [sent.doc for sent in sentences]
+    per_feature = [document_ids(doc_feature(n), tokens, docs) for n in names]
+    columns = [np.concatenate(ids) if ids else np.zeros(0, np.int64) for ids in per_feature]
+    ids = np.stack(columns, axis=1) + len(SPECIALS)  # (T, F_doc)
+    return list(map(tuple, ids.tolist()))
 
 
 def unigram_weights(counts: np.ndarray, power: float) -> np.ndarray:

@@ -58,6 +58,7 @@ class _Pass(NamedTuple):
 
     words: np.ndarray  # (N, w) word ids, true windows then corrupted ones
     caps: np.ndarray  # (N, w) caps ids
+    feats: np.ndarray | None  # (N, w, F) extra feature ids (None: the model has none)
     input_mask: np.ndarray | None  # (N, D) input dropout mask
     mask: np.ndarray | None  # (N, H) hidden dropout mask
     a_out: np.ndarray  # (N, H) hidden activations after dropout
@@ -82,7 +83,7 @@ def loss_and_grads_fast(
     words, caps, labels = model._stack(batch)
     ws = workspace(model, len(words))
     input_mask, mask = model.dropout_masks(len(words), rng, input_mask, dropout_mask, ws.masks)
-    fwd = _forward(model, ws, words, caps, input_mask, mask)
+    fwd = _forward(model, ws, words, caps, input_mask, mask, model._stack_feats(batch))
     own_grads = {}
     if spec.objective == "multiclass":
         loss, dscores = multiclass_hinge_into(ws.s, labels, spec.margin, ws)
@@ -100,15 +101,18 @@ def _forward(
     caps: np.ndarray,
     input_mask: np.ndarray | None,
     mask: np.ndarray | None,
+    feats: np.ndarray | None = None,
 ) -> _Pass:
     """x = embed ∘ mask_in; z = W x + b; a = f(z) ∘ mask; s = Uᵀ a, into ``ws`` (s in ws.s)."""
     embed_into(model, words, caps, ws.x_words, ws.x_caps)
+    if model.spec.feature_names:
+        embed_features_into(model, feats, ws.x_feats)
     if input_mask is not None:
         ws.x *= input_mask
     hidden_into(model, ws.x, ws.z, ws.a)
     a_out = ws.a if mask is None else np.multiply(ws.a, mask, out=ws.a_drop)
     np.matmul(a_out, model.params["U"], out=ws.s)
-    return _Pass(words=words, caps=caps, input_mask=input_mask, mask=mask, a_out=a_out)
+    return _Pass(words=words, caps=caps, feats=feats, input_mask=input_mask, mask=mask, a_out=a_out)
 
 
 def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarray) -> Grads:
@@ -124,7 +128,7 @@ def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarra
     activation_backward_into(dz, ws.a, spec.activation, spec.leaky_slope, ws.scratch)
     grads["W"] = np.matmul(dz.T, ws.x, out=ws.dW)
     grads["b"] = np.sum(dz, axis=0, out=ws.db)
-    if spec.train_embeddings or has_caps:
+    if spec.train_embeddings or has_caps or spec.feature_names:
         np.matmul(dz, p["W"], out=ws.dx)
         if fwd.input_mask is not None:
             ws.dx *= fwd.input_mask
@@ -134,7 +138,24 @@ def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarra
         grads["E_word"] = sum_window_rows(fwd.words, ws.dx_words, ws.dx_word_rows)
     if has_caps:
         grads["E_caps"] = sum_window_rows_small(fwd.caps, ws.dx_caps, len(p["E_caps"]))
+    if spec.feature_names:
+        grads.update(feature_grads(spec, fwd.feats, ws.dx_feats, ws.dx_feat_rows))
     return grads
+
+
+def feature_grads(
+    spec: ModelSpec, feats: np.ndarray, blocks: list[np.ndarray], sources: list[RowSource]
+) -> Grads:
+    """The extra feature tables' gradients (``WindowScorer._features_backward``): table f sums
+    the rows of its dx block (N, w·k_f, d_f) by its ids ``feats[:, :, columns_f]`` (N, w·k_f)."""
+    n, tables = (
+        len(feats),
+        zip(spec.feature_params, spec.feature_columns, blocks, sources, strict=True),
+    )
+    return {
+        name: sum_window_rows(feats[:, :, cols].reshape(n, -1), block, source)
+        for name, cols, block, source in tables
+    }
 
 
 def multiclass_hinge_into(
@@ -162,8 +183,9 @@ def input_blocks(x: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray
     """(N, w, d) and (N, w, d_caps) views of the word and caps column blocks of x (N, D)
     (splitting the last axis of a column slice never copies)."""
     n, split = len(x), spec.window * spec.word_dim
+    end = split + spec.window * spec.caps_dim  # extra feature blocks follow: feature_blocks
     words = x[:, :split].reshape(n, spec.window, spec.word_dim)
-    return words, x[:, split:].reshape(n, spec.window, spec.caps_dim)
+    return words, x[:, split:end].reshape(n, spec.window, spec.caps_dim)
 
 
 def embed_into(
@@ -177,6 +199,37 @@ def embed_into(
     x_words[...] = np.take(model.params["E_word"], words, axis=0)
     if model.spec.caps_dim > 0:
         x_caps[...] = np.take(model.params["E_caps"], caps, axis=0)
+
+
+def feature_blocks(x: np.ndarray, spec: ModelSpec) -> list[np.ndarray]:
+    """(N, w·k_f, d_f) views of the column blocks of x (N, D) that hold the extra feature
+    tables (k_f rows per window position), after the word and caps blocks, in
+    ``spec.feature_names`` order."""
+    n, start, blocks = len(x), spec.window * (spec.word_dim + spec.caps_dim), []
+    for dim, slots in zip(spec.feature_dims, spec.feature_slots, strict=True):
+        stop = start + spec.window * slots * dim
+        blocks.append(x[:, start:stop].reshape(n, spec.window * slots, dim))
+        start = stop
+    return blocks
+
+
+def embed_features_into(model: WindowScorer, feats: np.ndarray, blocks: list[np.ndarray]) -> None:
+    """The lookups of ``WindowScorer._embed_features``: ids ``feats`` (N, w, F) into the
+    blocks (N, w·k_f, d_f) of x (``feature_blocks``)."""
+    spec, n = model.spec, len(blocks[0]) if blocks else 0
+    check_feats(spec, feats)
+    for name, cols, block in zip(spec.feature_params, spec.feature_columns, blocks, strict=True):
+        block[...] = np.take(model.params[name], feats[:, :, cols].reshape(n, -1), axis=0)
+
+
+def check_feats(spec: ModelSpec, feats: np.ndarray | None) -> None:
+    """ValueError unless ``feats`` (N, w, F) has the F = Σ slots id columns the spec needs."""
+    width = sum(spec.feature_slots)
+    if feats is None or feats.ndim != 3 or feats.shape[2] != width:
+        got = None if feats is None else feats.shape
+        raise ValueError(
+            f"the model's features {spec.feature_names} need feats (N, w, {width}), got {got}"
+        )
 
 
 def hidden_into(model: WindowScorer, x: np.ndarray, z: np.ndarray, a: np.ndarray) -> None:
@@ -246,6 +299,8 @@ class Workspace:
         self.dx_words, self.dx_caps = input_blocks(self.dx, spec)
         self.dx_word_rows = RowSource(self.dx_words)
         self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
+        self.x_feats, self.dx_feats = feature_blocks(self.x, spec), feature_blocks(self.dx, spec)
+        self.dx_feat_rows = [RowSource(block) for block in self.dx_feats]
         self.z, self.a, self.a_drop, self.scratch = (buf(n, H) for _ in range(4))
         hidden_draws = np.empty((n, H), dtype=np.float32)
         input_draws = np.empty((n, D), dtype=np.float32) if spec.input_keep_prob < 1.0 else None

@@ -2,16 +2,21 @@
 
 For a window of w word ids (and w capitalisation ids):
 
-    x = [E_word[w_1], …, E_word[w_w], E_caps[c_1], …, E_caps[c_w]]    (D = w·d + w·d_caps)
+    x = [E_word[w_1], …, E_word[w_w], E_caps[c_1], …, E_caps[c_w],
+         E_f[f_1,1], …, E_f[f_1,k_f], …, E_f[f_w,k_f] for each extra feature table f]
+                                                        (D = w·(d + d_caps + Σ k_f·d_f))
     x ← x ∘ mask_in        (inverted input dropout, keep probability input_keep_prob)
     z = W x + b            W ∈ R^(H×D), b ∈ R^H
     a = f(z) ∘ mask        (inverted dropout, training only)
     s = Uᵀ a               U ∈ R^(H×C)   (C = 1 for the ranking objective, else the tag count)
 
 Parameters live in one dict keyed by name: ``E_word`` (V, d), ``E_caps`` (caps_classes,
-d_caps) when d_caps > 0, ``W`` (H, D), ``b`` (H,), ``U`` (H, C); the sentence-level objectives
-(``crf``, ``structured``) add the tag transitions ``A`` (C, C), ``start`` (C,) and ``end`` (C,)
-of ``nn/crf.py``, which score whole tag paths on top of the window scores s.
+d_caps) when d_caps > 0, ``E_<name>`` (rows_f, d_f) for each extra window-feature table named in
+``ModelSpec.feature_names`` (``affix``: one shared table of all prefixes and suffixes, k_f of
+them per token; ``shape``: the word shape, k_f = 1; see windowner.features), ``W`` (H, D),
+``b`` (H,), ``U`` (H, C); the sentence-level objectives (``crf``, ``structured``) add the tag
+transitions ``A`` (C, C), ``start`` (C,) and ``end`` (C,) of ``nn/crf.py``, which score whole
+tag paths on top of the window scores s.
 
 This is the readable reference (with ``nn/layers.py``); training and scoring run the same math
 in reused buffers in ``nn/fast.py``. Change the math here, mirror it there;
@@ -62,10 +67,35 @@ class ModelSpec:
     train_embeddings: bool = True
     dtype: str = "float32"
     caps_classes: int = 6  # rows of E_caps: windowner.corpus.CAPS_CLASSES (6 in old model files)
+    # extra window-feature tables (windowner.features): E_<name> is (rows, dim), and each
+    # token looks up ``slots`` rows of it (e.g. 6 affixes in one shared affix table)
+    feature_names: tuple[str, ...] = ()
+    feature_dims: tuple[int, ...] = ()
+    feature_rows: tuple[int, ...] = ()
+    feature_slots: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        fields = ("feature_names", "feature_dims", "feature_rows", "feature_slots")
+        for name in fields:  # JSON gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if len({len(getattr(self, name)) for name in fields}) > 1:
+            raise ValueError(f"{', '.join(fields)} differ in length")
 
     @property
     def input_dim(self) -> int:
-        return self.window * (self.word_dim + self.caps_dim)
+        extra = sum(k * d for k, d in zip(self.feature_slots, self.feature_dims, strict=True))
+        return self.window * (self.word_dim + self.caps_dim + extra)
+
+    @property
+    def feature_columns(self) -> tuple[slice, ...]:
+        """Per feature table, its columns of the ids ``feats`` (N, w, F), F = Σ slots."""
+        ends = np.cumsum((0, *self.feature_slots)).tolist()
+        return tuple(slice(a, b) for a, b in zip(ends[:-1], ends[1:], strict=True))
+
+    @property
+    def feature_params(self) -> tuple[str, ...]:
+        """Parameter names of the extra feature tables, in x's column order."""
+        return tuple(f"E_{name}" for name in self.feature_names)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +109,8 @@ class Batch:
     windows are all true ones); neg_words, neg_caps: (k·B, w) corrupted windows or None
     (row j·B + i corrupts window i); bounds: (S + 1,) int sentence bounds of the B windows
     (whole sentences in order, as ``Encoded.sent_bounds``), needed by ``crf``/``structured``.
+    feats, neg_feats: (B, w, F) and (k·B, w, F) ids of the extra feature tables
+    (``ModelSpec.feature_names``), or None when the model has none.
     """
 
     words: np.ndarray
@@ -87,6 +119,8 @@ class Batch:
     neg_words: np.ndarray | None = None
     neg_caps: np.ndarray | None = None
     bounds: np.ndarray | None = None
+    feats: np.ndarray | None = None
+    neg_feats: np.ndarray | None = None
 
 
 class WindowScorer:
@@ -118,6 +152,10 @@ class WindowScorer:
         if spec.caps_dim > 0:
             caps = rng.uniform(-embed_scale, embed_scale, (spec.caps_classes, spec.caps_dim))
             params["E_caps"] = caps.astype(dtype)
+        for name, rows, dim in zip(
+            spec.feature_params, spec.feature_rows, spec.feature_dims, strict=True
+        ):
+            params[name] = rng.uniform(-embed_scale, embed_scale, (rows, dim)).astype(dtype)
         params["W"] = init_weight(initializer, rng, spec.hidden, spec.input_dim, init_scale, dtype)
         params["b"] = np.zeros(spec.hidden, dtype=dtype)
         params["U"] = init_weight(initializer, rng, spec.n_out, spec.hidden, init_scale, dtype).T
@@ -134,11 +172,14 @@ class WindowScorer:
         caps: np.ndarray,
         mask: np.ndarray | None = None,
         input_mask: np.ndarray | None = None,
+        feats: np.ndarray | None = None,
     ) -> tuple[np.ndarray, tuple]:
         """Windows (N, w) → scores (N, C) and the cache for ``backward``; ``mask`` (N, H) and
-        ``input_mask`` (N, D) are dropout masks (None: no dropout)."""
+        ``input_mask`` (N, D) are dropout masks (None: no dropout); ``feats`` (N, w, F) the
+        extra feature ids (None when the model has no extra features)."""
         p = self.params
         x, emb_cache = self._embed(words, caps)
+        x, emb_cache = self._embed_features(x, emb_cache, feats)
         x, input_mask = layers.dropout_forward(x, input_mask)
         z, affine_cache = layers.affine_forward(x, p["W"], p["b"])
         a, act_cache = layers.activation_forward(z, self.spec.activation, self.spec.leaky_slope)
@@ -154,9 +195,10 @@ class WindowScorer:
         da = layers.dropout_backward(da, mask)
         dz = layers.activation_backward(da, act_cache)
         dx, grads["W"], grads["b"] = layers.affine_backward(dz, affine_cache)
-        if self.spec.train_embeddings or self.spec.caps_dim > 0:
+        if self.spec.train_embeddings or self.spec.caps_dim > 0 or self.spec.feature_names:
             dx = layers.dropout_backward(dx, input_mask)
             grads.update(self._embed_backward(dx, emb_cache))
+            grads.update(self._features_backward(dx, emb_cache))
         return grads
 
     def _embed(self, words: np.ndarray, caps: np.ndarray) -> tuple[np.ndarray, tuple]:
@@ -167,12 +209,44 @@ class WindowScorer:
         return np.concatenate([xw, xc], axis=1), (word_cache, caps_cache, xw.shape[1])
 
     def _embed_backward(self, dx: np.ndarray, cache: tuple) -> dict[str, SparseGrad]:
-        word_cache, caps_cache, split = cache
+        word_cache, caps_cache, split = cache[:3]
+        end = split + self.spec.window * self.spec.caps_dim  # the caps block is dx[:, split:end]
         grads = {}
         if self.spec.train_embeddings:
             grads["E_word"] = layers.embedding_backward(dx[:, :split], word_cache)
         if caps_cache is not None:
-            grads["E_caps"] = layers.embedding_backward(dx[:, split:], caps_cache)
+            grads["E_caps"] = layers.embedding_backward(dx[:, split:end], caps_cache)
+        return grads
+
+    def _embed_features(
+        self, x: np.ndarray, cache: tuple, feats: np.ndarray | None
+    ) -> tuple[np.ndarray, tuple]:
+        """x (N, D0) of words and caps → x with one block (N, w·k_f·d_f) per extra feature
+        table appended (its ids ``feats[:, :, columns_f]`` (N, w, k_f) read as (N, w·k_f)),
+        and the cache extended by the tables' caches."""
+        spec = self.spec
+        if not spec.feature_names:
+            return x, cache
+        fast.check_feats(spec, feats)
+        n = len(feats)
+        pairs = [
+            layers.embedding_forward(self.params[name], feats[:, :, cols].reshape(n, -1))
+            for name, cols in zip(spec.feature_params, spec.feature_columns, strict=True)
+        ]
+        x = np.concatenate([x, *(out for out, _ in pairs)], axis=1)
+        return x, (*cache, [c for _, c in pairs])
+
+    def _features_backward(self, dx: np.ndarray, cache: tuple) -> dict[str, SparseGrad]:
+        """Gradients of the extra feature tables from their blocks at the end of dx."""
+        names, spec = self.spec.feature_params, self.spec
+        if not names:
+            return {}
+        grads, start = {}, spec.window * (spec.word_dim + spec.caps_dim)
+        tables = zip(names, spec.feature_dims, spec.feature_slots, cache[3], strict=True)
+        for name, dim, slots, table_cache in tables:
+            stop = start + spec.window * slots * dim
+            grads[name] = layers.embedding_backward(dx[:, start:stop], table_cache)
+            start = stop
         return grads
 
     # ------------------------------------------------------------------ objectives
@@ -191,7 +265,7 @@ class WindowScorer:
         """
         words, caps, labels = self._stack(batch)
         input_mask, mask = self.dropout_masks(len(words), rng, input_mask, dropout_mask)
-        scores, cache = self.forward(words, caps, mask, input_mask)
+        scores, cache = self.forward(words, caps, mask, input_mask, self._stack_feats(batch))
         loss, dscores, own_grads = self.objective_grads(scores, labels, batch)
         grads = self.backward(dscores, cache)
         grads.update(own_grads)
@@ -240,6 +314,17 @@ class WindowScorer:
             return (*self._objective(scores, labels, len(batch.words)), {})
         return sentence_objective(self, scores, labels, batch.bounds)
 
+    def _stack_feats(self, batch: Batch) -> np.ndarray | None:
+        """The extra feature ids (N, w, F) of the true then the corrupted windows (see
+        ``_stack``), or None when the model has no extra features."""
+        if not self.spec.feature_names:
+            return None
+        if batch.feats is None or (batch.neg_words is not None and batch.neg_feats is None):
+            raise ValueError(f"the model's features {self.spec.feature_names} need batch feats")
+        if batch.neg_words is None:
+            return batch.feats
+        return np.concatenate([batch.feats, batch.neg_feats])
+
     def _objective(
         self, scores: np.ndarray, labels: np.ndarray, n_true: int
     ) -> tuple[float, np.ndarray]:
@@ -262,7 +347,7 @@ class WindowScorer:
             penalty += float(np.sum(w * w))
             grads[name] = grads[name] + (2.0 * lam) * w
         if self.spec.l2_embeddings:
-            for name in EMBEDDINGS:
+            for name in (*EMBEDDINGS, *self.spec.feature_params):
                 g = grads.get(name)
                 if isinstance(g, SparseGrad):
                     rows = self.params[name][g.ids]
@@ -282,8 +367,15 @@ class WindowScorer:
 
     # ------------------------------------------------------------------ inference
 
-    def scores(self, words: np.ndarray, caps: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Evaluation scores (N, C) for windows (N, w), without dropout, in chunks.
+    def scores(
+        self,
+        words: np.ndarray,
+        caps: np.ndarray,
+        batch_size: int = 4096,
+        feats: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Evaluation scores (N, C) for windows (N, w) (and extra feature ids ``feats``
+        (N, w, F) when the model has extra features), without dropout, in chunks.
 
         The fast path's forward (``fast.embed_into``, ``fast.hidden_into``: the operations of
         ``forward``, so the same values) with one pair of chunk buffers for every chunk.
@@ -291,6 +383,8 @@ class WindowScorer:
         spec, p = self.spec, self.params
         n, dtype = len(words), p["W"].dtype
         out = np.empty((n, spec.n_out), dtype=dtype)
+        if spec.feature_names:
+            fast.check_feats(spec, feats)
         chunk = max(1, min(batch_size, n))
         x_buf = np.empty((chunk, spec.input_dim), dtype=dtype)
         z_buf = np.empty((chunk, spec.hidden), dtype=dtype)
@@ -298,6 +392,8 @@ class WindowScorer:
             stop = min(start + chunk, n)
             x, z = x_buf[: stop - start], z_buf[: stop - start]
             fast.embed_into(self, words[start:stop], caps[start:stop], *fast.input_blocks(x, spec))
+            if spec.feature_names:
+                fast.embed_features_into(self, feats[start:stop], fast.feature_blocks(x, spec))
             fast.hidden_into(self, x, z, z)
             np.matmul(z, p["U"], out=out[start:stop])
         return out
