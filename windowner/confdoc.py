@@ -41,6 +41,10 @@ HELP: dict[str, str] = {
     "features.docseq_dim": (
         "Size of the vector of 'the word is in a capitalised run elsewhere in its document'."
     ),
+    "features.gazetteer_dim": (
+        "Size of the vector of the word's name-list match (B-/I- LOC, PER, ORG, MISC; needs "
+        "the gazetteer extra; 0: off)."
+    ),
     "embeddings.dim": "Size of a word vector (must match pretrained vectors).",
     "embeddings.init": "Word vectors to start from: random, glove-6b-50d or a file path.",
     "embeddings.scale": "Random word vectors are drawn uniform in [-scale, scale].",

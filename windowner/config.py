@@ -60,6 +60,7 @@ class FeaturesConfig:
     # document-level features (windowner.docfeatures), each its own table; 0 = off
     doccase_dim: int = 0  # how the word is written elsewhere in the document
     docseq_dim: int = 0  # the word is in a capitalised run elsewhere in the document
+    gazetteer_dim: int = 0  # name-list match (windowner.gazetteer, the gazetteer extra)
 
     def _tables(self) -> tuple[tuple[str, int, int], ...]:
         """(name, dim, slots) of every extra table, in x's column order (the document-level
@@ -70,6 +71,7 @@ class FeaturesConfig:
             ("shape", self.shape_dim, 1),
             ("doccase", self.doccase_dim, 1),
             ("docseq", self.docseq_dim, 1),
+            ("gazetteer", self.gazetteer_dim, 1),
         )
 
     def table_names(self) -> tuple[str, ...]:
@@ -185,6 +187,7 @@ LIMITS: dict[str, int] = {
     "features.shape_dim": 10_000,
     "features.doccase_dim": 10_000,
     "features.docseq_dim": 10_000,
+    "features.gazetteer_dim": 10_000,
     "embeddings.dim": 10_000,
     "embeddings.keep_pretrained": 50_000_000,
     "model.hidden": 100_000,
@@ -210,6 +213,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "features.shape_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
     "features.doccase_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
     "features.docseq_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
+    "features.gazetteer_dim": (lambda v: v >= 0, ">= 0 (0 turns the feature off)"),
     "features.feature_min_count": (lambda v: v >= 1, ">= 1"),
     "embeddings.dim": (lambda v: v > 0, "> 0"),
     "embeddings.scale": (lambda v: v > 0, "> 0"),
@@ -588,7 +592,7 @@ def _feature_problems(config: Config, wanted: typing.Callable[[str], bool]) -> l
     if on and config.negatives.k > 0 and wanted("negatives.k"):
         problems.append(
             "negatives.k: corrupted windows cannot be used with the extra features "
-            "affix_dim, shape_dim, doccase_dim and docseq_dim "
+            "affix_dim, shape_dim, doccase_dim, docseq_dim and gazetteer_dim "
             "(set negatives.k: 0 or turn the features off)"
         )
     return problems
