@@ -41,12 +41,12 @@ from windowner.tagger import Tagger  # noqa: E402
 from windowner.train import Trainer  # noqa: E402
 
 CONFIGS = [
-    "configs/conll03.yaml",
+    "configs/conll03-multiclass.yaml",
     "configs/conll03-softmax.yaml",
     "configs/conll03-ranking.yaml",
     "configs/conll03-sll.yaml",
     "configs/conll03-structured.yaml",
-    "configs/conll03-doc.yaml",
+    "configs/conll03.yaml",
 ]
 # variant name → overrides on top of the ablated config (``--ablation``)
 ABLATIONS = {

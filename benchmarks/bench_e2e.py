@@ -4,7 +4,7 @@
         [--rows f1 contention threads] [--target-f1 91.0] [--torch-threads N]
 
 TRAIN_FILE defaults to ../shared/data/conll2003/train.txt (relative to the working
-directory), the dev file to valid.txt beside it. The config (default configs/conll03.yaml;
+directory), the dev file to valid.txt beside it. The config (default configs/conll03-multiclass.yaml;
 a built-in equivalent when the file is missing) is run three ways, each training run in a
 fresh process so its peak RSS (resource.getrusage) is its own:
 
@@ -48,10 +48,10 @@ import e2e_rows  # noqa: E402
 from blas_env import KEEP_FLAG, describe, run_with_users_blas  # noqa: E402
 
 DEFAULT_TRAIN = Path("../shared/data/conll2003/train.txt")
-DEFAULT_CONFIG = Path("configs/conll03.yaml")
+DEFAULT_CONFIG = Path("configs/conll03-multiclass.yaml")
 SENTENCE = "Museums in Paris are amazing ."
 
-# The shape of configs/conll03.yaml, for when that file is not there.
+# The shape of configs/conll03-multiclass.yaml, for when that file is not there.
 BUILTIN_CONFIG = """\
 seed: 0
 features: {window: 5, caps_dim: 5}

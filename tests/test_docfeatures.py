@@ -307,3 +307,32 @@ def test_gazetteer_feature_trains_and_tags_through_the_same_tables(tmp_path):
     got = encoded.feats[encoded.centers, 0] - len(SPECIALS)
     np.testing.assert_array_equal(got, ids)
     assert GAZETTEER_CLASSES[ids[5]] == "B-LOC" and ner(text).to_dict()["sentences"]
+
+
+def test_a_crf_models_token_scores_are_its_marginals(tmp_path):
+    """crf: a token's score is p(tag | sentence) by forward–backward with the transitions the
+    model decodes with; the tags are the Viterbi path, so each is the likeliest path's tag."""
+    from windowner.api import load
+    from windowner.calibrate import fit_temperature, token_probabilities
+    from windowner.nn.crf import token_marginals
+    from windowner.train import SilentReporter, Trainer
+
+    conf = tiny_config(
+        features={"window": 3, "caps_dim": 2},
+        model={"hidden": 16, "objective": "crf"},
+        train={"epochs": 2, "batch_size": 4},
+    )
+    Trainer(conf, tmp_path, SilentReporter()).run()
+    ner = load(tmp_path)
+    text = "Hosts Germany beat Italy in Rome on Sunday. The EU said so."
+    encoded = ner._encoded([_sentences(ner, text)])
+    scores = ner.tagger.scores(encoded)
+    probs = token_probabilities(ner.tagger, scores, encoded.sent_bounds)
+    expected = token_marginals(scores, encoded.sent_bounds, ner.tagger.path_transitions())
+    np.testing.assert_allclose(probs, expected)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    doc = ner(text).to_dict()
+    tokens = [t for s in doc["sentences"] for t in s["tokens"]]
+    chosen = [probs[i, ner.tagger.tags.index(t["tag"])] for i, t in enumerate(tokens)]
+    np.testing.assert_allclose([t["score"] for t in tokens], chosen, atol=1e-4)
+    assert fit_temperature(ner.tagger, encoded) == 1.0 and ner.tagger.temperature == 1.0

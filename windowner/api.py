@@ -17,8 +17,8 @@ sentences, tokens (``tag``, ``score``) and entities (``text == doc.text[start_ch
 
 Scores are in [0, 1]: a token's score is the probability of its decoded tag
 (``windowner.calibrate``: softmax probabilities, hinge models through a softmax with the
-temperature fitted on dev); an entity's score is the MEAN of its tokens' scores. Scores are
-rounded to 4 decimals.
+temperature fitted on dev, crf models their marginals p(tag | sentence)); an entity's score is
+the MEAN of its tokens' scores. Scores are rounded to 4 decimals.
 
 Where to change what: the records are ``Token``/``Sentence``/``Entity``/``Doc``; tagging a
 batch is ``NER._tag_sentences`` and building documents ``build_doc``; loading is ``load``;
@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from windowner.calibrate import tag_probabilities
+from windowner.calibrate import token_probabilities
 from windowner.corpus import END_ID, START_ID, caps_feature
 from windowner.metrics import get_entities
 from windowner.tagger import Tagger, load_checkpoint, token_sentences
@@ -180,8 +180,7 @@ class NER:
         scores = self.tagger.scores(encoded)  # (N, C)
         tags = self.tagger.tag_encoded(encoded, scores)
         flat_tags = [t for sent in tags for t in sent]
-        t = self.tagger
-        probs = tag_probabilities(scores, t.objective, t.threshold, t.temperature)
+        probs = token_probabilities(self.tagger, scores, encoded.sent_bounds)
         chosen = probs[np.arange(len(flat_tags)), [self._columns[g] for g in flat_tags]]
         docs, i, token_scores = [], 0, iter(np.round(chosen, SCORE_DECIMALS).tolist())
         for text, sents in zip(texts, per_text, strict=True):

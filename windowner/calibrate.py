@@ -9,7 +9,8 @@ log-likelihood of the dev set's gold tags (a golden-section search over log(1/T)
 convex in 1/T) and stored in the model file's metadata as ``temperature``; models without it
 use T = 1.
 
-Where to change what: the probabilities are ``tag_probabilities``; the fit is
+Where to change what: the probabilities are ``tag_probabilities`` (``token_probabilities``:
+crf models' marginals); the fit is
 ``fit_temperature``; writing T into an existing model file is ``store_temperature``.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +49,19 @@ def tag_probabilities(
     return z / z.sum(axis=1, keepdims=True)
 
 
+def token_probabilities(tagger: Any, scores: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """(N, C') probabilities of every output tag per token, as ``tagger`` (a Tagger or an
+    Ensemble) decodes: a ``crf`` model's are its marginals p(y_t = j | sentence), by
+    forward–backward with the learned transitions (and the IOB2 rules under Viterbi) — the
+    posteriors of the model it was trained to be, so no temperature; any other model's are
+    ``tag_probabilities``. ``bounds`` (S + 1,): the sentences of the N tokens."""
+    if tagger.objective == "crf":
+        from windowner.nn.crf import token_marginals
+
+        return token_marginals(scores.astype(np.float64), bounds, tagger.path_transitions())
+    return tag_probabilities(scores, tagger.objective, tagger.threshold, tagger.temperature)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for any x
 
@@ -55,7 +69,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def fit_temperature(tagger: Tagger, encoded: Encoded) -> float:
     """The T minimising the NLL of ``encoded``'s gold tags under the tagger's hinge scores;
     1.0 for a softmax model or when no token has a known gold tag."""
-    if tagger.objective == "softmax":
+    if tagger.objective in ("softmax", "crf"):  # crf: its marginals (token_probabilities)
         return 1.0
     known = encoded.tags >= 0
     if not known.any():
