@@ -4,9 +4,10 @@
         [--rows f1 contention threads] [--target-f1 91.0] [--torch-threads N]
 
 TRAIN_FILE defaults to ../shared/data/conll2003/train.txt (relative to the working
-directory), the dev file to valid.txt beside it. The config (default configs/conll03-multiclass.yaml;
-a built-in equivalent when the file is missing) is run three ways, each training run in a
-fresh process so its peak RSS (resource.getrusage) is its own:
+directory), the dev file to valid.txt beside it. The config (default
+configs/conll03-multiclass.yaml, the window-level model the PyTorch twin also trains; a
+built-in equivalent when the file is missing) is run three ways, each training run in a fresh
+process so its peak RSS (resource.getrusage) is its own:
 
     config          the config as it is (GloVe 6B 50d when it asks for it): epoch seconds, RSS
     target shape    the config at batch 256, hidden 100: epoch seconds (the issue's target)

@@ -114,7 +114,7 @@ def test_the_stream_reads_lazily_and_batches_sentences(monkeypatch):
         batches.append(len(token_lists))
         return fake_tags(token_lists)
 
-    first = next(stream_conll(endless(), "<stdin>", tag))
+    first = next(stream_conll(endless(), "<stdin>", tag, whole_documents=False))
     assert first == "Word0 B-PER B-PER\nword O O\n\nWord1 B-PER B-PER\nword O O\n\n"
     assert batches == [2] and next(read) <= 6
 

@@ -450,8 +450,10 @@ def predict_docs(
 def predict_conll(ner: NER, source: tuple, output_format: str, explain: bool) -> None:
     """predict on CoNLL input (TEXT, a file or stdin), read lazily: ``-f conll`` writes it back
     line for line with a predicted column; other formats see one document per ``-DOCSTART-``
-    document (cut after ``conllio.MAX_DOC_SENTENCES`` sentences)."""
+    document. A model with document features sees each document whole (cut only past
+    ``conllio.MAX_DOC_SENTENCES`` sentences); others get parts of ``BATCH_SENTENCES``."""
     from windowner import conllio
+    from windowner.features import reads_documents
     from windowner.textio import text_pieces
 
     text, input_file = source
@@ -463,11 +465,14 @@ def predict_conll(ner: NER, source: tuple, output_format: str, explain: bool) ->
     with text_pieces(text, input_file) as (name, pieces, bom):
         if output_format == "conll" and not explain:
             sys.stdout.write(conllio.BOM if bom else "")
-            for chunk in conllio.stream_conll(pieces, name, ner.tag_tokens, scheme):
+            whole = reads_documents(ner.tagger)
+            for chunk in conllio.stream_conll(pieces, name, ner.tag_tokens, scheme, whole):
                 sys.stdout.write(chunk)
             return
         blocks = conllio.iter_blocks(conllio.iter_lines(pieces, name), name)
-        token_lists = ([b.tokens for b in bs if b.tokens] for bs in conllio.iter_documents(blocks))
+        limit = 0 if reads_documents(ner.tagger) else conllio.BATCH_SENTENCES
+        parts = conllio.iter_documents(blocks, limit)
+        token_lists = ([b.tokens for b in bs if b.tokens] for bs in parts)
         documents = check_not_empty(doc for doc in token_lists if doc)
         if explain:
             write_explanations(ner, (s for doc in documents for s in doc), output_format)

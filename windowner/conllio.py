@@ -184,6 +184,7 @@ def stream_conll(
     name: str,
     tag: Callable[[list[list[str]], list[int]], list[list[str]]],
     scheme: str | None = None,
+    whole_documents: bool = True,
 ) -> Iterator[str]:
     """CoNLL text (any pieces of it, read lazily) back with a predicted column, as
     ``ConllDocument.render`` writes it, in constant memory. Tags are written in ``scheme``;
@@ -195,7 +196,7 @@ def stream_conll(
     if not any(b.tokens for b in head):
         raise UsageError(f"{name}: nothing to tag: no token lines")
     scheme = scheme or blocks_scheme(head) or "iob2"
-    for batch, docs in batched_blocks(chain(head, blocks)):
+    for batch, docs in batched_blocks(chain(head, blocks), whole_documents):
         tags = tag([b.tokens for b in batch if b.tokens], docs) if docs else []
         flat = iter([t for sent in tags for t in from_iob2(sent, scheme)])
         yield "".join(_with_tag(text, flat) + end for b in batch for text, end in b.lines)
@@ -212,13 +213,14 @@ def starts_document(block: Block) -> bool:
     return any(_is_token_line(text) == DOCSTART for text, _ in block.lines)
 
 
-def iter_documents(blocks: Iterable[Block]) -> Iterator[list[Block]]:
+def iter_documents(blocks: Iterable[Block], max_sentences: int = 0) -> Iterator[list[Block]]:
     """The blocks of each document (a ``-DOCSTART-`` line starts one), read lazily; a document
-    of more than ``MAX_DOC_SENTENCES`` sentences comes in parts (bounded memory)."""
+    of more than ``max_sentences`` (default ``MAX_DOC_SENTENCES``) sentences comes in parts."""
+    limit = max_sentences or MAX_DOC_SENTENCES
     doc: list[Block] = []
     n = 0
     for block in blocks:
-        if doc and (n >= MAX_DOC_SENTENCES or (n and starts_document(block))):
+        if doc and (n >= limit or (n and starts_document(block))):
             yield doc
             doc, n = [], 0
         doc.append(block)
@@ -227,12 +229,17 @@ def iter_documents(blocks: Iterable[Block]) -> Iterator[list[Block]]:
         yield doc
 
 
-def batched_blocks(blocks: Iterable[Block]) -> Iterator[tuple[list[Block], list[int]]]:
-    """Whole documents batched until they hold ``BATCH_SENTENCES`` sentences: (the blocks, the
-    document number of each of their sentences), so document features see whole documents."""
+def batched_blocks(
+    blocks: Iterable[Block], whole_documents: bool = True
+) -> Iterator[tuple[list[Block], list[int]]]:
+    """Documents batched until they hold ``BATCH_SENTENCES`` sentences: (the blocks, the
+    document number of each of their sentences). ``whole_documents`` (a model with document
+    features): a document is cut only past ``MAX_DOC_SENTENCES``; else past ``BATCH_SENTENCES``,
+    so the output follows the input closely."""
     batch: list[Block] = []
     docs: list[int] = []
-    for number, doc in enumerate(iter_documents(blocks)):
+    limit = MAX_DOC_SENTENCES if whole_documents else BATCH_SENTENCES
+    for number, doc in enumerate(iter_documents(blocks, limit)):
         batch += doc
         docs += [number] * sum(bool(b.tokens) for b in doc)
         if len(docs) >= BATCH_SENTENCES:

@@ -32,6 +32,19 @@ AFFIX_LENGTHS = (2, 3, 4)
 MAX_RUN = 2
 TOKEN_TABLES = ("affix", "shape")  # tables of features of the token alone
 DOC_TABLES = (*DOC_FEATURES, *LAZY_DOC_FEATURES)  # one table per document-level feature
+
+
+def reads_documents(tagger: object) -> bool:
+    """Whether a Tagger (or an Ensemble, through its ``members``) has a document-level feature
+    table, so that its input must be tagged a whole document at a time."""
+    members = getattr(tagger, "members", [tagger])
+    return any(
+        name in DOC_TABLES
+        for m in members
+        for name in m.model.spec.feature_names  # type: ignore[attr-defined]
+    )
+
+
 TABLES = (*TOKEN_TABLES, *DOC_TABLES)  # the model's embedding tables of these features
 
 
