@@ -249,7 +249,11 @@ class Logs(SilentReporter):
         ("1", "BLAS threads: 1 (1: as configured)"),
     ],
 )
-def test_training_prints_and_records_its_thread_choice(tmp_path: Path, setting: str, line: str):
+def test_training_prints_and_records_its_thread_choice(
+    tmp_path: Path, setting: str, line: str, monkeypatch: pytest.MonkeyPatch
+):
+    for name in th.THREAD_VARIABLES:  # a user's OPENBLAS_NUM_THREADS=1 would decide it instead
+        monkeypatch.delenv(name, raising=False)
     logs = Logs()
     overrides = [*embedded_overrides(), "train.epochs=1", f"train.threads={setting}"]
     summary = train(ROOT / "configs/adam.yaml", overrides, out_dir=tmp_path / "run", reporter=logs)
