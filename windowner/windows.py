@@ -89,13 +89,17 @@ def encode(
     centers: list[int] = []
     tags: list[int] = []
     bounds = [0]
+    seen: dict[str, tuple[int, int]] = {}  # token → (word id, caps class), computed once
     for sent in sentences:
         words += [START_ID] * half
         caps += [0] * half
         for token, tag in zip(sent.tokens, sent.tags, strict=True):
             centers.append(len(words))
-            words.append(word_vocab.id(normalize(token)))
-            caps.append(caps_feature(token))
+            ids = seen.get(token)
+            if ids is None:
+                ids = seen[token] = (word_vocab.id(normalize(token)), caps_feature(token))
+            words.append(ids[0])
+            caps.append(ids[1])
             tags.append(tag_vocab.index.get(tag, -1))
         words += [END_ID] * half
         caps += [0] * half
@@ -131,33 +135,47 @@ def encode_features(
     token_names = names[: len(names) - len(doc_names)]
     if any(n in DOC_TABLES for n in token_names):
         raise ValueError(f"document-level feature tables must come last: {list(tables)}")
-    doc_rows = iter(doc_columns(sentences, doc_names))
     half, cache = window // 2, {}
-    pad_start, pad_end = [START_ID] * len(names), [END_ID] * len(names)
-    rows: list[list[int] | tuple[int, ...]] = []
+    pad_start, pad_end = (START_ID,) * len(token_names), (END_ID,) * len(token_names)
+    rows: list[tuple[int, ...]] = []
     for sent in sentences:
         rows += [pad_start] * half
         for token in sent.tokens:
             ids = cache.get(token)
             if ids is None:
-                ids = cache[token] = features.token_ids(token, token_names)
-            rows.append(ids + next(doc_rows) if doc_names else ids)
+                ids = cache[token] = tuple(features.token_ids(token, token_names))
+            rows.append(ids)
         rows += [pad_end] * half
-    ids = np.asarray(rows, dtype=np.int32).reshape(len(rows), len(names))
-    return ids + features.offsets(tables)
+    token_part = np.asarray(rows, dtype=np.int32).reshape(len(rows), len(token_names))
+    if doc_names:
+        doc_part = padded_rows(doc_columns(sentences, doc_names), sentences, half)
+        token_part = np.concatenate([token_part, doc_part], axis=1)
+    return token_part + features.offsets(tables)
 
 
-def doc_columns(sentences: Sequence[Sentence], names: Sequence[str]) -> list[tuple[int, ...]]:
-    """Per token of all the sentences, in order, the vocabulary ids (class + the specials) of
-    the document-level features ``names``; [] without any."""
-    if not names:
-        return []
+def padded_rows(rows: np.ndarray, sentences: Sequence[Sentence], half: int) -> np.ndarray:
+    """Per-token rows (N, F) placed in ``encode``'s layout (T, F): each sentence's tokens
+    between ``half`` rows of ``<s>`` ids before and ``half`` of ``</s>`` after."""
+    lengths = np.fromiter((len(s.tokens) for s in sentences), dtype=np.int64, count=len(sentences))
+    starts = np.zeros(len(sentences), dtype=np.int64)  # each sentence's first (padding) row
+    np.cumsum(lengths[:-1] + 2 * half, out=starts[1:])
+    first_token = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    centers = np.repeat(starts + half, lengths) + np.arange(int(lengths.sum())) - first_token
+    out = np.full((int(lengths.sum()) + 2 * half * len(sentences), rows.shape[1]), END_ID)
+    if half:
+        out[(starts[:, None] + np.arange(half)).ravel()] = START_ID
+    out[centers] = rows
+    return out.astype(np.int32)
+
+
+def doc_columns(sentences: Sequence[Sentence], names: Sequence[str]) -> np.ndarray:
+    """(N, F) vocabulary ids (class + the specials) of the document-level features ``names``
+    for every token of the sentences, in order."""
     tokens = [sent.tokens for sent in sentences]
     docs = [sent.doc for sent in sentences]
     per_feature = [document_ids(doc_feature(n), tokens, docs) for n in names]
     columns = [np.concatenate(ids) if ids else np.zeros(0, np.int64) for ids in per_feature]
-    ids = np.stack(columns, axis=1) + len(SPECIALS)  # (T, F_doc)
-    return list(map(tuple, ids.tolist()))
+    return np.stack(columns, axis=1) + len(SPECIALS)
 
 
 def unigram_weights(counts: np.ndarray, power: float) -> np.ndarray:
