@@ -262,14 +262,16 @@ def _sentences(ner, text):
     return list(iter_sentences(text, ner.tokenizer))
 
 
-def test_conll_documents_for_predict_number_sentences_as_the_reader_does():
-    from windowner.conllio import ConllDocument
+def test_conll_documents_for_predict_group_sentences_as_the_reader_does():
+    from windowner import conllio
 
     text = "-DOCSTART- O\n\nA O\nB O\n\nC O\n-DOCSTART- O\nD O\n\n-DOCSTART- O\n\nE O\n"
-    doc = ConllDocument.from_text(text)
+    blocks = conllio.iter_blocks(conllio.iter_lines([text], "<input>"), "<input>")
+    (batch, docs), *more = list(conllio.batched_blocks(blocks))
     read = list(parse_conll(text.splitlines(keepends=True)))
-    assert doc.sentences == [list(s.tokens) for s in read]
-    assert doc.docs == [s.doc for s in read] == [1, 1, 3]
+    assert not more and [b.tokens for b in batch if b.tokens] == [list(s.tokens) for s in read]
+    assert [s.doc for s in read] == [1, 1, 3]  # a -DOCSTART- inside a sentence starts none
+    assert docs == [0, 0, 1]
 
 
 def test_tag_takes_document_numbers():

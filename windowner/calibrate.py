@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from windowner.tagger import Tagger
     from windowner.windows import Encoded
 
+PROBABILISTIC = ("softmax", "crf")  # objectives whose scores are probabilities: no temperature
 _LOG_BETA_RANGE = (math.log(1e-2), math.log(1e2))  # 1/T from 0.01 to 100
 
 
@@ -69,7 +70,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def fit_temperature(tagger: Tagger, encoded: Encoded) -> float:
     """The T minimising the NLL of ``encoded``'s gold tags under the tagger's hinge scores;
     1.0 for a softmax model or when no token has a known gold tag."""
-    if tagger.objective in ("softmax", "crf"):  # crf: its marginals (token_probabilities)
+    if tagger.objective in PROBABILISTIC:  # crf: its marginals (token_probabilities)
         return 1.0
     known = encoded.tags >= 0
     if not known.any():

@@ -457,6 +457,7 @@ def predict_conll(ner: NER, source: tuple, output_format: str, explain: bool) ->
     from windowner.textio import text_pieces
 
     text, input_file = source
+    whole = reads_documents(ner.tagger)  # document features: tag whole documents
     scheme = None  # a file (or TEXT) is scanned for its tag scheme first; stdin: its head
     rereadable = text is not None or (input_file is not None and input_file.is_file())
     if output_format == "conll" and not explain and rereadable:
@@ -465,13 +466,11 @@ def predict_conll(ner: NER, source: tuple, output_format: str, explain: bool) ->
     with text_pieces(text, input_file) as (name, pieces, bom):
         if output_format == "conll" and not explain:
             sys.stdout.write(conllio.BOM if bom else "")
-            whole = reads_documents(ner.tagger)
             for chunk in conllio.stream_conll(pieces, name, ner.tag_tokens, scheme, whole):
                 sys.stdout.write(chunk)
             return
         blocks = conllio.iter_blocks(conllio.iter_lines(pieces, name), name)
-        limit = 0 if reads_documents(ner.tagger) else conllio.BATCH_SENTENCES
-        parts = conllio.iter_documents(blocks, limit)
+        parts = conllio.iter_documents(blocks, whole)
         token_lists = ([b.tokens for b in bs if b.tokens] for bs in parts)
         documents = check_not_empty(doc for doc in token_lists if doc)
         if explain:

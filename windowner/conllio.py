@@ -1,10 +1,11 @@
 """CoNLL in, CoNLL out for ``windowner predict``: the input file comes back line for line with
 the predicted tag appended as a new last column, so the output goes straight to conlleval.
 
-``ConllDocument.read(path)`` keeps the file's lines (and their line endings) exactly;
-``ConllDocument.render(tags)`` appends ``<sep><tag>`` to every non-blank line (``O`` on a
-``-DOCSTART-`` line), the separator being the line's own (a tab if it holds one, else a
-space; a tab after a lone token).
+``stream_conll`` (what predict runs) reads the input lazily and writes what
+``ConllDocument.render(tags)`` writes for the whole text at once (the tests hold the two
+equal): every line kept with its line ending, ``<sep><tag>`` appended to every non-blank line
+(``O`` on a ``-DOCSTART-`` line), the separator being the line's own (a tab if it holds one,
+else a space; a tab after a lone token).
 Predicted tags (IOB2) are written in the scheme of the input's last column when it holds tags
 (IOB1, IOB2 or IOBES), else as IOB2. ``looks_like_conll`` is the check behind predict's
 warning for a CoNLL file read as raw text.
@@ -26,7 +27,6 @@ from windowner.corpus import (
     SchemeEvidence,
     check_tag_in,
     columns,
-    decode_bytes,
     from_iob2,
 )
 from windowner.errors import DataError, UsageError
@@ -48,18 +48,6 @@ class ConllDocument:
     bom: bool = False
 
     @classmethod
-    def read(cls, path: str | Path) -> ConllDocument:
-        """Read a CoNLL file for tagging; UsageError when it cannot be read or holds no token."""
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
-        return cls.from_text(
-            decode_bytes(raw, path), str(path), bom=raw.startswith(b"\xef\xbb\xbf")
-        )
-
-    @classmethod
     def from_text(cls, text: str, name: str = "<input>", bom: bool = False) -> ConllDocument:
         """A document from decoded text (a leading BOM already removed)."""
         doc = cls(name, _split_keep_ends(text), bom=bom)
@@ -67,20 +55,6 @@ class ConllDocument:
         if not doc.sentences:
             raise UsageError(f"{name}: nothing to tag: no token lines")
         return doc
-
-    @property
-    def docs(self) -> list[int]:
-        """The document number of each of ``sentences`` (``-DOCSTART-`` lines start a new
-        one), for the document-level features (windowner.docfeatures)."""
-        out, doc, in_sentence = [], 0, False
-        for text, _ in self.lines:
-            kind = _is_token_line(text)
-            if kind == DOCSTART:
-                doc += 1
-            elif kind and not in_sentence:
-                out.append(doc)
-            in_sentence = kind == "token" or (in_sentence and kind == DOCSTART)
-        return out
 
     def render(self, tags: list[list[str]]) -> str:
         """The document with each token line's predicted tag appended (``tags``: IOB2, one list
@@ -209,14 +183,20 @@ def file_scheme(pieces: Iterable[str], name: str) -> str:
 
 
 def starts_document(block: Block) -> bool:
-    """Whether a ``-DOCSTART-`` line is among the block's lines (it starts a document)."""
-    return any(_is_token_line(text) == DOCSTART for text, _ in block.lines)
+    """Whether a ``-DOCSTART-`` line comes before the block's first token line: its sentence
+    starts a document (one inside a sentence does not, as windowner.corpus reads it)."""
+    for text, _ in block.lines:
+        kind = _is_token_line(text)
+        if kind:
+            return kind == DOCSTART
+    return False
 
 
-def iter_documents(blocks: Iterable[Block], max_sentences: int = 0) -> Iterator[list[Block]]:
-    """The blocks of each document (a ``-DOCSTART-`` line starts one), read lazily; a document
-    of more than ``max_sentences`` (default ``MAX_DOC_SENTENCES``) sentences comes in parts."""
-    limit = max_sentences or MAX_DOC_SENTENCES
+def iter_documents(blocks: Iterable[Block], whole: bool = True) -> Iterator[list[Block]]:
+    """The blocks of each document (a ``-DOCSTART-`` line starts one), read lazily. A document
+    comes in parts of ``MAX_DOC_SENTENCES`` sentences when ``whole`` (a model with document
+    features: bounded memory), else of ``BATCH_SENTENCES`` (the output follows the input)."""
+    limit = MAX_DOC_SENTENCES if whole else BATCH_SENTENCES
     doc: list[Block] = []
     n = 0
     for block in blocks:
@@ -232,14 +212,11 @@ def iter_documents(blocks: Iterable[Block], max_sentences: int = 0) -> Iterator[
 def batched_blocks(
     blocks: Iterable[Block], whole_documents: bool = True
 ) -> Iterator[tuple[list[Block], list[int]]]:
-    """Documents batched until they hold ``BATCH_SENTENCES`` sentences: (the blocks, the
-    document number of each of their sentences). ``whole_documents`` (a model with document
-    features): a document is cut only past ``MAX_DOC_SENTENCES``; else past ``BATCH_SENTENCES``,
-    so the output follows the input closely."""
+    """Documents (``iter_documents``) batched until they hold ``BATCH_SENTENCES`` sentences:
+    (the blocks, the document number of each of their sentences)."""
     batch: list[Block] = []
     docs: list[int] = []
-    limit = MAX_DOC_SENTENCES if whole_documents else BATCH_SENTENCES
-    for number, doc in enumerate(iter_documents(blocks, limit)):
+    for number, doc in enumerate(iter_documents(blocks, whole_documents)):
         batch += doc
         docs += [number] * sum(bool(b.tokens) for b in doc)
         if len(docs) >= BATCH_SENTENCES:

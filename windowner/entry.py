@@ -7,7 +7,8 @@ imported — ends the command with one line and 130/143, never a traceback. SIGT
 exactly as for Ctrl-C. Training installs its own handlers on top (windowner.train) so that it
 can save ``last.npz`` first. A closed standard output is an error (exit 1), not silence.
 
-Where to change what: the handlers are ``on_signal``; the exit code is ``exit_code``.
+Where to change what: the handlers are ``on_signal``; the exit code is ``exit_code``; a long
+job's own handlers for a block (training, a sweep's driver) are ``signals_to``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import functools
 import os
 import signal
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from windowner.errors import Terminated
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 received: list[int] = []  # the signals that arrived, in order
@@ -34,6 +36,21 @@ def on_signal(signum: int, frame: object) -> None:
     """SIGINT → KeyboardInterrupt, SIGTERM → Terminated, wherever the program is."""
     received.append(signum)
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` inside the block, and back to the previous
+    handlers after it. Only the main thread can set handlers: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def install_signal_handlers() -> None:

@@ -33,11 +33,12 @@ _FUNCTION_WORD_LIST = """
     who whom whose is are was were be been has have had will would shall should can could
     may might must not said says its their his her our your my this these those"""
 _FUNCTION_WORDS = frozenset(_FUNCTION_WORD_LIST.split())
-# Titles and other abbreviations that are followed by a name, never end a sentence.
+# Titles and other abbreviations that are followed by a name, never end a sentence (the
+# tokenizer's ABBREVIATIONS include them).
 _TITLE_LIST = """
     Mr Mrs Ms Dr Prof Rev Fr Sr Jr St Mt Ft Gen Lt Col Maj Capt Sgt Cpl Adm Cmdr Gov Sen
     Rep Pres Amb Hon vs v"""
-_TITLES = frozenset(_TITLE_LIST.split())
+TITLES = frozenset(_TITLE_LIST.split())
 _JOINING_ENDS = tuple(",;(/&-\u2010\u2013\u2014")
 _STARTS_SENTENCE_PUNCT = "\"'(\u2018\u201c[-\u2013\u2014\u2022*#"
 
@@ -71,7 +72,7 @@ def _joining_word(word: str) -> bool:
     if not word.endswith("."):
         return False
     stem = word[:-1]
-    return stem in _TITLES or (len(stem) == 1 and stem.isupper())
+    return stem in TITLES or (len(stem) == 1 and stem.isupper())
 
 
 def _in_capitals(text: str) -> bool:

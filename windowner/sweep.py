@@ -768,17 +768,14 @@ def _brief(overrides: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[list[SweepInterrupted]]:
     """SIGTERM and SIGINT raise SweepInterrupted in the driver (trials get the signal too)."""
+    from windowner.entry import signals_to
 
     def handler(signum: int, frame: Any) -> None:
         raise SweepInterrupted(signum)
 
     stopped: list[SweepInterrupted] = []
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_to(handler):
         yield stopped
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def sweep_summary(study: Any, sweep: Sweep, sweep_dir: Path, url: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from windowner.errors import UsageError
-from windowner.layout import dateline_spans, line_ends_sentence
+from windowner.layout import TITLES, dateline_spans, line_ends_sentence
 from windowner.registry import lookup
 
 Span = tuple[int, int]
@@ -274,12 +274,11 @@ _CLITICS = {"'s", "'re", "'ll", "'ve", "'m", "'d", "'t"}  # 't: see WON'T below
 # Words that keep their dot inside a sentence, besides initials (``M.``) and dotted
 # acronyms (``A.C.``, ``U.S.``): titles, company forms, months, AP state abbreviations.
 _ABBREVIATION_WORDS = """
-    Mr Mrs Ms Dr Prof Rev Fr Sr Jr St Mt Ft Gen Lt Col Maj Capt Sgt Cpl Adm Cmdr Gov Sen
-    Rep Pres Amb Hon Inc Corp Co Ltd Bros Plc Cie Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct
-    Nov Dec Mon Tue Tues Wed Thu Thur Thurs Fri Sat Sun Ala Ariz Ark Calif Colo Conn Del Fla
-    Ga Ill Ind Kan Kans Ky La Md Mass Mich Minn Miss Mo Mont Neb Nev Okla Ore Pa Penn Tenn Tex
-    Va Vt Wash Wis Wyo vs v vol no No nos Nos pp op cf approx dept est etc fig"""
-ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
+    Inc Corp Co Ltd Bros Plc Cie Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec Mon Tue
+    Tues Wed Thu Thur Thurs Fri Sat Sun Ala Ariz Ark Calif Colo Conn Del Fla Ga Ill Ind Kan
+    Kans Ky La Md Mass Mich Minn Miss Mo Mont Neb Nev Okla Ore Pa Penn Tenn Tex Va Vt Wash Wis
+    Wyo vol no No nos Nos pp op cf approx dept est etc fig"""
+ABBREVIATIONS = TITLES | frozenset(_ABBREVIATION_WORDS.split())  # titles: windowner.layout
 _DOTTED_RE = re.compile(r"[^\W\d_](?:[^\W\d_]*\.[^\W\d_]+)*")
 # Characters syntok drops between the two halves of a word (``all-rounder``, ``snake_case``).
 _WORD_JOINERS = frozenset("\u00ad\u058a\u05be\u0f0c\u1400\u1806\u2010\u2011\u2012\u2e17\u30a0-_")

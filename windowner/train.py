@@ -21,7 +21,6 @@ import secrets
 import shlex
 import signal
 import sys
-import threading
 import time
 import types
 from collections import Counter
@@ -36,7 +35,7 @@ import numpy as np
 
 from windowner import card, runs
 from windowner import config as cfg
-from windowner.calibrate import fit_temperature, store_temperature
+from windowner.calibrate import PROBABILISTIC, fit_temperature, store_temperature
 from windowner.checkpoint import atomic_write_text, file_sha256
 from windowner.corpus import (
     SchemeEvidence,
@@ -48,6 +47,7 @@ from windowner.corpus import (
     tag_vocab_of,
 )
 from windowner.decode import allowed_transitions
+from windowner.entry import signals_to
 from windowner.errors import (
     ConfigError,
     DataError,
@@ -634,7 +634,7 @@ class Trainer:
         self.tagger.model.params.clear()
         best = Tagger.load(self.run_dir / "model.npz")
         d = self.data
-        if d.dev_enc is not None and best.objective != "softmax":  # hinge scores → probabilities
+        if d.dev_enc is not None and best.objective not in PROBABILISTIC:  # hinge → probabilities
             best.temperature = fit_temperature(best, d.dev_enc)
             store_temperature(self.run_dir / "model.npz", best.temperature)
         summary = run_summary(self.run_dir, self.state, d, self.metrics, best)
@@ -692,21 +692,6 @@ def thread_policy(config: cfg.Config) -> ThreadPolicy:
     rows = dict.fromkeys(config.features.table_names(), 1)  # sizes do not change input_dim
     spec = cfg.model_spec(config, vocab_size=1, n_tags=1, feature_rows=rows)
     return ThreadPolicy(config.train.threads, windows, spec.hidden, spec.input_dim)
-
-
-@contextlib.contextmanager
-def signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM go to ``handler`` inside the block, and back to the previous
-    handlers after it. Only the main thread can set handlers: elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
 
 
 def extra_words(config: cfg.Config) -> list[str]:

@@ -104,14 +104,16 @@ def encode(
         words += [END_ID] * half
         caps += [0] * half
         bounds.append(len(centers))
+    word_ids = np.asarray(words, dtype=np.int32)
+    center_ids = np.asarray(centers, dtype=np.int64)
     return Encoded(
-        words=np.asarray(words, dtype=np.int32),
+        words=word_ids,
         caps=np.asarray(caps, dtype=np.int32),
-        centers=np.asarray(centers, dtype=np.int64),
+        centers=center_ids,
         tags=np.asarray(tags, dtype=np.int32),
         sent_bounds=np.asarray(bounds, dtype=np.int64),
         window=window,
-        feats=encode_features(sentences, features, feature_tables, window),
+        feats=encode_features(sentences, features, feature_tables, word_ids, center_ids),
     )
 
 
@@ -119,13 +121,15 @@ def encode_features(
     sentences: Sequence[Sentence],
     features: FeatureVocabs | None,
     tables: Sequence[str],
-    window: int,
+    words: np.ndarray,
+    centers: np.ndarray,
 ) -> np.ndarray | None:
     """(T, F) int32 rows of the feature ``tables``' columns (``FeatureVocabs.columns``: each
-    feature's id plus its offset in its table), laid out like ``encode``'s words (``<s>``
-    and ``</s>`` padding); None without tables. Each distinct token's own features are looked
-    up once; the document-level ones (windowner.docfeatures, after the token ones) are
-    computed per document, the runs of sentences with one ``Sentence.doc``."""
+    feature's id plus its offset in its table), laid out like ``encode``'s ``words`` (T,):
+    the tokens' rows at ``centers`` (N,), ``<s>``/``</s>`` ids where ``words`` pads. None
+    without tables. Each distinct token's own features are looked up once; the document-level
+    ones (windowner.docfeatures, after the token ones) are computed per document, the runs
+    of sentences with one ``Sentence.doc``."""
     if not tables:
         return None
     if features is None:
@@ -135,37 +139,20 @@ def encode_features(
     token_names = names[: len(names) - len(doc_names)]
     if any(n in DOC_TABLES for n in token_names):
         raise ValueError(f"document-level feature tables must come last: {list(tables)}")
-    half, cache = window // 2, {}
-    pad_start, pad_end = (START_ID,) * len(token_names), (END_ID,) * len(token_names)
-    rows: list[tuple[int, ...]] = []
+    cache: dict[str, tuple[int, ...]] = {}
+    rows = []
     for sent in sentences:
-        rows += [pad_start] * half
         for token in sent.tokens:
             ids = cache.get(token)
             if ids is None:
-                ids = cache[token] = tuple(features.token_ids(token, token_names))
+                ids = cache[token] = features.token_ids(token, token_names)
             rows.append(ids)
-        rows += [pad_end] * half
-    token_part = np.asarray(rows, dtype=np.int32).reshape(len(rows), len(token_names))
+    per_token = np.asarray(rows, dtype=np.int64).reshape(len(centers), len(token_names))
     if doc_names:
-        doc_part = padded_rows(doc_columns(sentences, doc_names), sentences, half)
-        token_part = np.concatenate([token_part, doc_part], axis=1)
-    return token_part + features.offsets(tables)
-
-
-def padded_rows(rows: np.ndarray, sentences: Sequence[Sentence], half: int) -> np.ndarray:
-    """Per-token rows (N, F) placed in ``encode``'s layout (T, F): each sentence's tokens
-    between ``half`` rows of ``<s>`` ids before and ``half`` of ``</s>`` after."""
-    lengths = np.fromiter((len(s.tokens) for s in sentences), dtype=np.int64, count=len(sentences))
-    starts = np.zeros(len(sentences), dtype=np.int64)  # each sentence's first (padding) row
-    np.cumsum(lengths[:-1] + 2 * half, out=starts[1:])
-    first_token = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    centers = np.repeat(starts + half, lengths) + np.arange(int(lengths.sum())) - first_token
-    out = np.full((int(lengths.sum()) + 2 * half * len(sentences), rows.shape[1]), END_ID)
-    if half:
-        out[(starts[:, None] + np.arange(half)).ravel()] = START_ID
-    out[centers] = rows
-    return out.astype(np.int32)
+        per_token = np.concatenate([per_token, doc_columns(sentences, doc_names)], axis=1)
+    out = np.repeat(np.where(words == START_ID, START_ID, END_ID)[:, None], len(names), axis=1)
+    out[centers] = per_token
+    return out.astype(np.int32) + features.offsets(tables)
 
 
 def doc_columns(sentences: Sequence[Sentence], names: Sequence[str]) -> np.ndarray:
