@@ -429,6 +429,10 @@ def test_sweep_on_a_real_dask_cluster(tmp_path):
                 "1",
             ]
             procs.append(subprocess.Popen(worker, **quiet))
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:  # the cluster is up: both workers in
+            client.wait_for_workers(2, timeout=120)
         path = write_sweep(tmp_path)
         out = tmp_path / "sweep"
         done = subprocess.run(
