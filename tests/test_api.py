@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -137,16 +138,18 @@ def test_tag_tokens_and_doc_from_tokens(ner):
     check_record(doc.to_dict())
 
 
-def test_cached_encoder_equals_tagger_encode(ner):
+def test_encoding_from_the_type_cache_equals_a_fresh_one(ner):
     words = [["EU", "rejects", "German", "call", "."], ["Zoë"], ["1996-08-30", "PARIS", "a\nb"]]
-    for window in (ner.tagger.model.spec.window,):
-        cached = ner._encode(words)
-        plain = ner.tagger.encode([Sentence(tuple(w), ("O",) * len(w)) for w in words])
-        for name in ("words", "caps", "centers", "sent_bounds"):
-            np.testing.assert_array_equal(getattr(cached, name), getattr(plain, name))
-        assert cached.window == window
-    again = ner._encode(words)  # from the cache now
-    np.testing.assert_array_equal(again.words, cached.words)
+    sentences = [Sentence(tuple(w), ("O",) * len(w)) for w in words]
+    ner.tagger.type_cache.clear()
+    first = ner.tagger.encode(sentences)
+    assert set(ner.tagger.type_cache) == {w for ws in words for w in ws}
+    again = ner.tagger.encode(sentences)  # every token from the cache now
+    fresh = replace(ner.tagger, type_cache={}).encode(sentences)
+    for name in ("words", "caps", "centers", "tags", "sent_bounds"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+        np.testing.assert_array_equal(getattr(fresh, name), getattr(first, name))
+    assert first.words[first.centers[5]] == ner.tagger.words.id("zoë")
 
 
 def test_explain_and_card(ner):

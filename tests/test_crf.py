@@ -19,7 +19,9 @@ from windowner.nn.crf import (
     crf_forward,
     crf_loss,
     hinge_kink_gap,
+    log_marginals,
     path_scores,
+    scaled_marginals,
     structured_hinge_loss,
     token_marginals,
     viterbi_decode,
@@ -170,6 +172,37 @@ def test_token_marginals_match_enumeration(use_constraints: bool) -> None:
         T = s.stop - s.start
         expected = np.stack([np.bincount(paths[:, t], prob, minlength=5) for t in range(T)])
         np.testing.assert_allclose(marginals[s], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("use_constraints", [False, True])
+@pytest.mark.parametrize("scale", [0.1, 3.0, 30.0])
+def test_scaled_marginals_equal_the_log_space_ones(use_constraints: bool, scale: float) -> None:
+    """The rescaled probability-space forward–backward (prediction's) = the log-space one
+    (training's), on long and short sentences, with and without end scores."""
+    rng = np.random.default_rng(int(scale * 10) + use_constraints)
+    for with_end in (False, True):
+        lengths = [int(n) for n in rng.integers(0, 60, 12)] + [1, 0, 120]
+        scores, bounds, trans = random_problem(rng, 9, lengths, scale=scale, end=with_end)
+        trans = constrained(trans) if use_constraints else trans
+        lay = SentenceLayout.from_bounds(bounds, len(scores))
+        scaled = scaled_marginals(scores, lay, *trans.effective())
+        assert scaled is not None
+        np.testing.assert_allclose(scaled, log_marginals(scores, lay, trans), rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(token_marginals(scores, bounds, trans), scaled, rtol=0, atol=0)
+
+
+def test_marginals_fall_back_to_log_space_when_products_underflow() -> None:
+    """Scores 2000 apart underflow float64 products (exp(−2000) = 0): the scaled pass gives
+    None and ``token_marginals`` answers from log space, still exact."""
+    rng = np.random.default_rng(2)
+    scores, bounds, trans = random_problem(rng, 5, [4, 3])
+    trans = replace(trans, A=np.where(np.eye(5, dtype=bool), -2000.0, 0.0))  # no tag repeats
+    scores[:, 0] = 2000.0  # ... but every token wants tag 0
+    lay = SentenceLayout.from_bounds(bounds, len(scores))
+    assert scaled_marginals(scores, lay, *trans.effective()) is None
+    marginals = token_marginals(scores, bounds, trans)
+    np.testing.assert_allclose(marginals, log_marginals(scores, lay, trans))
+    np.testing.assert_allclose(marginals.sum(axis=1), 1.0)
 
 
 @pytest.mark.parametrize("use_constraints", [False, True])

@@ -14,9 +14,12 @@ from windowner.corpus import SPECIALS, Sentence, Vocab, normalize_word, parse_co
 from windowner.docfeatures import (
     CASE_CLASSES,
     DOC_FEATURES,
+    DocFeature,
+    FlatTokens,
     doc_feature,
     doccase_ids,
     docseq_ids,
+    document_ids,
     document_spans,
 )
 from windowner.errors import ConfigError, ModelFileError
@@ -76,6 +79,29 @@ def test_every_feature_gives_one_class_per_token(document):
         ids = feature.ids(document)
         assert [len(a) for a in ids] == [len(s) for s in document]
         assert all(((a >= 0) & (a < len(feature.classes))).all() for a in ids)
+
+
+WORDS = ["Paris", "paris", "PARIS", "in", "In", "42", "Bill", "Clinton", "É", "é", "A"]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.lists(st.sampled_from(WORDS), max_size=6)), max_size=8)
+)
+@settings(max_examples=150, deadline=None)
+def test_vectorised_features_equal_the_per_document_definition(numbered):
+    """``DocFeature.flat`` over many documents (runs of one ``doc`` number; a number may come
+    back later as another document) = ``ids`` document by document."""
+    sentences = [Sentence(tuple(t), ("O",) * len(t), doc=d) for d, t in numbered]
+    flat = FlatTokens.of(sentences)
+    assert flat.sentences() == [list(s.tokens) for s in sentences]
+    for feature in DOC_FEATURES.values():
+        tokens, docs = [list(s.tokens) for s in sentences], [s.doc for s in sentences]
+        want = document_ids(feature, tokens, docs)
+        got = feature.flat_ids(flat)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.concatenate(want) if want else np.zeros(0))
+        bare = DocFeature(feature.name, feature.classes, feature.ids)  # the per-document path
+        np.testing.assert_array_equal(bare.flat_ids(flat), got)
 
 
 def test_features_depend_on_the_document_only():
@@ -245,7 +271,6 @@ def test_crf_training_with_document_features_and_the_api(tmp_path):
     )
     Trainer(conf, tmp_path, SilentReporter()).run()
     ner = load(tmp_path)
-    assert ner._encode is None  # encodes through Tagger.encode, one document per text
     text = "GERMANY WINS. Hosts Germany beat Italy in Rome."
     doc = ner(text)
     per_text = ner._tag_texts([text, text])

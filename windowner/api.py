@@ -38,7 +38,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from windowner.calibrate import token_probabilities
-from windowner.corpus import END_ID, START_ID, caps_feature
 from windowner.metrics import get_entities
 from windowner.tagger import Tagger, load_checkpoint, token_sentences
 from windowner.tokenizer import TextSentence, get_tokenizer, iter_sentences
@@ -124,10 +123,6 @@ class NER:
         self.tokenizer = tokenizer
         self._columns = {t: i for i, t in enumerate(tagger.output_tags)}
         self.sources: list[str] = [str(path)]  # every member's file (an ensemble: several)
-        # the fast encoder knows words and caps only: models with extra features (and
-        # ensembles) encode through their own ``encode``, one document per text
-        plain = isinstance(tagger, Tagger) and not tagger.model.spec.feature_names
-        self._encode = CachedEncoder(tagger) if plain else None
 
     def __call__(self, text: str) -> Doc:
         return self._tag_texts([text])[0]
@@ -191,8 +186,6 @@ class NER:
     def _encoded(self, per_text: list[list[TextSentence]]) -> Encoded:
         """The sentences of a batch's texts encoded; each text is one document (the extra
         features of windowner.docfeatures look at the whole document)."""
-        if self._encode is not None:
-            return self._encode([s.words for sents in per_text for s in sents])
         words = [s.words for sents in per_text for s in sents]
         docs = [doc for doc, sents in enumerate(per_text) for _ in sents]
         return self.tagger.encode(token_sentences(words, docs))
@@ -234,48 +227,6 @@ class NER:
             "config": self.tagger.config,
             "scores": scores,
         }
-
-
-class CachedEncoder:
-    """``Tagger.encode`` for token lists (same windows), looking each distinct word's id and
-    capitalisation class up once: a stream of text repeats most of its words."""
-
-    MAX_WORDS = 1 << 18  # the cache is emptied when it holds this many words
-
-    def __init__(self, tagger: Tagger) -> None:
-        self.tagger = tagger
-        self.half = tagger.model.spec.window // 2
-        self.cache: dict[str, tuple[int, int]] = {}
-
-    def _lookup(self, word: str) -> tuple[int, int]:
-        pair = (self.tagger.words.id(self.tagger.normalize(word)), caps_feature(word))
-        if len(self.cache) >= self.MAX_WORDS:
-            self.cache.clear()
-        self.cache[word] = pair
-        return pair
-
-    def __call__(self, word_lists: Sequence[Sequence[str]]) -> Encoded:
-        """S sentences of N tokens in all → Encoded (flat ids with ``half`` pads each side)."""
-        cache, lookup, half, n_sent = self.cache, self._lookup, self.half, len(word_lists)
-        pairs = [cache.get(w) or lookup(w) for words in word_lists for w in words]
-        ids = np.array(pairs, dtype=np.int32).reshape(len(pairs), 2)  # (N, 2): word id, caps
-        lengths = np.fromiter(map(len, word_lists), dtype=np.int64, count=n_sent)
-        bounds = np.zeros(n_sent + 1, dtype=np.int64)
-        np.cumsum(lengths, out=bounds[1:])
-        pads_before = (2 * np.arange(n_sent, dtype=np.int64) + 1) * half  # (S,)
-        centers = np.arange(len(pairs), dtype=np.int64) + np.repeat(pads_before, lengths)
-        words = np.full(len(pairs) + 2 * half * n_sent, START_ID, dtype=np.int32)
-        caps = np.zeros_like(words)
-        words[(bounds[1:] + pads_before)[:, None] + np.arange(half)] = END_ID
-        words[centers], caps[centers] = ids[:, 0], ids[:, 1]
-        return Encoded(
-            words=words,
-            caps=caps,
-            centers=centers,
-            tags=np.full(len(pairs), -1, dtype=np.int32),
-            sent_bounds=bounds,
-            window=2 * half + 1,
-        )
 
 
 def build_doc(

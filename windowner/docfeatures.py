@@ -34,6 +34,7 @@ import importlib.util
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,13 +44,82 @@ Document = Sequence[Sequence[str]]  # sentences of tokens
 
 
 @dataclass(frozen=True)
+class FlatTokens:
+    """N tokens of S sentences as arrays, each distinct token string once: what ``encode``
+    and the vectorised document features read.
+
+    types: the distinct token strings, in order of first occurrence.
+    inverse: (N,) int64 index into ``types`` of every token.
+    bounds: (S + 1,) int64; sentence s owns tokens bounds[s]:bounds[s + 1].
+    sentence_docs: (S,) int64 document of every sentence: 0, 1, … numbering the runs of
+    consecutive sentences with one ``doc`` number (as ``document_spans``).
+    """
+
+    types: list[str]
+    inverse: np.ndarray
+    bounds: np.ndarray
+    sentence_docs: np.ndarray
+
+    @classmethod
+    def of(cls, sentences: Sequence[Any]) -> FlatTokens:
+        """From sentences with ``tokens`` and ``doc`` (``corpus.Sentence``)."""
+        index: dict[str, int] = {}
+        inverse = [index.setdefault(t, len(index)) for s in sentences for t in s.tokens]
+        lengths = np.fromiter((len(s.tokens) for s in sentences), np.int64, len(sentences))
+        bounds = np.zeros(len(sentences) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        numbers = np.fromiter((s.doc for s in sentences), np.int64, len(sentences))
+        runs = np.zeros(len(sentences), dtype=np.int64)
+        np.cumsum(numbers[1:] != numbers[:-1], out=runs[1:])
+        return cls(list(index), np.asarray(inverse, dtype=np.int64), bounds, runs)
+
+    @property
+    def docs(self) -> np.ndarray:
+        """(N,) int64 document of every token."""
+        return np.repeat(self.sentence_docs, np.diff(self.bounds))
+
+    def sentences(self) -> list[list[str]]:
+        """The token lists again, sentence by sentence."""
+        tokens = [self.types[i] for i in self.inverse.tolist()]
+        return [tokens[a:b] for a, b in zip(self.bounds[:-1], self.bounds[1:], strict=True)]
+
+    def initial(self) -> np.ndarray:
+        """(N,) bool: the token is the first of its sentence."""
+        out = np.zeros(len(self.inverse), dtype=bool)
+        out[self.bounds[:-1][np.diff(self.bounds) > 0]] = True
+        return out
+
+    @functools.cached_property
+    def lower_and_case(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) int64 group of every token — its document and lower-cased form — numbered
+        0 … G − 1, and (N,) int64 ``written_case`` of every token (−1 without a cased
+        letter); each distinct token string is looked at once."""
+        lower: dict[str, int] = {}
+        lower_of_type = [lower.setdefault(t.lower(), len(lower)) for t in self.types]
+        case_of_type = [-1 if (c := written_case(t)) is None else c for t in self.types]
+        keys = self.docs * (len(lower) + 1) + np.asarray(lower_of_type, np.int64)[self.inverse]
+        _, group = np.unique(keys, return_inverse=True)
+        return group.reshape(-1), np.asarray(case_of_type, dtype=np.int64)[self.inverse]
+
+
+@dataclass(frozen=True)
 class DocFeature:
     """One document-level feature: ``ids(document)`` gives one (T,) int array of class indices
-    (into ``classes``) per sentence of T tokens."""
+    (into ``classes``) per sentence of T tokens — the readable definition; ``flat`` (optional)
+    the same classes for many documents at once, (N,) int64 from ``FlatTokens``."""
 
     name: str
     classes: tuple[str, ...]
     ids: Callable[[Document], list[np.ndarray]]
+    flat: Callable[[FlatTokens], np.ndarray] | None = None
+
+    def flat_ids(self, tokens: FlatTokens) -> np.ndarray:
+        """(N,) int64 classes of every token of ``tokens`` (``flat``, else ``ids`` per
+        document)."""
+        if self.flat is not None:
+            return self.flat(tokens)
+        ids = document_ids(self, tokens.sentences(), tokens.sentence_docs.tolist())
+        return np.concatenate(ids).astype(np.int64) if ids else np.zeros(0, np.int64)
 
 
 # ----------------------------------------------------------------------------- doccase
@@ -108,6 +178,24 @@ def doccase_ids(document: Document) -> list[np.ndarray]:
     return out
 
 
+def doccase_flat(tokens: FlatTokens) -> np.ndarray:
+    """``doccase_ids`` of many documents at once, (N,) int64: the same counts with bincount
+    over (document, lower-cased word, written case)."""
+    group, case = tokens.lower_and_case
+    counted = (case >= 0) & ~tokens.initial()
+    n_groups = int(group.max(initial=-1)) + 1
+    counts = np.bincount(group[counted] * 3 + case[counted], minlength=3 * n_groups)
+    seen = counts.reshape(n_groups, 3)[group]  # (N, 3) cap / lower / upper elsewhere + own
+    seen[np.flatnonzero(counted), case[counted]] -= 1
+    cap, low, upper = seen[:, _CAP] > 0, seen[:, _LOWER] > 0, seen[:, _UPPER] > 0
+    classes = np.select(
+        [case < 0, low & (cap | upper), low, cap, upper],
+        [CASE_CLASSES.index(c) for c in ("caseless", "mixed", "lower", "capitalised", "upper")],
+        default=CASE_CLASSES.index("unseen"),
+    )
+    return classes.astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- docseq
 
 SEQ_CLASSES = ("no", "yes")
@@ -142,11 +230,25 @@ def docseq_ids(document: Document) -> list[np.ndarray]:
     return out
 
 
+def docseq_flat(tokens: FlatTokens) -> np.ndarray:
+    """``docseq_ids`` of many documents at once, (N,) int64: a capitalised token is in a run
+    when a neighbour in its sentence is capitalised too; bincount per (document, word)."""
+    group, case = tokens.lower_and_case
+    initial = tokens.initial()
+    cap = case == _CAP
+    joined = cap[1:] & cap[:-1] & ~initial[1:]  # (N − 1,) token i and i + 1 in one run
+    in_run = np.zeros(len(cap), dtype=bool)
+    in_run[1:] |= joined
+    in_run[:-1] |= joined
+    counts = np.bincount(group[in_run], minlength=int(group.max(initial=-1)) + 1)
+    return (counts[group] - in_run > 0).astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- registry
 
 DOC_FEATURES: dict[str, DocFeature] = {
-    "doccase": DocFeature("doccase", CASE_CLASSES, doccase_ids),
-    "docseq": DocFeature("docseq", SEQ_CLASSES, docseq_ids),
+    "doccase": DocFeature("doccase", CASE_CLASSES, doccase_ids, doccase_flat),
+    "docseq": DocFeature("docseq", SEQ_CLASSES, docseq_ids, docseq_flat),
 }
 
 

@@ -47,6 +47,8 @@ class Tagger:
     config: dict[str, Any] = field(default_factory=dict)
     frozen_rows: int = 0
     features: FeatureVocabs | None = None  # vocabularies of the extra window features
+    # each token's ids (word, caps, own features) once looked up: windows.encode's cache
+    type_cache: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def objective(self) -> str:
@@ -71,6 +73,7 @@ class Tagger:
             self.normalize,
             self.features,
             spec.feature_names,
+            self.type_cache,
         )
 
     def scores(self, encoded: Encoded) -> np.ndarray:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from windowner.corpus import END_ID, SPECIALS, START_ID, Sentence, Vocab, caps_feature
-from windowner.docfeatures import doc_feature, document_ids
+from windowner.docfeatures import FlatTokens, doc_feature
 from windowner.errors import DataError
 from windowner.features import DOC_TABLES, FeatureVocabs
 
@@ -78,91 +78,110 @@ def encode(
     normalize: Callable[[str], str],
     features: FeatureVocabs | None = None,
     feature_tables: Sequence[str] = (),
+    cache: dict[str, tuple[int, ...]] | None = None,
 ) -> Encoded:
     """Turn sentences into flat id arrays (see Encoded); unknown words map to ``<unk>``.
-    With ``feature_tables`` (vocabularies in ``features``) also the extra feature ids."""
+    With ``feature_tables`` (vocabularies in ``features``) also the extra feature ids. Each
+    distinct token is looked up once (``FlatTokens``; its ids are kept in ``cache`` across
+    calls when given: the same vocabularies and tables each time); the rest is numpy."""
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be a positive odd number, got {window}")
-    half = window // 2
-    words: list[int] = []
-    caps: list[int] = []
-    centers: list[int] = []
-    tags: list[int] = []
-    bounds = [0]
-    seen: dict[str, tuple[int, int]] = {}  # token → (word id, caps class), computed once
-    for sent in sentences:
-        words += [START_ID] * half
-        caps += [0] * half
-        for token, tag in zip(sent.tokens, sent.tags, strict=True):
-            centers.append(len(words))
-            ids = seen.get(token)
-            if ids is None:
-                ids = seen[token] = (word_vocab.id(normalize(token)), caps_feature(token))
-            words.append(ids[0])
-            caps.append(ids[1])
-            tags.append(tag_vocab.index.get(tag, -1))
-        words += [END_ID] * half
-        caps += [0] * half
-        bounds.append(len(centers))
-    word_ids = np.asarray(words, dtype=np.int32)
-    center_ids = np.asarray(centers, dtype=np.int64)
+    token_names, doc_names = feature_columns(features, feature_tables)
+
+    def ids_of(token: str) -> tuple[int, ...]:
+        own = features.token_ids(token, token_names) if features and token_names else ()
+        return (word_vocab.id(normalize(token)), caps_feature(token), *own)
+
+    flat = FlatTokens.of(sentences)
+    per_token = type_rows(flat.types, ids_of, {} if cache is None else cache)[flat.inverse]
+    words, centers = padded_layout(flat.bounds, window // 2)
+    caps = np.zeros_like(words)
+    words[centers], caps[centers] = per_token[:, 0], per_token[:, 1]
+    tag_index = tag_vocab.index
+    tags = [tag_index.get(tag, -1) for sent in sentences for tag in sent.tags]
+    feats = None
+    if feature_tables:
+        columns = [per_token[:, 2:]]
+        columns += [doc_feature(n).flat_ids(flat)[:, None] + len(SPECIALS) for n in doc_names]
+        ids = np.concatenate(columns, axis=1)
+        feats = feature_rows(features, feature_tables, ids, words, centers)
     return Encoded(
-        words=word_ids,
-        caps=np.asarray(caps, dtype=np.int32),
-        centers=center_ids,
-        tags=np.asarray(tags, dtype=np.int32),
-        sent_bounds=np.asarray(bounds, dtype=np.int64),
+        words=words,
+        caps=caps,
+        centers=centers,
+        tags=np.asarray(tags, dtype=np.int32).reshape(-1),
+        sent_bounds=flat.bounds,
         window=window,
-        feats=encode_features(sentences, features, feature_tables, word_ids, center_ids),
+        feats=feats,
     )
 
 
-def encode_features(
-    sentences: Sequence[Sentence],
-    features: FeatureVocabs | None,
-    tables: Sequence[str],
-    words: np.ndarray,
-    centers: np.ndarray,
-) -> np.ndarray | None:
-    """(T, F) int32 rows of the feature ``tables``' columns (``FeatureVocabs.columns``: each
-    feature's id plus its offset in its table), laid out like ``encode``'s ``words`` (T,):
-    the tokens' rows at ``centers`` (N,), ``<s>``/``</s>`` ids where ``words`` pads. None
-    without tables. Each distinct token's own features are looked up once; the document-level
-    ones (windowner.docfeatures, after the token ones) are computed per document, the runs
-    of sentences with one ``Sentence.doc``."""
+MAX_CACHED = 1 << 18  # a type cache is emptied when it holds this many tokens
+
+
+def type_rows(
+    types: Sequence[str], ids_of: Callable[[str], tuple[int, ...]], cache: dict
+) -> np.ndarray:
+    """(len(types), K) int64: ``ids_of(token)`` of each distinct token, from ``cache`` when
+    it has them (and stored there)."""
+    if len(cache) > MAX_CACHED:
+        cache.clear()
+    rows = []
+    for token in types:
+        ids = cache.get(token)
+        if ids is None:
+            ids = cache[token] = ids_of(token)
+        rows.append(ids)
+    width = len(rows[0]) if rows else 2
+    return np.asarray(rows, dtype=np.int64).reshape(len(types), width)
+
+
+def padded_layout(bounds: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """The flat layout of S sentences of ``bounds`` (S + 1,) token offsets with ``half`` pads
+    each side: (T,) int32 word ids holding ``<s>``/``</s>`` at the pads (0 elsewhere, for the
+    caller to fill) and the (N,) int64 flat position of each real token."""
+    lengths = np.diff(bounds)
+    n_sent, n_tokens = len(lengths), int(bounds[-1])
+    pads_before = (2 * np.arange(n_sent, dtype=np.int64) + 1) * half  # (S,)
+    centers = np.arange(n_tokens, dtype=np.int64) + np.repeat(pads_before, lengths)
+    words = np.full(n_tokens + 2 * half * n_sent, START_ID, dtype=np.int32)
+    words[((bounds[1:] + pads_before)[:, None] + np.arange(half)).ravel()] = END_ID
+    words[centers] = 0
+    return words, centers
+
+
+def feature_columns(
+    features: FeatureVocabs | None, tables: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The features of ``tables`` (``FeatureVocabs.columns``) split into the token's own
+    (prefixes, suffixes, shape) and the document-level ones, which must come last."""
     if not tables:
-        return None
+        return (), ()
     if features is None:
         raise ValueError(f"feature tables {list(tables)} need their vocabularies")
     names = features.columns(tables)
-    doc_names = [n for n in names if n in DOC_TABLES]
+    doc_names = tuple(n for n in names if n in DOC_TABLES)
     token_names = names[: len(names) - len(doc_names)]
     if any(n in DOC_TABLES for n in token_names):
         raise ValueError(f"document-level feature tables must come last: {list(tables)}")
-    cache: dict[str, tuple[int, ...]] = {}
-    rows = []
-    for sent in sentences:
-        for token in sent.tokens:
-            ids = cache.get(token)
-            if ids is None:
-                ids = cache[token] = features.token_ids(token, token_names)
-            rows.append(ids)
-    per_token = np.asarray(rows, dtype=np.int64).reshape(len(centers), len(token_names))
-    if doc_names:
-        per_token = np.concatenate([per_token, doc_columns(sentences, doc_names)], axis=1)
-    out = np.repeat(np.where(words == START_ID, START_ID, END_ID)[:, None], len(names), axis=1)
+    return token_names, doc_names
+
+
+def feature_rows(
+    features: FeatureVocabs,
+    tables: Sequence[str],
+    per_token: np.ndarray,
+    words: np.ndarray,
+    centers: np.ndarray,
+) -> np.ndarray:
+    """(T, F) int32 rows of the feature ``tables``' columns laid out like ``encode``'s
+    ``words`` (T,): ``per_token`` (N, F) vocabulary ids at ``centers`` (N,), ``<s>``/``</s>``
+    where ``words`` pads; plus each column's offset in its table (``FeatureVocabs.offsets``)."""
+    out = np.repeat(
+        np.where(words == START_ID, START_ID, END_ID)[:, None], per_token.shape[1], axis=1
+    )
     out[centers] = per_token
     return out.astype(np.int32) + features.offsets(tables)
-
-
-def doc_columns(sentences: Sequence[Sentence], names: Sequence[str]) -> np.ndarray:
-    """(N, F) vocabulary ids (class + the specials) of the document-level features ``names``
-    for every token of the sentences, in order."""
-    tokens = [sent.tokens for sent in sentences]
-    docs = [sent.doc for sent in sentences]
-    per_feature = [document_ids(doc_feature(n), tokens, docs) for n in names]
-    columns = [np.concatenate(ids) if ids else np.zeros(0, np.int64) for ids in per_feature]
-    return np.stack(columns, axis=1) + len(SPECIALS)
 
 
 def unigram_weights(counts: np.ndarray, power: float) -> np.ndarray:

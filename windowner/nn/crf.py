@@ -354,15 +354,59 @@ def crf_loss(
 
 def token_marginals(scores: np.ndarray, bounds: np.ndarray, trans: Transitions) -> np.ndarray:
     """p(y_t = j | sentence) for every token: scores (N, C), bounds (S + 1,) → (N, C), rows
-    summing to 1 (forward–backward; a confidence for the tags Viterbi picks)."""
+    summing to 1 (forward–backward; a confidence for the tags Viterbi picks). Computed with
+    rescaled probabilities (``scaled_marginals``: products, no logsumexp), or in log space
+    (``log_marginals``) when a rescaled message underflows."""
     trans.check(scores, None)
     lay = SentenceLayout.from_bounds(bounds, len(scores))
+    marginals = scaled_marginals(scores, lay, *trans.effective())
+    return marginals if marginals is not None else log_marginals(scores, lay, trans)
+
+
+def log_marginals(scores: np.ndarray, lay: SentenceLayout, trans: Transitions) -> np.ndarray:
+    """``token_marginals`` from the log-space messages α, β (the training objective's)."""
     A, start, end = trans.effective()
     U = lay.pad(scores)
     alpha = forward_messages(U, A, start, lay)
     beta = backward_messages(U, A, end, lay)
     log_z = _logsumexp_prev(final_scores(alpha, end, lay)[:, :, None])[:, 0]
     return np.exp(lay.unpad(alpha) + lay.unpad(beta) - log_z[lay.row][:, None])
+
+
+def _shifted_exp(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """exp(x − max x) (over ``axis``; finite maxima only): entries in [0, 1], 0 for −inf."""
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    return np.exp(x - np.where(np.isfinite(m), m, 0.0))
+
+
+def scaled_marginals(
+    scores: np.ndarray, lay: SentenceLayout, A: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> np.ndarray | None:
+    """Forward–backward in probability space, each message divided by its sum at every step
+    (Rabiner's scaling): α̂[t] ∝ (α̂[t−1] E) ∘ e[t], β̂[t] ∝ E (e[t+1] ∘ β̂[t+1]) with
+    E = exp(A − max A), e[t] = exp(U[t] − max U[t]); p(y_t) = α̂[t] ∘ β̂[t] / its sum (each
+    scale is a constant per position, so it cancels). None when a message sums to 0 (scores
+    so far apart that a float64 product underflows): the caller then works in log space."""
+    E, pi, eta = _shifted_exp(A), _shifted_exp(start), _shifted_exp(end)
+    e = lay.pad(_shifted_exp(np.asarray(scores, dtype=np.float64), axis=1))  # (S', L, C)
+    alpha, beta = np.zeros_like(e), np.zeros_like(e)
+    L = e.shape[1]
+    with np.errstate(invalid="ignore", divide="ignore"):  # an underflow gives NaN: None
+        if L:
+            alpha[:, 0] = pi * e[:, 0]
+            beta[:, L - 1] = eta
+        for t in range(1, L):
+            k = int(lay.active[t])
+            alpha[:k, t] = (alpha[:k, t - 1] @ E) * e[:k, t]
+            alpha[:k, t] /= alpha[:k, t].sum(axis=1, keepdims=True)
+        for t in range(L - 2, -1, -1):
+            k_next, k = int(lay.active[t + 1]), int(lay.active[t])
+            beta[:k_next, t] = (e[:k_next, t + 1] * beta[:k_next, t + 1]) @ E.T
+            beta[:k_next, t] /= beta[:k_next, t].sum(axis=1, keepdims=True)
+            beta[k_next:k, t] = eta  # sentences whose last token is at t
+        joint = lay.unpad(alpha) * lay.unpad(beta)
+        marginals = joint / joint.sum(axis=1, keepdims=True)
+    return marginals if np.isfinite(marginals).all() else None
 
 
 def _viterbi_padded(
