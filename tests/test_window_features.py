@@ -207,6 +207,20 @@ def test_encode_lays_feature_ids_out_like_words():
     assert encode(SENTS, words, Vocab(TAGS), 5, normalize_word).feature_windows() is None
 
 
+@pytest.mark.parametrize("lengths", [[], [0], [0, 2, 0], [1, 0, 3]])
+def test_encode_with_features_lays_out_empty_sentences_and_corpora(lengths):
+    """No sentence, or empty ones among others: the same layout as the words, one row each."""
+    feats, words = vocabs(), Vocab([*SPECIALS, "museums", "in", "paris"])
+    pool = iter(["Museums", "in", "Paris", "in", "Paris"])
+    sents = [Sentence(tuple(next(pool) for _ in range(n)), ("O",) * n) for n in lengths]
+    enc = encode(sents, words, Vocab(TAGS), 5, normalize_word, feats, ("affix", "shape"))
+    assert enc.feats.shape == (len(enc.words), 5) and len(enc.words) == sum(lengths) + 4 * len(
+        lengths
+    )
+    assert len(enc.centers) == sum(lengths) and enc.sent_bounds.tolist() == [0, *np.cumsum(lengths)]
+    np.testing.assert_array_equal(enc.feats[:, 4] == START_ID, enc.words == START_ID)
+
+
 def feature_tagger():
     feats = vocabs()
     rows = feats.table_rows(("affix", "shape"))

@@ -93,7 +93,9 @@ def encode(
         return (word_vocab.id(normalize(token)), caps_feature(token), *own)
 
     flat = FlatTokens.of(sentences)
-    per_token = type_rows(flat.types, ids_of, {} if cache is None else cache)[flat.inverse]
+    width = 2 + len(token_names)  # word id, caps class, the token's own features
+    per_token = type_rows(flat.types, ids_of, {} if cache is None else cache, width)
+    per_token = per_token[flat.inverse]
     words, centers = padded_layout(flat.bounds, window // 2)
     caps = np.zeros_like(words)
     words[centers], caps[centers] = per_token[:, 0], per_token[:, 1]
@@ -120,10 +122,10 @@ MAX_CACHED = 1 << 18  # a type cache is emptied when it holds this many tokens
 
 
 def type_rows(
-    types: Sequence[str], ids_of: Callable[[str], tuple[int, ...]], cache: dict
+    types: Sequence[str], ids_of: Callable[[str], tuple[int, ...]], cache: dict, width: int
 ) -> np.ndarray:
-    """(len(types), K) int64: ``ids_of(token)`` of each distinct token, from ``cache`` when
-    it has them (and stored there)."""
+    """(len(types), width) int64: ``ids_of(token)`` (``width`` ints) of each distinct token,
+    from ``cache`` when it has them (and stored there)."""
     if len(cache) > MAX_CACHED:
         cache.clear()
     rows = []
@@ -132,7 +134,6 @@ def type_rows(
         if ids is None:
             ids = cache[token] = ids_of(token)
         rows.append(ids)
-    width = len(rows[0]) if rows else 2
     return np.asarray(rows, dtype=np.int64).reshape(len(types), width)
 
 
