@@ -11,7 +11,7 @@ from windowner.nn.activations import ACTIVATIONS
 from windowner.nn.fast import train_step
 from windowner.nn.layers import SparseGrad
 from windowner.nn.losses import OBJECTIVES
-from windowner.nn.rowitems import gather_rows, row_items, scatter_rows
+from windowner.nn.rowitems import MIN_ROWS, gather_rows, row_items, scatter_rows
 from windowner.optim.optimizers import OPTIMIZERS, Optimizer, OptimizerSettings
 
 from .helpers import assert_grads_close, make_batch, make_model
@@ -329,12 +329,14 @@ def test_gather_rows_is_fancy_indexing_bit_for_bit(layout):
     items = row_items(a)
     assert items is not None and items.shape == (len(a),)
     rng = np.random.default_rng(len(layout))
-    for ids in (rng.integers(0, len(a), 50), np.array([], dtype=np.int64), np.arange(len(a))):
+    many = rng.integers(0, len(a), 3 * MIN_ROWS)  # above MIN_ROWS: the raw-item path
+    for ids in (many, many[:5], np.array([], dtype=np.int64), np.arange(len(a))):
         got = gather_rows(a, items, ids)
         assert got.dtype == a.dtype and got.flags.c_contiguous
         np.testing.assert_array_equal(got, a[ids])
-    with pytest.raises(IndexError):
-        gather_rows(a, items, np.array([len(a)]))
+    for bad in (np.array([len(a)]), np.r_[many, len(a)]):
+        with pytest.raises(IndexError):
+            gather_rows(a, items, bad)
 
 
 def test_row_items_refuses_rows_that_are_not_contiguous():
@@ -349,20 +351,23 @@ def test_row_items_refuses_rows_that_are_not_contiguous():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scatter_rows_is_fancy_assignment_bit_for_bit(dtype):
     rng = np.random.default_rng(3)
-    table = rng.standard_normal((50, 9)).astype(dtype)
-    ids = np.sort(rng.choice(50, 17, replace=False))
-    rows = rng.standard_normal((17, 9)).astype(dtype)
+    n = 4 * MIN_ROWS
+    table = rng.standard_normal((n, 9)).astype(dtype)
     expected = table.copy()
-    expected[ids] = rows
-    scatter_rows(table, row_items(table), ids, rows)
-    np.testing.assert_array_equal(table, expected)
+    for count in (2 * MIN_ROWS, 5):  # the raw-item path, and plain assignment below MIN_ROWS
+        ids = np.sort(rng.choice(n, count, replace=False))
+        rows = rng.standard_normal((count, 9)).astype(dtype)
+        expected[ids] = rows
+        scatter_rows(table, row_items(table), ids, rows)
+        np.testing.assert_array_equal(table, expected)
     # rows that are not C-contiguous, or of another dtype, go through plain assignment
-    other = rng.standard_normal((9, 17)).T
+    ids = np.sort(rng.choice(n, 2 * MIN_ROWS, replace=False))
+    other = rng.standard_normal((9, 2 * MIN_ROWS)).T
     expected[ids] = other
     scatter_rows(table, row_items(table), ids, other)
     np.testing.assert_array_equal(table, expected)
     with pytest.raises(IndexError):
-        scatter_rows(table, row_items(table), np.array([50]), rows[:1])
+        scatter_rows(table, row_items(table), np.full(MIN_ROWS, n), np.ones((MIN_ROWS, 9), dtype))
 
 
 def test_window_runs_merges_only_contiguous_windows():

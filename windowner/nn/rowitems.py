@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+MIN_ROWS = 64  # below this many rows plain indexing is cheaper than the extra views
+
 
 def row_items(a: np.ndarray) -> np.ndarray | None:
     """The rows of ``a`` (R, d) as an (R,) array of raw items sharing a's memory, or None when
@@ -28,8 +30,9 @@ def row_items(a: np.ndarray) -> np.ndarray | None:
 
 def gather_rows(a: np.ndarray, items: np.ndarray | None, ids: np.ndarray) -> np.ndarray:
     """``a[ids]`` (len(ids), d), a new C-contiguous array; ``items`` is ``row_items(a)``
-    (None: plain fancy indexing). Raises IndexError for ids out of range, as ``a[ids]``."""
-    if items is None:
+    (None, or fewer than MIN_ROWS ids: plain fancy indexing). Raises IndexError for ids out
+    of range, as ``a[ids]``."""
+    if items is None or len(ids) < MIN_ROWS:
         return a[ids]
     return items[ids].view(a.dtype).reshape(len(ids), a.shape[1])
 
@@ -38,8 +41,10 @@ def scatter_rows(
     a: np.ndarray, items: np.ndarray | None, ids: np.ndarray, rows: np.ndarray
 ) -> None:
     """``a[ids] = rows`` for unique ``ids``; ``items`` is ``row_items(a)`` of a C-contiguous
-    ``a`` (None, or ``rows`` not C-contiguous with a's dtype: plain fancy assignment)."""
-    if items is None or not a.flags.c_contiguous or not _same_rows(a, rows):
+    ``a`` (None, fewer than MIN_ROWS ids, or ``rows`` not C-contiguous with a's dtype: plain
+    fancy assignment)."""
+    plain = items is None or len(ids) < MIN_ROWS or not a.flags.c_contiguous
+    if plain or not _same_rows(a, rows):
         a[ids] = rows
         return
     np.put(items, ids, rows.view(items.dtype).reshape(len(ids)))
