@@ -12,6 +12,11 @@ layer, 9 tags, the multi-class hinge (Weston–Watkins, margin 1), Adam (lr 1e-3
     GEMM limit  the three big matrix products of a step alone (x Wᵀ, δᵀ x, δ W) in numpy:
                 the speed windowner would have if nothing but those products cost time
 
+windowner's kernels (``--kernels``): ``default`` is what a user gets (the numba kernels of
+``make accel`` when numba is installed and $WINDOWNER_NO_NUMBA unset, else numpy); ``numpy``
+or ``numba`` force one; ``both`` times the numpy path and the numba kernels in the same
+rotation and reports the GEMM share of each (the targets are checked on the numpy path).
+
 Each shape is timed in alternating blocks (windowner, torch sparse, torch dense, GEMMs, in
 rotating order, with a pause before each so that no library's idle threads still spin) and
 the median block is reported, so a load that comes and goes hits all sides alike.
@@ -23,7 +28,7 @@ default threads (``--torch-threads``); the GEMM limit uses windowner's thread co
 ``--runs N`` repeats the whole measurement and reports medians with the ratio's range.
 
     python benchmarks/bench_train.py [--json] [--runs 4] [--repeats 7] [--threads auto|N]
-                                      [--keep-openblas-env]
+                                      [--kernels default|numpy|numba|both] [--keep-openblas-env]
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from blas_env import KEEP_FLAG, describe, run_with_users_blas  # noqa: E402
 
-from windowner.nn.fast import train_step  # noqa: E402
+from windowner.nn.fast import train_step, workspace  # noqa: E402
 from windowner.nn.model import Batch, ModelSpec, WindowScorer  # noqa: E402
 from windowner.optim.optimizers import Optimizer, OptimizerSettings  # noqa: E402
 
@@ -99,10 +104,16 @@ def batches(data: Data, batch: int) -> list[tuple[np.ndarray, np.ndarray, np.nda
 # ----------------------------------------------------------------------------- the contenders
 
 
+KERNELS = ("default", "numpy", "numba", "both")
+
+
 class WindownerStep:
+    """windowner's training step; ``kernels`` "numpy" or "numba" forces the optimizer's and
+    the row sums' kernels (None: what ``windowner.accel`` picks, as for a user)."""
+
     name = "windowner"
 
-    def __init__(self, hidden: int, seed: int) -> None:
+    def __init__(self, hidden: int, seed: int, kernels: str | None = None) -> None:
         spec = ModelSpec(
             vocab_size=VOCAB,
             n_out=N_TAGS,
@@ -114,7 +125,18 @@ class WindownerStep:
             objective="multiclass",
         )
         self.model = WindowScorer.create(spec, np.random.default_rng(seed))
-        self.optimizer = Optimizer(OptimizerSettings("adam"))
+        fused = None if kernels is None else kernels == "numba"
+        self.optimizer = Optimizer(OptimizerSettings("adam"), fused=fused)
+        self.kernels = kernels
+
+    def force_kernels(self, batch: int) -> None:
+        """Makes the row sums of ``batch`` windows use the kernels asked for."""
+        if self.kernels is None:
+            return
+        from windowner.nn.fused import RowSummer
+
+        ws = workspace(self.model, batch)
+        ws.row_summer = RowSummer(VOCAB) if self.kernels == "numba" else None
 
     def initial_params(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.model.params.items()}
@@ -293,6 +315,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--hiddens", type=int, nargs="+", default=list(HIDDENS))
     ap.add_argument("--no-torch", action="store_true", help="time windowner and GEMMs only")
     ap.add_argument("--zipf", type=float, default=ZIPF, help="word-frequency exponent")
+    ap.add_argument(
+        "--kernels",
+        choices=KERNELS,
+        default="default",
+        help="windowner's kernels: what a user gets (default), numpy, numba, or both side by side",
+    )
     ap.add_argument("--save", type=Path, help="also write the JSON list to this file")
     ap.add_argument(
         KEEP_FLAG, action="store_true", help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE if set"
@@ -323,8 +351,13 @@ def measure_shape(args, torch, data: Data, batch: int, hidden: int) -> dict:
     from windowner.threads import ThreadPolicy
 
     items = batches(data, batch)
-    ours = WindownerStep(hidden, seed=0)
+    ours = WindownerStep(hidden, seed=0, kernels=primary_kernels(args.kernels))
     contenders = [("windowner", ours, [ours.prepare(b) for b in items])]
+    if args.kernels == "both":
+        numba_step = WindownerStep(hidden, seed=0, kernels="numba")
+        contenders.append(("windowner numba", numba_step, contenders[0][2]))
+    for _, step, _ in contenders:
+        step.force_kernels(batch)
     if torch is not None:
         for variant in ("sparse", "dense"):
             theirs = TorchStep(ours.initial_params(), variant)
@@ -343,7 +376,22 @@ def measure_shape(args, torch, data: Data, batch: int, hidden: int) -> dict:
         "torch_variant": torch_best.split()[1] if torch_best else None,
         "ratio": round(wps["windowner"] / wps[torch_best], 3) if torch_best else None,
         "gemm_limit_wps": round(wps["gemm"]),
+        "numba_wps": round(wps["windowner numba"]) if "windowner numba" in wps else None,
     }
+
+
+def primary_kernels(option: str) -> str | None:
+    """The kernels of the "windowner" column: None (a user's default), numpy or numba."""
+    return {"default": None, "both": "numpy"}.get(option, option)
+
+
+def check_kernels(option: str) -> str | None:
+    """An error line when the kernels asked for cannot run here, else None."""
+    from windowner import accel
+
+    if option in ("numba", "both") and not accel.numba_importable():
+        return f"--kernels {option}: numba is not installed (make accel)"
+    return None
 
 
 def median_row(runs: list[dict]) -> dict:
@@ -358,12 +406,21 @@ def median_row(runs: list[dict]) -> dict:
     row["gemm_share"] = statistics.median(shares)
     row["gemm_share_range"] = [min(shares), max(shares)]
     row["threads"] = sorted({r["threads"] for r in runs})
+    numba = [r["numba_wps"] for r in runs if r.get("numba_wps")]
+    row["numba_wps"] = statistics.median(numba) if numba else None
+    row["numba_gemm_share"] = (
+        statistics.median(r["numba_wps"] / r["gemm_limit_wps"] for r in runs) if numba else None
+    )
     row["runs"] = len(runs)
     return row
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(run_with_users_blas(sys.argv[1:] if argv is None else argv))
+    problem = check_kernels(args.kernels)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     torch, torch_info = import_torch(args)
     blas, _ = blas_info()
     data = make_data(args.zipf)
@@ -375,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  window {WINDOW}, word dim {WORD_DIM}, caps dim {CAPS_DIM}, vocab {VOCAB}, "
         f"{N_TAGS} tags, tanh, multi-class hinge, float32",
         f"  numpy {np.__version__}, BLAS {blas}; windowner threads: {args.threads}; "
-        f"optimizer kernels: {'numba' if accel.available() else 'numpy'}",
+        f"windowner kernels: {describe_kernels(args.kernels, accel.available())}",
         f"  {torch_info}",
         f"  CPU {cpu_name()}, {os.cpu_count()} cores; {describe()}",
         f"  word ids ∝ (rank + 2.7)^−{args.zipf:g}: "
@@ -407,12 +464,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def describe_kernels(option: str, numba_default: bool) -> str:
+    if option == "both":
+        return "numpy path and numba kernels (make accel), side by side"
+    if option == "default":
+        return f"{'numba' if numba_default else 'numpy'} (what a user gets here)"
+    return f"{option} (forced)"
+
+
 def format_brief(row: dict) -> str:
     ratio = "—" if row["ratio"] is None else f"{row['ratio']:.2f}×"
     return (
         f"batch {row['batch']}, hidden {row['hidden']}: {row['windowner_wps']:,} w/s "
         f"[{row['threads']} thr], ratio {ratio}, "
         f"{100 * row['windowner_wps'] / row['gemm_limit_wps']:.0f}% of GEMM"
+        + (
+            f"; numba {row['numba_wps']:,} w/s, "
+            f"{100 * row['numba_wps'] / row['gemm_limit_wps']:.0f}% of GEMM"
+            if row.get("numba_wps")
+            else ""
+        )
     )
 
 
@@ -428,12 +499,14 @@ COLUMNS = (
     ("GEMM limit w/s", 14),
     ("% of GEMM", 9),
 )
+NUMBA_COLUMNS = (("numba w/s", 10), ("% (numba)", 9))  # with --kernels both
 
 
 def print_row(row: dict, first: bool) -> None:
+    columns = COLUMNS + (NUMBA_COLUMNS if row["numba_wps"] else ())
     if first:
         print()
-        print("  ".join(f"{name:>{w}}" for name, w in COLUMNS))
+        print("  ".join(f"{name:>{w}}" for name, w in columns))
     has_torch = row["torch_wps"] is not None
     low, high = row["ratio_range"] or (None, None)
     values = (
@@ -448,7 +521,9 @@ def print_row(row: dict, first: bool) -> None:
         f"{row['gemm_limit_wps']:,.0f}",
         f"{100 * row['gemm_share']:.0f}%",
     )
-    print("  ".join(f"{v!s:>{w}}" for v, (_, w) in zip(values, COLUMNS, strict=True)), flush=True)
+    if row["numba_wps"]:
+        values += (f"{row['numba_wps']:,.0f}", f"{100 * row['numba_gemm_share']:.0f}%")
+    print("  ".join(f"{v!s:>{w}}" for v, (_, w) in zip(values, columns, strict=True)), flush=True)
 
 
 def print_targets(rows: list[dict]) -> None:
@@ -467,6 +542,8 @@ def print_targets(rows: list[dict]) -> None:
                 f"  {'met   ' if pct >= 50 else 'MISSED'} ≥ 50% of the GEMM limit at batch 1024, "
                 f"hidden 100: {pct:.0f}%"
             )
+            if r["numba_wps"]:
+                lines.append(f"  (numba kernels: {100 * r['numba_gemm_share']:.0f}%)")
     if lines:
         print("\ntargets:")
         print("\n".join(lines))

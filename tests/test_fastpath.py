@@ -11,6 +11,7 @@ from windowner.nn.activations import ACTIVATIONS
 from windowner.nn.fast import train_step
 from windowner.nn.layers import SparseGrad
 from windowner.nn.losses import OBJECTIVES
+from windowner.nn.rowitems import MIN_ROWS, gather_rows, row_items, scatter_rows
 from windowner.optim.optimizers import OPTIMIZERS, Optimizer, OptimizerSettings
 
 from .helpers import assert_grads_close, make_batch, make_model
@@ -301,3 +302,81 @@ def test_viterbi_batch_equals_viterbi_per_sentence(seed):
     np.testing.assert_array_equal(got, np.concatenate([np.zeros(0, int), *expected]))
     decoded = decode_sentences(scores, bounds, TAGS)
     assert decoded == [[TAGS[i] for i in e] for e in expected]
+
+
+# ----------------------------------------------------------------------------- row items
+
+
+def _row_layouts():
+    """(R, d) arrays in the layouts the fast path moves rows of: a C-contiguous table, a
+    column block of a wider buffer (x/dx), RowSource's overlapping view, one-column tables."""
+    rng = np.random.default_rng(11)
+    wide = rng.standard_normal((40, 23)).astype(np.float32)
+    block = wide[:, :20].reshape(40, 5, 4)
+    return {
+        "table32": rng.standard_normal((30, 7)).astype(np.float32),
+        "table64": rng.standard_normal((30, 6)),
+        "column block": wide[:, 3:11],
+        "overlapping": fast.RowSource(block).view,
+        "one column": rng.standard_normal((30, 1)).astype(np.float32),
+        "one strided column": wide[:, 5:6],
+    }
+
+
+@pytest.mark.parametrize("layout", list(_row_layouts()))
+def test_gather_rows_is_fancy_indexing_bit_for_bit(layout):
+    a = _row_layouts()[layout]
+    items = row_items(a)
+    assert items is not None and items.shape == (len(a),)
+    rng = np.random.default_rng(len(layout))
+    many = rng.integers(0, len(a), 3 * MIN_ROWS)  # above MIN_ROWS: the raw-item path
+    for ids in (many, many[:5], np.array([], dtype=np.int64), np.arange(len(a))):
+        got = gather_rows(a, items, ids)
+        assert got.dtype == a.dtype and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, a[ids])
+    for bad in (np.array([len(a)]), np.r_[many, len(a)]):
+        with pytest.raises(IndexError):
+            gather_rows(a, items, bad)
+
+
+def test_row_items_refuses_rows_that_are_not_contiguous():
+    a = np.zeros((6, 8))
+    assert row_items(a[:, ::2]) is None and row_items(a.T) is None
+    assert row_items(np.zeros((4, 0))) is None and row_items(np.zeros(5)) is None
+    assert row_items(np.empty((3, 2), dtype=object)) is None
+    ids = np.array([4, 1])
+    np.testing.assert_array_equal(gather_rows(a[:, ::2], None, ids), a[:, ::2][ids])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scatter_rows_is_fancy_assignment_bit_for_bit(dtype):
+    rng = np.random.default_rng(3)
+    n = 4 * MIN_ROWS
+    table = rng.standard_normal((n, 9)).astype(dtype)
+    expected = table.copy()
+    for count in (2 * MIN_ROWS, 5):  # the raw-item path, and plain assignment below MIN_ROWS
+        ids = np.sort(rng.choice(n, count, replace=False))
+        rows = rng.standard_normal((count, 9)).astype(dtype)
+        expected[ids] = rows
+        scatter_rows(table, row_items(table), ids, rows)
+        np.testing.assert_array_equal(table, expected)
+    # rows that are not C-contiguous, or of another dtype, go through plain assignment
+    ids = np.sort(rng.choice(n, 2 * MIN_ROWS, replace=False))
+    other = rng.standard_normal((9, 2 * MIN_ROWS)).T
+    expected[ids] = other
+    scatter_rows(table, row_items(table), ids, other)
+    np.testing.assert_array_equal(table, expected)
+    with pytest.raises(IndexError):
+        scatter_rows(table, row_items(table), np.full(MIN_ROWS, n), np.ones((MIN_ROWS, 9), dtype))
+
+
+def test_window_runs_merges_only_contiguous_windows():
+    x = np.zeros((4, 23), dtype=np.float32)
+    words, caps = x[:, :15].reshape(4, 3, 5), x[:, 15:].reshape(4, 2, 4)
+    for block in (words, caps):
+        runs = fast.window_runs(block)
+        assert runs.shape == (4, block.shape[1] * block.shape[2]) and np.shares_memory(runs, x)
+        runs[...] = 1.0
+    assert x.all()
+    strided = np.zeros((4, 3, 10))[:, :, ::2]
+    assert fast.window_runs(strided) is strided

@@ -22,6 +22,7 @@ import numpy as np
 from windowner.nn.activations import ACTIVATIONS, DERIVATIVES
 from windowner.nn.fused import row_summer
 from windowner.nn.layers import SparseGrad
+from windowner.nn.rowitems import gather_rows, row_items
 from windowner.registry import lookup
 
 if TYPE_CHECKING:
@@ -195,10 +196,23 @@ def embed_into(
     x_words: np.ndarray,
     x_caps: np.ndarray,
 ) -> None:
-    """The embedding lookups of ``WindowScorer._embed``, written into the blocks of x."""
-    x_words[...] = np.take(model.params["E_word"], words, axis=0)
+    """The embedding lookups of ``WindowScorer._embed``, written into the blocks of x
+    (each window's block as one run of w·d values where it is one: fewer, longer copies)."""
+    lookups = np.take(model.params["E_word"], words, axis=0)
+    target = window_runs(x_words)
+    target[...] = lookups.reshape(target.shape)
     if model.spec.caps_dim > 0:
         x_caps[...] = np.take(model.params["E_caps"], caps, axis=0)
+
+
+def window_runs(block: np.ndarray) -> np.ndarray:
+    """A (N, w, d) block of x as an (N, w·d) view when each window's w·d values are one
+    contiguous run (the column blocks of x are), else the block itself."""
+    n, w, d = block.shape
+    s0, s1, s2 = block.strides
+    if (s2 == block.itemsize or d == 1) and (s1 == d * block.itemsize or w == 1):
+        return np.lib.stride_tricks.as_strided(block, (n, w * d), (s0, block.itemsize))
+    return block
 
 
 def feature_blocks(x: np.ndarray, spec: ModelSpec) -> list[np.ndarray]:
@@ -336,8 +350,9 @@ def sort_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class RowSource:
     """The rows of a (B, w, d) array with any strides, e.g. the word block of dx, as one
     (R, d) read-only view plus the view row of each (window i, position p): row i·w + p of the
-    flattened windows is ``view[offsets[i·w + p]]``. Fancy indexing of that view gathers rows
-    with one index array and no copy of the source."""
+    flattened windows is ``view[offsets[i·w + p]]``. ``take`` gathers rows with one index
+    array and no copy of the source (one memcpy per row where rows are contiguous:
+    nn/rowitems.py)."""
 
     def __init__(self, rows: np.ndarray) -> None:
         B, w, d = rows.shape
@@ -348,6 +363,11 @@ class RowSource:
         )
         self.offsets = (np.arange(B)[:, None] * s0 + np.arange(w) * s1).reshape(-1)
         self.dtype = rows.dtype
+        self.items = row_items(self.view)
+
+    def take(self, view_rows: np.ndarray) -> np.ndarray:
+        """``view[view_rows]`` (len(view_rows), d), a new C-contiguous array."""
+        return gather_rows(self.view, self.items, view_rows)
 
 
 def sum_window_rows(
@@ -364,7 +384,6 @@ def sum_window_rows(
     every step.
     """
     source = RowSource(rows) if source is None else source
-    view = source.view
     sorted_ids, order = sort_ids(ids.reshape(-1))
     n = len(sorted_ids)
     src = np.take(source.offsets, order)  # view row of each sorted position
@@ -374,7 +393,7 @@ def sum_window_rows(
     if n and sorted_ids[0] < 0:
         raise IndexError("negative embedding id")
     starts = np.flatnonzero(first)
-    out = view[src[starts]]
+    out = source.take(src[starts])
     if len(starts) == n:
         return SparseGrad(sorted_ids[starts], out)
     lengths = np.diff(starts, append=n)
@@ -384,20 +403,20 @@ def sum_window_rows(
     multi_lengths = lengths[multi]
     short_runs = multi[multi_lengths <= short]
     if len(short_runs):
-        _sum_short_runs(view, src, starts, lengths, short_runs, out)
+        _sum_short_runs(source, src, starts, lengths, short_runs, out)
     long_runs = multi[multi_lengths > short]
     if len(long_runs):
         long_lengths = lengths[long_runs]
         run_starts = np.cumsum(long_lengths) - long_lengths  # in the gathered rows
         positions = np.repeat(starts[long_runs] - run_starts, long_lengths)
         positions += np.arange(len(positions))
-        sums = np.add.reduceat(_pairs(view[src[positions]]), run_starts, axis=0)
+        sums = np.add.reduceat(_pairs(source.take(src[positions])), run_starts, axis=0)
         out[long_runs] = sums.view(source.dtype)
     return SparseGrad(sorted_ids[starts], out)
 
 
 def _sum_short_runs(
-    view: np.ndarray,
+    source: RowSource,
     src: np.ndarray,
     starts: np.ndarray,
     lengths: np.ndarray,
@@ -412,28 +431,26 @@ def _sum_short_runs(
     # pass k adds the k-th row of the runs longer than k: a prefix of ``runs``
     longer = np.searchsorted(-run_lengths, -np.arange(1, run_lengths[0]), side="left")
     for k, count in enumerate(longer.tolist(), start=1):
-        acc[:count] += view[src[first_pos[:count] + k]]
+        acc[:count] += source.take(src[first_pos[:count] + k])
     out[runs] = acc
 
 
 def sum_window_rows_small(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> SparseGrad:
-    """``sum_window_rows`` for a small table (e.g. the 6 caps classes): one-hot products.
+    """``sum_window_rows`` for a small table (e.g. the 6 caps classes): one one-hot product.
 
-    With O (B, w·n_rows) the one-hot code of (position, id) and R (B, w·d) the rows, Oᵀ R holds
-    for every position p the (n_rows, d) sums of that position's rows per id in its diagonal
-    block (p, p); the gradient is the sum of those blocks. One small matrix product instead of
-    a sort, a gather and a ``reduceat`` over B·w rows.
+    With O (B·w, n_rows) the one-hot code of every (window, position)'s id and R (B·w, d) the
+    rows, Oᵀ R (n_rows, d) holds the sum of the rows of each id: one small matrix product
+    instead of a sort, a gather and a ``reduceat`` over B·w rows.
     """
     B, w = ids.shape
     d = rows.shape[2]
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n_rows):
+    flat_ids = ids.reshape(-1)
+    if ids.size and (int(flat_ids.min()) < 0 or int(flat_ids.max()) >= n_rows):
         raise IndexError(f"id out of range for a table of {n_rows} rows")
-    onehot = np.zeros((B, w * n_rows), dtype=rows.dtype)
-    # flat index of (window i, position p, id) in onehot: i·w·n_rows + p·n_rows + id
-    np.put(onehot, ids + np.arange(0, B * w * n_rows, n_rows).reshape(B, w), 1.0)
-    blocks = (onehot.T @ rows.reshape(B, w * d)).reshape(w, n_rows, w, d)
-    table = np.einsum("pipd->id", blocks)
-    used = np.flatnonzero(np.bincount(ids.reshape(-1), minlength=n_rows))
+    onehot = np.zeros((B * w, n_rows), dtype=rows.dtype)
+    np.put(onehot, flat_ids + np.arange(0, B * w * n_rows, n_rows), 1.0)  # row k, column id_k
+    table = onehot.T @ np.ascontiguousarray(rows).reshape(B * w, d)
+    used = np.flatnonzero(np.bincount(flat_ids, minlength=n_rows))
     return SparseGrad(used, table[used])
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from windowner.nn.layers import SparseGrad
+from windowner.nn.rowitems import MIN_ROWS, row_items, scatter_rows
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 FAN_IN_AXIS = {"W": 1, "U": 0}  # W (H, D): fan-in D; U (H, C): fan-in H
@@ -111,13 +112,13 @@ class Optimizer:
         self, name: str, param: np.ndarray, ids: np.ndarray, g: np.ndarray, lr: float
     ) -> None:
         """The dense rule on rows ``ids`` of θ and of its state: gather, update, scatter."""
-        theta = np.take(param, ids, axis=0)
         full = [self._slot(f"{name}.{suffix}", param) for suffix in SLOTS[self.settings.name]]
-        rows = [np.take(f, ids, axis=0) for f in full]
+        tables = (param, *full)
+        theta, *rows = (np.take(t, ids, axis=0) for t in tables)
         self._apply(theta, g, rows, lr)
-        param[ids] = theta
-        for f, r in zip(full, rows, strict=True):
-            f[ids] = r
+        for table, updated in zip(tables, (theta, *rows), strict=True):
+            items = row_items(table) if len(ids) >= MIN_ROWS else None
+            scatter_rows(table, items, ids, updated)  # one memcpy per row when many
 
     def _apply(self, theta: np.ndarray, g: np.ndarray, slots: list[np.ndarray], lr: float) -> None:
         """θ and its state updated in place by the settings' rule (``RULES``)."""
