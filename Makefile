@@ -55,9 +55,13 @@ accuracy: glove
 	$(BIN)/python benchmarks/accuracy.py --seeds 0 1 2
 
 # What each feature adds on top of the crf config (3 seeds per variant, ~45 CPU minutes).
-.PHONY: accuracy-ablation
+.PHONY: accuracy-ablation accuracy-ensemble
 accuracy-ablation: glove
 	$(BIN)/python benchmarks/accuracy.py --ablation configs/conll03-sll.yaml --seeds 0 1 2
+
+# configs/conll03.yaml with 9 seeds, and the ensembles of seeds 0-2, 3-5 and 6-8
+accuracy-ensemble: glove
+	$(BIN)/python benchmarks/accuracy.py --configs configs/conll03.yaml --seeds 0 1 2 3 4 5 6 7 8 --ensemble-size 3
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,15 +1,18 @@
 """Accuracy on CoNLL-2003: train each shipped CoNLL config, select on dev, print a table.
 
-    python benchmarks/accuracy.py                       # the six configs, seed 0
+    python benchmarks/accuracy.py                       # the seven configs, seed 0
     python benchmarks/accuracy.py --seeds 0 1 2         # spread over seeds (make accuracy)
     python benchmarks/accuracy.py --configs configs/conll03.yaml --json
     python benchmarks/accuracy.py --ablation configs/conll03-sll.yaml --seeds 0 1 2
+    python benchmarks/accuracy.py --configs configs/conll03.yaml \
+        --seeds 0 1 2 3 4 5 6 7 8 --ensemble-size 3       # make accuracy-ensemble
 
 Data: ${CONLL03_DIR} or ../shared/data/conll2003 (train.txt, valid.txt), as in the configs.
 For each run: dev precision/recall/F1 with conlleval semantics (Viterbi as configured, and argmax
 for comparison; for crf/structured the argmax of the window scores without the learned
 transitions), per-type F1, the best epoch, epochs run and training seconds. With several seeds,
-also the ensemble of each config's seeds (windowner.ensemble: averaged scores, decoded once).
+also the ensemble of each config's seeds (windowner.ensemble: averaged scores, decoded once),
+or with ``--ensemble-size K`` the ensembles of each K consecutive seeds (mean ± sd over them).
 ``--ablation CONFIG`` trains CONFIG as is and with each extra feature of ``ABLATIONS`` turned
 on, and adds a table of what each feature adds (mean over the seeds, against the config as is).
 """
@@ -46,6 +49,7 @@ CONFIGS = [
     "configs/conll03-ranking.yaml",
     "configs/conll03-sll.yaml",
     "configs/conll03-structured.yaml",
+    "configs/conll03-doc.yaml",
     "configs/conll03.yaml",
 ]
 # variant name → overrides on top of the ablated config (``--ablation``)
@@ -59,6 +63,13 @@ ABLATIONS = {
         "features.shape_dim=5",
         "features.doccase_dim=5",
         "features.docseq_dim=5",
+    ],
+    "+ shape 5 + doccase 5 + docseq 5 + affix 5 (min count 30)": [
+        "features.shape_dim=5",
+        "features.doccase_dim=5",
+        "features.docseq_dim=5",
+        "features.affix_dim=5",
+        "features.feature_min_count=30",
     ],
 }
 
@@ -110,19 +121,23 @@ def run_one(
     return result
 
 
-def ensembles(results: list[dict]) -> list[dict]:
-    """Per config with several seeds (not ranking): the dev scores of the seeds' ensemble."""
+def ensembles(results: list[dict], size: int = 0) -> list[dict]:
+    """Per config with several seeds (not ranking): the dev scores of the ensemble of its
+    seeds — of all of them, or (``size`` k) of each run of k consecutive seeds (seeds 0–8
+    with k = 3: three disjoint ensembles, so that an ensemble's F1 has a spread too)."""
     out = []
     for config in dict.fromkeys(r["config"] for r in results):
         runs = [r for r in results if r["config"] == config]
         if len(runs) < 2 or runs[0]["objective"] == "ranking":
             continue
-        ensemble = Ensemble.load([r["model"] for r in runs])
+        k = size or len(runs)
         sents = read_conll(runs[0]["dev_path"], runs[0]["scheme"])
-        dev = evaluate_split(ensemble, sents, ensemble.encode(sents))
-        seeds = "+".join(str(r["seed"]) for r in runs)
-        epochs = {"best_epoch": "—", "epochs": "—", "train_seconds": 0.0, "cpu_seconds": 0.0}
-        out.append({"config": config, "seed": f"ensemble {seeds}", **epochs, "dev": dev})
+        for group in (runs[i : i + k] for i in range(0, len(runs) - k + 1, k)):
+            ensemble = Ensemble.load([r["model"] for r in group])
+            dev = evaluate_split(ensemble, sents, ensemble.encode(sents))
+            seeds = "+".join(str(r["seed"]) for r in group)
+            epochs = {"best_epoch": "—", "epochs": "—", "train_seconds": 0.0, "cpu_seconds": 0.0}
+            out.append({"config": config, "seed": f"ensemble {seeds}", **epochs, "dev": dev})
     return out
 
 
@@ -178,9 +193,16 @@ def spread(results: list[dict]) -> list[str]:
             line += f" ± {statistics.stdev(f1):.2f} (min {min(f1):.2f}, max {max(f1):.2f})"
         if am:
             line += f"; argmax {statistics.mean(am):.2f}"
-        ens = [r for r in results if r["config"] == config and not isinstance(r["seed"], int)]
-        if ens:
-            line += f"; ensemble of the seeds {ens[0]['dev']['f1']:.2f}"
+        ens = [
+            r["dev"]["f1"]
+            for r in results
+            if r["config"] == config and not isinstance(r["seed"], int)
+        ]
+        if len(ens) == 1:
+            line += f"; ensemble of the seeds {ens[0]:.2f}"
+        elif ens:
+            line += f"; {len(ens)} disjoint ensembles {statistics.mean(ens):.2f}"
+            line += f" ± {statistics.stdev(ens):.2f} (min {min(ens):.2f})"
         lines.append(line + f" over {len(f1)} seed(s)")
     return lines
 
@@ -234,6 +256,13 @@ def main() -> None:
         metavar="CONFIG",
         help="train CONFIG as is and with each feature of ABLATIONS (instead of --configs)",
     )
+    parser.add_argument(
+        "--ensemble-size",
+        type=int,
+        default=0,
+        metavar="K",
+        help="ensembles of each K consecutive seeds (default: one of all the seeds)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "accuracy")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
@@ -244,7 +273,7 @@ def main() -> None:
     results = [
         run_one(c, s, args.out, args.overrides, console, v) for c, v in jobs for s in args.seeds
     ]
-    results += ensembles(results)
+    results += ensembles(results, args.ensemble_size)
     if args.json:
         print(json.dumps(results, indent=2))
         return
