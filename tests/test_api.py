@@ -152,6 +152,27 @@ def test_encoding_from_the_type_cache_equals_a_fresh_one(ner):
     assert first.words[first.centers[5]] == ner.tagger.words.id("zoë")
 
 
+def blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_pipe_sets_the_blas_threads_for_big_batches_only_and_restores_them(ner):
+    from windowner.api import THREADED_CHARS
+
+    before = blas_threads()
+    small = ["EU rejects German call."] * 3
+    assert all(blas_threads() == before for _ in ner.pipe(small, threads=1))
+    big = ["Peter Blackburn flew to Brussels on Monday. " * 40] * (THREADED_CHARS // 1700 + 1)
+    seen = [blas_threads() for _ in ner.pipe(big, threads=1)]
+    assert seen and all(t == [1] * len(before) for t in seen)
+    assert blas_threads() == before  # restored when the pipe ends
+    assert [d.to_dict() for d in ner.pipe(big[:2], threads=None)] == [
+        d.to_dict() for d in ner.pipe(big[:2])
+    ]
+
+
 def test_explain_and_card(ner):
     record = ner.explain("Museums in Paris are amazing .")
     paris = record["sentences"][0]["tokens"][2]

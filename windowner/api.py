@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -127,17 +127,35 @@ class NER:
     def __call__(self, text: str) -> Doc:
         return self._tag_texts([text])[0]
 
-    def pipe(self, texts: Iterable[str], batch_size: int = 64, jobs: int = 1) -> Iterator[Doc]:
+    def pipe(
+        self,
+        texts: Iterable[str],
+        batch_size: int = 64,
+        jobs: int = 1,
+        threads: int | str | None = "auto",
+    ) -> Iterator[Doc]:
         """Docs of ``texts`` in order, up to ``batch_size`` texts (and ``BATCH_CHARS``
         characters) tagged together; reads ``texts`` lazily, so memory stays bounded for any
-        number of texts. ``jobs`` > 1 tags batches in
-        that many worker processes (each loads the model once)."""
+        number of texts. ``jobs`` > 1 tags batches in that many worker processes (each loads
+        the model once). ``threads``: numpy's BLAS threads once a batch is big enough for
+        them to matter (``THREADED_CHARS``), ``auto`` (``predict``'s policy:
+        windowner.threads) or a number; None leaves them as they are."""
         batches = _batches(texts, max(1, batch_size))
         if jobs > 1:
             yield from _pipe_parallel(self, batches, jobs)
             return
-        for batch in batches:
-            yield from self._tag_texts(batch)
+        with ExitStack() as policy:
+            for batch in batches:
+                if threads is not None and sum(map(len, batch)) >= THREADED_CHARS:
+                    policy.enter_context(self._threads(threads))
+                    threads = None  # chosen once for the rest of the pipe
+                yield from self._tag_texts(batch)
+
+    def _threads(self, threads: int | str) -> AbstractContextManager:
+        """The thread policy for scoring chunks of windows with this model."""
+        from windowner.threads import SCORE_CHUNK, scoring_threads
+
+        return scoring_threads(threads, self.tagger.model.spec, SCORE_CHUNK)
 
     def tag_tokens(
         self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None
@@ -249,6 +267,7 @@ def build_doc(
 
 
 BATCH_CHARS = 1 << 17  # a batch also ends once its texts hold this many characters
+THREADED_CHARS = 1 << 15  # a pipe's batch this long (~5k tokens) sets the BLAS threads
 
 
 def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -419,7 +419,8 @@ def predict(
 def predict_docs(
     ner: NER, source: tuple, output_format: OutputFormat, explain: bool, jobs: int
 ) -> None:
-    """predict's tagging and output, under the thread policy; everything streams (constant
+    """predict's tagging and output, under the thread policy (``predict`` applies it: the
+    pipes here leave the threads as they are); everything streams (constant
     memory) but html, which is one page. ``source``: (TEXT, --input, --input-format,
     --per-line)."""
     text, input_file, input_format, per_line = source
@@ -434,7 +435,7 @@ def predict_docs(
     if output_format == OutputFormat.html:
         from windowner.html import write_page
 
-        records = map(ner.explain, documents) if explain else ner.pipe(documents)
+        records = map(ner.explain, documents) if explain else ner.pipe(documents, threads=None)
         write_page(sys.stdout.write, records)
     elif explain:
         from windowner.tokenizer import iter_sentences
@@ -444,7 +445,7 @@ def predict_docs(
     else:
         from windowner.output import write_docs
 
-        write_docs(out, ner.pipe(documents, jobs=jobs), output_format.value, log)
+        write_docs(out, ner.pipe(documents, jobs=jobs, threads=None), output_format.value, log)
 
 
 def predict_conll(ner: NER, source: tuple, output_format: str, explain: bool) -> None:
