@@ -144,18 +144,24 @@ class NER:
         if jobs > 1:
             yield from _pipe_parallel(self, batches, jobs)
             return
-        with ExitStack() as policy:
+        from windowner.threads import LoadMeter
+
+        meter = None if threads is None else LoadMeter()  # the load while the first batch
+        with ExitStack() as policy:  # is tokenised: no 0.1 s sample of its own
             for batch in batches:
-                if threads is not None and sum(map(len, batch)) >= THREADED_CHARS:
-                    policy.enter_context(self._threads(threads))
-                    threads = None  # chosen once for the rest of the pipe
-                yield from self._tag_texts(batch)
+                per_text = [list(iter_sentences(text, self.tokenizer)) for text in batch]
+                if meter is not None and sum(map(len, batch)) >= THREADED_CHARS:
+                    policy.enter_context(self._threads(threads, meter))
+                    meter = None  # chosen once for the rest of the pipe
+                yield from self._tag_sentences(batch, per_text)
 
-    def _threads(self, threads: int | str) -> AbstractContextManager:
-        """The thread policy for scoring chunks of windows with this model."""
-        from windowner.threads import SCORE_CHUNK, scoring_threads
+    def _threads(self, threads: int | str | None, meter: Any) -> AbstractContextManager:
+        """The thread policy for scoring chunks of windows with this model, sized by the
+        other processes' load that ``meter`` (a threads.LoadMeter) has seen."""
+        from windowner.threads import SCORE_CHUNK, others_since, scoring_threads
 
-        return scoring_threads(threads, self.tagger.model.spec, SCORE_CHUNK)
+        others, _ = others_since(meter)
+        return scoring_threads(threads, self.tagger.model.spec, SCORE_CHUNK, others=others)
 
     def tag_tokens(
         self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None

@@ -172,6 +172,12 @@ def measure_others(seconds: float = SAMPLE_SECONDS) -> tuple[float, str]:
     thread), so a neighbour that pauses for a moment still counts."""
     meter = LoadMeter()
     time.sleep(seconds)
+    return others_since(meter)
+
+
+def others_since(meter: LoadMeter) -> tuple[float, str]:
+    """``measure_others`` over the time since ``meter`` was started (or last read), without
+    waiting: e.g. while this process tokenised its first batch."""
     now, minute = meter.others(), load_average_others(1.0)
     if now is None and minute is None:
         return 0.0, "not measurable here"
@@ -226,11 +232,18 @@ class ThreadPolicy:
     ``recheck()`` (auto only) re-measures the machine and changes the limit when the free
     cores changed; it returns the new choice, or None when nothing changed."""
 
-    def __init__(self, setting: Any, batch_size: int, hidden: int, input_dim: int) -> None:
+    def __init__(
+        self,
+        setting: Any,
+        batch_size: int,
+        hidden: int,
+        input_dim: int,
+        others: float | None = None,
+    ) -> None:
         self.requested = parse_setting(setting)
         self.mnk = product_size(batch_size, hidden, input_dim)
         self.cores = usable_cores()
-        self.choice = self._choose(None)
+        self.choice = self._choose(others)  # others: measured by the caller, or here (0.1 s)
         self._controller: Any = None
         self._limiter: Any = None  # restores the limits found on entry
         self._meter: LoadMeter | None = None
@@ -318,14 +331,19 @@ class ThreadPolicy:
 
 @contextmanager
 def scoring_threads(
-    setting: Any, spec: Any, windows: int, log: Callable[[str], None] | None = None
+    setting: Any,
+    spec: Any,
+    windows: int,
+    log: Callable[[str], None] | None = None,
+    others: float | None = None,
 ) -> Iterator[ThreadChoice]:
     """The thread policy for scoring ``windows`` windows of a model (``spec``: its ModelSpec)
-    in chunks of SCORE_CHUNK, for a ``with`` block. The choice goes to ``log`` for inputs of
+    in chunks of SCORE_CHUNK, for a ``with`` block (``others``: other processes' busy cores
+    when the caller measured them, ``others_since``). The choice goes to ``log`` for inputs of
     a full chunk or more whose products were big enough to be sized by the machine's load
     (smaller inputs, e.g. a sentence or a test file, log nothing)."""
     batch = max(1, min(windows, SCORE_CHUNK))
-    with ThreadPolicy(setting, batch, spec.hidden, spec.input_dim) as choice:
+    with ThreadPolicy(setting, batch, spec.hidden, spec.input_dim, others) as choice:
         if choice.adaptive and windows >= SCORE_CHUNK and log is not None:
             log(choice.describe())
         yield choice
