@@ -64,12 +64,12 @@ ABLATIONS = {
         "features.doccase_dim=5",
         "features.docseq_dim=5",
     ],
-    "+ shape 5 + doccase 5 + docseq 5 + affix 5 (min count 30)": [
+    "+ shape 5 + doccase 5 + docseq 5 + affix 5 (min count 100)": [
         "features.shape_dim=5",
         "features.doccase_dim=5",
         "features.docseq_dim=5",
         "features.affix_dim=5",
-        "features.feature_min_count=30",
+        "features.feature_min_count=100",
     ],
 }
 
