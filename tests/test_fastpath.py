@@ -358,16 +358,16 @@ def test_scatter_rows_is_fancy_assignment_bit_for_bit(dtype):
         ids = np.sort(rng.choice(n, count, replace=False))
         rows = rng.standard_normal((count, 9)).astype(dtype)
         expected[ids] = rows
-        scatter_rows(table, row_items(table), ids, rows)
+        scatter_rows(table, ids, rows)
         np.testing.assert_array_equal(table, expected)
     # rows that are not C-contiguous, or of another dtype, go through plain assignment
     ids = np.sort(rng.choice(n, 2 * MIN_ROWS, replace=False))
     other = rng.standard_normal((9, 2 * MIN_ROWS)).T
     expected[ids] = other
-    scatter_rows(table, row_items(table), ids, other)
+    scatter_rows(table, ids, other)
     np.testing.assert_array_equal(table, expected)
     with pytest.raises(IndexError):
-        scatter_rows(table, row_items(table), np.full(MIN_ROWS, n), np.ones((MIN_ROWS, 9), dtype))
+        scatter_rows(table, np.full(MIN_ROWS, n), np.ones((MIN_ROWS, 9), dtype))
 
 
 def test_window_runs_merges_only_contiguous_windows():

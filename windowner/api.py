@@ -149,7 +149,7 @@ class NER:
         meter = None if threads is None else LoadMeter()  # the load while the first batch
         with ExitStack() as policy:  # is tokenised: no 0.1 s sample of its own
             for batch in batches:
-                per_text = [list(iter_sentences(text, self.tokenizer)) for text in batch]
+                per_text = self._sentences(batch)
                 if meter is not None and sum(map(len, batch)) >= THREADED_CHARS:
                     policy.enter_context(self._threads(threads, meter))
                     meter = None  # chosen once for the rest of the pipe
@@ -187,8 +187,11 @@ class NER:
         return self._tag_sentences([text], [sentences])[0]
 
     def _tag_texts(self, texts: list[str]) -> list[Doc]:
-        per_text = [list(iter_sentences(text, self.tokenizer)) for text in texts]
-        return self._tag_sentences(texts, per_text)
+        return self._tag_sentences(texts, self._sentences(texts))
+
+    def _sentences(self, texts: list[str]) -> list[list[TextSentence]]:
+        """Each text's sentences, by this NER's tokenizer."""
+        return [list(iter_sentences(text, self.tokenizer)) for text in texts]
 
     def _tag_sentences(self, texts: list[str], per_text: list[list[TextSentence]]) -> list[Doc]:
         """Tag every sentence of a batch at once → one Doc per text."""

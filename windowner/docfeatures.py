@@ -83,6 +83,7 @@ class FlatTokens:
         tokens = [self.types[i] for i in self.inverse.tolist()]
         return [tokens[a:b] for a, b in zip(self.bounds[:-1], self.bounds[1:], strict=True)]
 
+    @functools.cached_property
     def initial(self) -> np.ndarray:
         """(N,) bool: the token is the first of its sentence."""
         out = np.zeros(len(self.inverse), dtype=bool)
@@ -182,7 +183,7 @@ def doccase_flat(tokens: FlatTokens) -> np.ndarray:
     """``doccase_ids`` of many documents at once, (N,) int64: the same counts with bincount
     over (document, lower-cased word, written case)."""
     group, case = tokens.lower_and_case
-    counted = (case >= 0) & ~tokens.initial()
+    counted = (case >= 0) & ~tokens.initial
     n_groups = int(group.max(initial=-1)) + 1
     counts = np.bincount(group[counted] * 3 + case[counted], minlength=3 * n_groups)
     seen = counts.reshape(n_groups, 3)[group]  # (N, 3) cap / lower / upper elsewhere + own
@@ -234,7 +235,7 @@ def docseq_flat(tokens: FlatTokens) -> np.ndarray:
     """``docseq_ids`` of many documents at once, (N,) int64: a capitalised token is in a run
     when a neighbour in its sentence is capitalised too; bincount per (document, word)."""
     group, case = tokens.lower_and_case
-    initial = tokens.initial()
+    initial = tokens.initial
     cap = case == _CAP
     joined = cap[1:] & cap[:-1] & ~initial[1:]  # (N − 1,) token i and i + 1 in one run
     in_run = np.zeros(len(cap), dtype=bool)

@@ -48,7 +48,7 @@ class Tagger:
     frozen_rows: int = 0
     features: FeatureVocabs | None = None  # vocabularies of the extra window features
     # each token's ids (word, caps, own features) once looked up: windows.encode's cache
-    type_cache: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    type_cache: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def objective(self) -> str:

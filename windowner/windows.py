@@ -139,15 +139,14 @@ def type_rows(
 
 def padded_layout(bounds: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
     """The flat layout of S sentences of ``bounds`` (S + 1,) token offsets with ``half`` pads
-    each side: (T,) int32 word ids holding ``<s>``/``</s>`` at the pads (0 elsewhere, for the
-    caller to fill) and the (N,) int64 flat position of each real token."""
+    each side: (T,) int32 word ids holding ``<s>``/``</s>`` at the pads (the real tokens'
+    positions are for the caller to fill) and the (N,) int64 flat position of each of them."""
     lengths = np.diff(bounds)
     n_sent, n_tokens = len(lengths), int(bounds[-1])
     pads_before = (2 * np.arange(n_sent, dtype=np.int64) + 1) * half  # (S,)
     centers = np.arange(n_tokens, dtype=np.int64) + np.repeat(pads_before, lengths)
     words = np.full(n_tokens + 2 * half * n_sent, START_ID, dtype=np.int32)
     words[((bounds[1:] + pads_before)[:, None] + np.arange(half)).ravel()] = END_ID
-    words[centers] = 0
     return words, centers
 
 

@@ -37,14 +37,14 @@ def gather_rows(a: np.ndarray, items: np.ndarray | None, ids: np.ndarray) -> np.
     return items[ids].view(a.dtype).reshape(len(ids), a.shape[1])
 
 
-def scatter_rows(
-    a: np.ndarray, items: np.ndarray | None, ids: np.ndarray, rows: np.ndarray
-) -> None:
-    """``a[ids] = rows`` for unique ``ids``; ``items`` is ``row_items(a)`` of a C-contiguous
-    ``a`` (None, fewer than MIN_ROWS ids, or ``rows`` not C-contiguous with a's dtype: plain
-    fancy assignment)."""
-    plain = items is None or len(ids) < MIN_ROWS or not a.flags.c_contiguous
-    if plain or not _same_rows(a, rows):
+def scatter_rows(a: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> None:
+    """``a[ids] = rows`` for unique ``ids``, as raw items when ``a`` is C-contiguous and
+    ``rows`` are C-contiguous rows of a's dtype (fewer than MIN_ROWS ids, or anything else:
+    plain fancy assignment)."""
+    items = None
+    if len(ids) >= MIN_ROWS and a.flags.c_contiguous and _same_rows(a, rows):
+        items = row_items(a)
+    if items is None:
         a[ids] = rows
         return
     np.put(items, ids, rows.view(items.dtype).reshape(len(ids)))

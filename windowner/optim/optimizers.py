@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from windowner.nn.layers import SparseGrad
-from windowner.nn.rowitems import MIN_ROWS, row_items, scatter_rows
+from windowner.nn.rowitems import scatter_rows
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 FAN_IN_AXIS = {"W": 1, "U": 0}  # W (H, D): fan-in D; U (H, C): fan-in H
@@ -117,8 +117,7 @@ class Optimizer:
         theta, *rows = (np.take(t, ids, axis=0) for t in tables)
         self._apply(theta, g, rows, lr)
         for table, updated in zip(tables, (theta, *rows), strict=True):
-            items = row_items(table) if len(ids) >= MIN_ROWS else None
-            scatter_rows(table, items, ids, updated)  # one memcpy per row when many
+            scatter_rows(table, ids, updated)  # one memcpy per row when many
 
     def _apply(self, theta: np.ndarray, g: np.ndarray, slots: list[np.ndarray], lr: float) -> None:
         """θ and its state updated in place by the settings' rule (``RULES``)."""
