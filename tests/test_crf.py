@@ -18,6 +18,7 @@ from windowner.nn.crf import (
     Transitions,
     crf_forward,
     crf_loss,
+    crf_loss_scaled,
     hinge_kink_gap,
     log_marginals,
     path_scores,
@@ -26,6 +27,7 @@ from windowner.nn.crf import (
     token_marginals,
     viterbi_decode,
 )
+from windowner.nn.model import sentence_loss
 
 TAGS_5 = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 TAGS_9 = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
@@ -203,6 +205,58 @@ def test_marginals_fall_back_to_log_space_when_products_underflow() -> None:
     marginals = token_marginals(scores, bounds, trans)
     np.testing.assert_allclose(marginals, log_marginals(scores, lay, trans))
     np.testing.assert_allclose(marginals.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("use_constraints", [False, True])
+@pytest.mark.parametrize("scale", [0.1, 3.0, 30.0])
+def test_scaled_crf_loss_equals_the_log_space_one(use_constraints: bool, scale: float) -> None:
+    """The training fast path's CRF (probability-space messages, every edge marginal at once)
+    = crf_loss to float64 rounding: loss and every gradient, long and short sentences (and
+    an empty one), with and without end scores."""
+    rng = np.random.default_rng(int(scale * 10) + use_constraints)
+    for with_end in (False, True):
+        lengths = [int(n) for n in rng.integers(0, 40, 8)] + [1, 0, 60]
+        scores, bounds, trans = random_problem(rng, 9, lengths, scale=scale, end=with_end)
+        trans = constrained(trans) if use_constraints else trans
+        tags = valid_tags(rng, 9, bounds)
+        loss, want = crf_loss(scores, tags, bounds, trans)
+        got_loss, got = crf_loss_scaled(scores, tags, bounds, trans)
+        assert got_loss == pytest.approx(loss, rel=1e-12)
+        for name in ("dscores", "dA", "dstart", "dend"):
+            if getattr(want, name) is None:
+                assert getattr(got, name) is None
+                continue
+            np.testing.assert_allclose(getattr(got, name), getattr(want, name), atol=1e-12)
+
+
+def test_scaled_crf_loss_gradients_match_central_differences() -> None:
+    rng = np.random.default_rng(12)
+    scores, bounds, trans = random_problem(rng, 9, LENGTHS_1_TO_7)
+    trans = constrained(trans)
+    tags = valid_tags(rng, 9, bounds)
+    _, grads = crf_loss_scaled(scores, tags, bounds, trans)
+    errors = max_rel_errors(
+        lambda: crf_loss_scaled(scores, tags, bounds, trans)[0], scores, trans, grads
+    )
+    assert max(errors.values()) < TOLERANCE, errors
+
+
+def test_scaled_crf_loss_gives_way_to_log_space_when_products_underflow() -> None:
+    """The underflow of the marginals test: None, and the fast path's sentence loss then
+    equals the log-space one exactly; an empty batch is left to crf_loss too."""
+    rng = np.random.default_rng(2)
+    scores, bounds, trans = random_problem(rng, 5, [4, 3])
+    trans = replace(trans, A=np.where(np.eye(5, dtype=bool), -2000.0, 0.0))
+    scores[:, 0] = 2000.0
+    tags = np.array([0, 1, 0, 2, 0, 1, 0])
+    assert crf_loss_scaled(scores, tags, bounds, trans) is None
+    spec = SimpleNamespace(objective="crf")
+    fast = sentence_loss(spec, trans, scores, tags, bounds, fast=True)
+    reference = sentence_loss(spec, trans, scores, tags, bounds)
+    assert fast[0] == reference[0]
+    np.testing.assert_array_equal(fast[1], reference[1])
+    empty = crf_loss_scaled(np.zeros((0, 5)), np.zeros(0, np.int64), np.array([0, 0]), trans)
+    assert empty is None
 
 
 @pytest.mark.parametrize("use_constraints", [False, True])

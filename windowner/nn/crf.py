@@ -379,34 +379,139 @@ def _shifted_exp(x: np.ndarray, axis: int | None = None) -> np.ndarray:
     return np.exp(x - np.where(np.isfinite(m), m, 0.0))
 
 
+RESCALE = 4  # positions between two rescalings of the messages
+TINY = 1e-200  # a message sum this small is taken as underflow (float64 reaches 1e-308)
+
+
 def scaled_marginals(
     scores: np.ndarray, lay: SentenceLayout, A: np.ndarray, start: np.ndarray, end: np.ndarray
 ) -> np.ndarray | None:
-    """Forward–backward in probability space, each message divided by its sum at every step
-    (Rabiner's scaling): α̂[t] ∝ (α̂[t−1] E) ∘ e[t], β̂[t] ∝ E (e[t+1] ∘ β̂[t+1]) with
-    E = exp(A − max A), e[t] = exp(U[t] − max U[t]); p(y_t) = α̂[t] ∘ β̂[t] / its sum (each
-    scale is a constant per position, so it cancels). None when a message sums to 0 (scores
-    so far apart that a float64 product underflows): the caller then works in log space."""
-    E, pi, eta = _shifted_exp(A), _shifted_exp(start), _shifted_exp(end)
+    """Token marginals from forward–backward in probability space (``_scaled_messages``):
+    p(y_t) = α̂[t] ∘ β̂[t] / its sum (each scale is a constant per position, so it cancels).
+    None when a message sums to 0 (scores so far apart that a float64 product underflows):
+    the caller then works in log space."""
     e = lay.pad(_shifted_exp(np.asarray(scores, dtype=np.float64), axis=1))  # (S', L, C)
-    alpha, beta = np.zeros_like(e), np.zeros_like(e)
-    L = e.shape[1]
     with np.errstate(invalid="ignore", divide="ignore"):  # an underflow gives NaN: None
-        if L:
-            alpha[:, 0] = pi * e[:, 0]
-            beta[:, L - 1] = eta
-        for t in range(1, L):
-            k = int(lay.active[t])
-            alpha[:k, t] = (alpha[:k, t - 1] @ E) * e[:k, t]
-            alpha[:k, t] /= alpha[:k, t].sum(axis=1, keepdims=True)
-        for t in range(L - 2, -1, -1):
-            k_next, k = int(lay.active[t + 1]), int(lay.active[t])
-            beta[:k_next, t] = (e[:k_next, t + 1] * beta[:k_next, t + 1]) @ E.T
-            beta[:k_next, t] /= beta[:k_next, t].sum(axis=1, keepdims=True)
-            beta[k_next:k, t] = eta  # sentences whose last token is at t
+        messages = _scaled_messages(e, lay, _shifted_exp(A), _shifted_exp(start), _shifted_exp(end))
+        if messages is None:
+            return None
+        alpha, beta, _ = messages
         joint = lay.unpad(alpha) * lay.unpad(beta)
         marginals = joint / joint.sum(axis=1, keepdims=True)
     return marginals if np.isfinite(marginals).all() else None
+
+
+def _scaled_messages(
+    e: np.ndarray, lay: SentenceLayout, E: np.ndarray, pi: np.ndarray, eta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Forward–backward in probability space (Rabiner's scaling), on e (S', L, C) =
+    exp(U − a shift per token), E = exp(A − a shift), π̂, η̂ (C,) likewise:
+
+        a[0] = π̂ ∘ e[0],   a[t] = (α̂[t−1] E) ∘ e[t],   β̂[T−1] = η̂,   b[t] = E (e[t+1] ∘ β̂[t+1])
+
+    with α̂[t] = a[t] / c[t] and β̂[t] = b[t] / (its sum) at every RESCALE-th position (and the
+    first), c[t] = Σ_j a[t, j] there and 1 elsewhere: entries of E and e are ≤ 1, so between
+    two rescalings a message grows at most C^RESCALE-fold, and a sum under TINY means it was
+    shrinking towards float64's underflow.
+
+    → α̂, β̂ (S', L, C) (zero past each row's end; views of time-major arrays) and the scales
+    c (S', L) (1 past the end): α[t] = log α̂[t] + Σ_{τ≤t} log c[τ] + the shifts, so log Z
+    needs no logsumexp. None when a sum falls under TINY (or is not finite): the caller then
+    works in log space."""
+    S, L, C = e.shape
+    e_t = np.ascontiguousarray(e.transpose(1, 0, 2))  # (L, S', C): row blocks [t, :k] contiguous
+    alpha, beta, right = np.zeros_like(e_t), np.zeros_like(e_t), np.empty((S, C))
+    scale = np.ones((L, S))
+    sums: list[np.ndarray] = []
+    if L:
+        np.multiply(pi, e_t[0], out=alpha[0])
+        beta[L - 1] = eta
+    for t in range(L):
+        k = int(lay.active[t])
+        if t:
+            np.matmul(alpha[t - 1, :k], E, out=alpha[t, :k])
+            alpha[t, :k] *= e_t[t, :k]
+        if t % RESCALE == 0:
+            c = scale[t, :k] = alpha[t, :k].sum(axis=1)
+            alpha[t, :k] /= c[:, None]
+            sums.append(c)
+    for t in range(L - 2, -1, -1):
+        k_next, k = int(lay.active[t + 1]), int(lay.active[t])
+        np.multiply(e_t[t + 1, :k_next], beta[t + 1, :k_next], out=right[:k_next])
+        np.matmul(right[:k_next], E.T, out=beta[t, :k_next])
+        if t % RESCALE == 0:
+            b = beta[t, :k_next].sum(axis=1)
+            beta[t, :k_next] /= b[:, None]
+            sums.append(b)
+        beta[t, k_next:k] = eta  # sentences whose last token is at t
+    if sums and not np.all(np.concatenate(sums) >= TINY):  # also False for NaN
+        return None
+    return alpha.transpose(1, 0, 2), beta.transpose(1, 0, 2), scale.T
+
+
+def _shift(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """(exp(x − m), m) with m the largest finite entry of x (0 if there is none)."""
+    m = float(np.max(x, initial=-np.inf))
+    m = m if np.isfinite(m) else 0.0
+    return np.exp(x - m), m
+
+
+def crf_loss_scaled(
+    scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray, trans: Transitions
+) -> tuple[float, CRFGrads] | None:
+    """``crf_loss`` (the same J and gradients, to float64 rounding) for training: the
+    messages in probability space (``_scaled_messages``: two small products per position and
+    a rescaling every RESCALE-th, where log space takes a logsumexp over (S', C, C)), and the
+    edge marginals of every position at once,
+
+        ξ_t(i, j) = α̂[t−1, i] E[i, j] e[t, j] β̂[t, j] / Σ_ij (the same),  (summed over t
+                    by one matrix product)
+
+    log Z_s = Σ_t log c[t] + Σ_t max U[t] + max π + (T−1) max A + max η + log(α̂[T−1] · η̂).
+    None when a message underflows (or there is no sentence): the caller then uses the
+    log-space ``crf_loss``."""
+    tags = np.asarray(tags, dtype=np.int64)
+    trans.check(scores, tags)
+    lay = SentenceLayout.from_bounds(bounds, len(tags))
+    if lay.n_sentences == 0:
+        return None
+    effective = trans.effective()
+    gold = _gold_scores(scores, tags, bounds, lay, effective)
+    (E, m_A), (pi, m_start), (eta, m_end) = (_shift(x) for x in effective)
+    U = lay.pad(scores)  # (S', L, C), zeros past each row's end
+    m_U = U.max(axis=2)  # (S', L): 0 past the end
+    e = np.exp(U - m_U[:, :, None])
+    T = lay.lengths
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        messages = _scaled_messages(e, lay, E, pi, eta)
+        if messages is None:
+            return None
+        alpha, beta, scale = messages
+        last = alpha[np.arange(lay.n_sentences), T - 1]
+        log_z = np.log(scale).sum(axis=1) + m_U.sum(axis=1) + m_start + (T - 1) * m_A + m_end
+        log_z += np.log(last @ eta)
+        joint = lay.unpad(alpha) * lay.unpad(beta)
+        marg = joint / joint.sum(axis=1, keepdims=True)
+        # Σ_ij ξ_t(i, j) before normalising is (α̂[t−1] E) · r[t], r[t] = e[t] ∘ β̂[t]; and
+        # Σ_t ξ_t = E ∘ Σ_t (α̂[t−1] / that sum)ᵀ r[t]: one product over all positions
+        left, right = alpha[:, :-1], e[:, 1:] * beta[:, 1:]  # (S', L − 1, C)
+        edge = np.arange(1, len(lay.active)) < T[:, None]  # (S', L − 1): position t < T
+        weight = np.zeros(edge.shape)
+        weight[edge] = 1.0 / ((left @ E) * right).sum(axis=2)[edge]
+        C = len(E)
+        expected = E * ((left * weight[:, :, None]).reshape(-1, C).T @ right.reshape(-1, C))
+    if not (np.isfinite(log_z).all() and np.isfinite(marg).all() and np.isfinite(expected).all()):
+        return None
+    n = lay.n_sentences
+    gold_A, gold_start, gold_end = path_counts(tags, lay, C)
+    return float(np.sum(log_z - gold)) / n, CRFGrads.cast(
+        scores,
+        trans,
+        (marg - _onehot(tags, C)) / n,
+        (expected - gold_A) / n,
+        (marg[lay.first].sum(axis=0) - gold_start) / n,
+        (marg[lay.last].sum(axis=0) - gold_end) / n,
+    )
 
 
 def _viterbi_padded(

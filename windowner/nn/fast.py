@@ -89,7 +89,7 @@ def loss_and_grads_fast(
     if spec.objective == "multiclass":
         loss, dscores = multiclass_hinge_into(ws.s, labels, spec.margin, ws)
     else:
-        loss, dscores, own_grads = model.objective_grads(ws.s, labels, batch)
+        loss, dscores, own_grads = model.objective_grads(ws.s, labels, batch, fast=True)
     grads = _backward(model, ws, fwd, dscores)
     grads.update(own_grads)
     return loss + model._l2(grads), grads

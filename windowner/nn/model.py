@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from windowner.nn import fast, layers
-from windowner.nn.crf import Constraints, Transitions, crf_loss, structured_hinge_loss
+from windowner.nn.crf import (
+    Constraints,
+    Transitions,
+    crf_loss,
+    crf_loss_scaled,
+    structured_hinge_loss,
+)
 from windowner.nn.initializers import init_weight
 from windowner.nn.layers import SparseGrad
 from windowner.nn.losses import (
@@ -129,7 +135,7 @@ class WindowScorer:
     def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray]) -> None:
         self.spec = spec
         self.params = params
-        self.fast_buffers: dict[int, Any] = {}  # nn/fast.py's workspaces, by batch size
+        self.fast_buffers: dict[Any, Any] = {}  # nn/fast.py: workspaces by capacity and size
         self.constraints: Constraints | None = None  # crf/structured: see sentence_objective
 
     @classmethod
@@ -306,13 +312,14 @@ class WindowScorer:
         return words, caps, labels
 
     def objective_grads(
-        self, scores: np.ndarray, labels: np.ndarray, batch: Batch
+        self, scores: np.ndarray, labels: np.ndarray, batch: Batch, fast: bool = False
     ) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
         """The objective on scores (N, C) → (J, dJ/ds (N, C), gradients of the objective's own
-        parameters: A/start/end for ``crf``/``structured``, else none)."""
+        parameters: A/start/end for ``crf``/``structured``, else none). ``fast``: the training
+        fast path's form where there is one (``crf``: probability-space messages)."""
         if self.spec.objective not in SENTENCE_OBJECTIVES:
             return (*self._objective(scores, labels, len(batch.words)), {})
-        return sentence_objective(self, scores, labels, batch.bounds)
+        return sentence_objective(self, scores, labels, batch.bounds, fast)
 
     def _stack_feats(self, batch: Batch) -> np.ndarray | None:
         """The extra feature ids (N, w, F) of the true then the corrupted windows (see
@@ -415,7 +422,11 @@ def transitions_of(params: dict[str, np.ndarray], constraints: Constraints | Non
 
 
 def sentence_objective(
-    model: WindowScorer, scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray | None
+    model: WindowScorer,
+    scores: np.ndarray,
+    tags: np.ndarray,
+    bounds: np.ndarray | None,
+    fast: bool = False,
 ) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
     """``sentence_loss`` with the model's transitions and ``model.constraints``: the hard
     IOB2 rules (``decode.allowed_transitions``) to train with, or None; the trainer sets them
@@ -423,19 +434,31 @@ def sentence_objective(
     if bounds is None:
         raise ValueError(f"the {model.spec.objective} objective needs sentence bounds")
     trans = transitions_of(model.params, model.constraints)
-    return sentence_loss(model.spec, trans, scores, tags, bounds)
+    return sentence_loss(model.spec, trans, scores, tags, bounds, fast)
 
 
 def sentence_loss(
-    spec: ModelSpec, trans: Transitions, scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray
+    spec: ModelSpec,
+    trans: Transitions,
+    scores: np.ndarray,
+    tags: np.ndarray,
+    bounds: np.ndarray,
+    fast: bool = False,
 ) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
     """``crf`` or ``structured`` on window scores (N, C) of whole sentences (``bounds``
-    (S + 1,)) → (J, dJ/ds (N, C), {"A", "start", "end": gradients}).
+    (S + 1,)) → (J, dJ/ds (N, C), {"A", "start", "end": gradients}). ``fast`` (the training
+    fast path): ``crf`` by ``crf_loss_scaled`` (equal to rounding; ``crf_loss`` when a
+    message underflows).
 
     nn/crf.py averages over the S' non-empty sentences; here J is rescaled to the sum over
     sentences divided by the N tokens, so a token's gradient has the size it has under the
     window objectives (a per-sentence mean makes it ~14× larger on CoNLL-2003)."""
-    if spec.objective == "crf":
+    scaled = (
+        crf_loss_scaled(scores, tags, bounds, trans) if fast and spec.objective == "crf" else None
+    )
+    if scaled is not None:
+        loss, g = scaled
+    elif spec.objective == "crf":
         loss, g = crf_loss(scores, tags, bounds, trans)
     else:
         loss, g = structured_hinge_loss(scores, tags, bounds, trans, spec.margin)
