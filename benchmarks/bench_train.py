@@ -137,6 +137,7 @@ class WindownerStep:
 
         ws = workspace(self.model, batch)
         ws.row_summer = RowSummer(VOCAB) if self.kernels == "numba" else None
+        ws.caps_summer = RowSummer(CAPS_CLASSES) if self.kernels == "numba" else None
 
     def initial_params(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.model.params.items()}

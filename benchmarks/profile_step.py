@@ -9,7 +9,7 @@ The pieces are the fast path's own functions, wrapped with a timer for this proc
     hinge           nn.fast.multiclass_hinge_into      (margins, loss, dJ/ds)
     activation′     nn.fast.activation_backward_into
     word row sums   nn.fast.sum_window_rows / the numba RowSummer
-    caps row sums   nn.fast.sum_window_rows_small
+    caps row sums   nn.fast.sum_window_rows_small / the numba RowSummer
     dense update    Optimizer._update_dense (W, b, U)  [numpy path]
     row update      Optimizer._update_rows (E_word, E_caps) [numpy path]
     fused update    Optimizer._update_fused            [numba kernels]
@@ -63,12 +63,14 @@ def timed(spent: dict[str, float], name: str, fn: Callable) -> Callable:
 
 
 def instrument(spent: dict[str, float], ours: bt.WindownerStep) -> None:
-    """Wraps every piece (and the workspace's numba row summer, if any) with a timer."""
+    """Wraps every piece (and the workspace's numba row summers, if any) with a timer."""
     for name, (owner, attr) in PIECES.items():
         setattr(owner, attr, timed(spent, name, getattr(owner, attr)))
     for ws in ours.model.fast_buffers.values():
         if ws.row_summer is not None:
             ws.row_summer = timed(spent, "word row sums", ws.row_summer)
+        if ws.caps_summer is not None:
+            ws.caps_summer = timed(spent, "caps row sums", ws.caps_summer)
 
 
 def profile(args: argparse.Namespace) -> tuple[dict[str, list[float]], list[float]]:

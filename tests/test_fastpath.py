@@ -121,11 +121,12 @@ def test_fast_path_float32_and_fixed_mask():
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_train_step_equals_reference_steps(name):
-    """Several steps of different sizes (the workspace is per size): same parameters and state."""
+    """Several steps of different sizes (views of one set of buffers, and a size past its
+    capacity): same parameters and state."""
     fast_model, ref = make_model(keep_prob=0.8), make_model(keep_prob=0.8)
     opt_fast, opt_ref = Optimizer(OptimizerSettings(name)), Optimizer(OptimizerSettings(name))
     rng_fast, rng_ref, data = (np.random.default_rng(s) for s in (7, 7, 8))
-    for n in (13, 5, 13, 13):
+    for n in (13, 5, 13, 70, 13):
         batch = make_batch(fast_model.spec, data, n=n)
         train_step(fast_model, batch, opt_fast, 0.05, rng_fast)
         _, grads = ref.loss_and_grads(batch, rng_ref)
@@ -135,6 +136,19 @@ def test_train_step_equals_reference_steps(name):
     assert opt_fast.state.keys() == opt_ref.state.keys()
     for k in opt_ref.state:
         np.testing.assert_allclose(opt_fast.state[k], opt_ref.state[k], rtol=1e-9, atol=1e-12)
+
+
+def test_workspaces_of_every_size_are_views_of_one_capacity():
+    """Sentence batches change size at every step: each size gets views of the first rows of
+    one set of buffers per capacity (a power of two), not buffers of its own."""
+    model = make_model()
+    small, other, exact = (fast.workspace(model, n) for n in (13, 40, fast.MIN_CAPACITY))
+    assert small.x.shape == (13, model.spec.input_dim) and other.x.shape[0] == 40
+    assert small.x.base is exact.x and other.dx.base is exact.dx and small.dW is exact.dW
+    assert fast.workspace(model, 13) is small
+    assert small.dx_word_rows.offsets.shape == (13 * model.spec.window,)
+    big = fast.workspace(model, fast.MIN_CAPACITY + 1)
+    assert big.x.shape[0] == fast.MIN_CAPACITY + 1 and not np.shares_memory(big.x, exact.x)
 
 
 def test_train_step_is_deterministic():

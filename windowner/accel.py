@@ -2,7 +2,7 @@
 
 They are used when numba imports and $WINDOWNER_NO_NUMBA is unset (or 0): the one-pass
 optimizer updates (optim/fused.py, equal bit for bit to the numpy rules) and the row sums of
-the word table's gradient (nn/fused.py, equal up to the order of additions). Nothing on the
+every embedding table's gradient (nn/fused.py, equal up to the order of additions). Nothing on the
 ``windowner --help`` or prediction path imports this module.
 """
 

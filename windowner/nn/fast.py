@@ -8,9 +8,10 @@ is the one function that draws the masks, for both paths). Change the math in
 layers.py/model.py, mirror it here; tests/test_fastpath.py proves they agree.
 
 The one exception to "the same order": repeated embedding rows are summed in another order
-(``sum_window_rows``: one int64 key sort, then by run length; with numba installed
-(windowner.accel) nn/fused.py's one walk over the windows; the caps table by
-``sum_window_rows_small``: one small one-hot product), so results agree up to rounding.
+(``sum_window_rows``: one int64 key sort, then by run length; the caps table and other
+small ones by ``sum_window_rows_small``: one small one-hot product; with numba installed
+(windowner.accel) every table by nn/fused.py's walk over the windows), so results agree up
+to rounding.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from windowner.nn.activations import ACTIVATIONS, DERIVATIVES
-from windowner.nn.fused import row_summer
+from windowner.nn.fused import RowSummer, flat_rows, row_summer
 from windowner.nn.layers import SparseGrad
 from windowner.nn.rowitems import gather_rows, row_items
 from windowner.registry import lookup
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from windowner.optim.optimizers import Optimizer
 
 Grads = dict[str, np.ndarray | SparseGrad]
+SMALL_TABLE = 64  # rows: a one-hot product sums such a table's rows faster than a sort
 
 
 # ----------------------------------------------------------------------------- one training step
@@ -134,29 +136,48 @@ def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarra
         if fwd.input_mask is not None:
             ws.dx *= fwd.input_mask
     if spec.train_embeddings and ws.row_summer is not None:  # numba (windowner.accel)
-        grads["E_word"] = ws.row_summer(fwd.words, ws.dx_words)
+        grads["E_word"] = ws.row_summer(fwd.words, ws.dx_words, ws.layouts[0])
     elif spec.train_embeddings:
         grads["E_word"] = sum_window_rows(fwd.words, ws.dx_words, ws.dx_word_rows)
-    if has_caps:
+    if has_caps and ws.caps_summer is not None:
+        grads["E_caps"] = ws.caps_summer(fwd.caps, ws.dx_caps, ws.layouts[1])
+    elif has_caps:
         grads["E_caps"] = sum_window_rows_small(fwd.caps, ws.dx_caps, len(p["E_caps"]))
     if spec.feature_names:
-        grads.update(feature_grads(spec, fwd.feats, ws.dx_feats, ws.dx_feat_rows))
+        grads.update(
+            feature_grads(
+                spec, fwd.feats, ws.dx_feats, ws.dx_feat_rows, ws.feature_summers, ws.layouts[2:]
+            )
+        )
     return grads
 
 
 def feature_grads(
-    spec: ModelSpec, feats: np.ndarray, blocks: list[np.ndarray], sources: list[RowSource]
+    spec: ModelSpec,
+    feats: np.ndarray,
+    blocks: list[np.ndarray],
+    sources: list[RowSource],
+    summers: list[RowSummer | None],
+    layouts: list[tuple | None],
 ) -> Grads:
     """The extra feature tables' gradients (``WindowScorer._features_backward``): table f sums
-    the rows of its dx block (N, w·k_f, d_f) by its ids ``feats[:, :, columns_f]`` (N, w·k_f)."""
-    n, tables = (
-        len(feats),
-        zip(spec.feature_params, spec.feature_columns, blocks, sources, strict=True),
-    )
-    return {
-        name: sum_window_rows(feats[:, :, cols].reshape(n, -1), block, source)
-        for name, cols, block, source in tables
-    }
+    the rows of its dx block (N, w·k_f, d_f) by its ids ``feats[:, :, columns_f]`` (N, w·k_f),
+    with its numba RowSummer when there is one, else ``sum_window_rows`` (a table of at most
+    SMALL_TABLE rows: ``sum_window_rows_small``)."""
+    n, grads = len(feats), {}
+    tables = zip(
+        spec.feature_params, spec.feature_rows, spec.feature_columns, blocks, sources, summers,
+        layouts, strict=True,
+    )  # fmt: skip
+    for name, n_rows, cols, block, source, summer, layout in tables:
+        ids = feats[:, :, cols].reshape(n, -1)
+        if summer is not None:
+            grads[name] = summer(ids, block, layout)
+        elif n_rows <= SMALL_TABLE:
+            grads[name] = sum_window_rows_small(ids, block, n_rows)
+        else:
+            grads[name] = sum_window_rows(ids, block, source)
+    return grads
 
 
 def multiclass_hinge_into(
@@ -286,45 +307,91 @@ def activation_backward_into(
 
 
 def workspace(model: WindowScorer, n: int) -> Workspace:
-    """The model's buffers for n windows, kept for the batch sizes seen last (usually two:
-    the batch size and the epoch's last, smaller batch)."""
+    """The model's buffers for n windows: the first n rows of one set of buffers per capacity
+    (the next power of two ≥ n, at least MIN_CAPACITY), so that sentence batches, whose number
+    of windows changes at every step, reuse memory instead of allocating it. The views of
+    each size are kept (up to MAX_VIEWS sizes)."""
     cache = model.fast_buffers
     dtype = model.params["W"].dtype
     ws = cache.get(n)
-    if ws is None or ws.dtype != dtype:
-        if len(cache) >= 4:
-            cache.clear()
-        ws = cache[n] = Workspace(model.spec, n, dtype)
+    if ws is not None and ws.dtype == dtype:
+        return ws
+    capacity = max(MIN_CAPACITY, 1 << max(n - 1, 0).bit_length())
+    base = cache.get(("capacity", capacity))
+    if base is None or base.dtype != dtype:
+        base = cache[("capacity", capacity)] = Workspace(model.spec, capacity, dtype)
+    if len(cache) > MAX_VIEWS:
+        for key in [key for key in cache if not isinstance(key, tuple)]:
+            del cache[key]
+    ws = cache[n] = base if n == capacity else Workspace(model.spec, n, dtype, base)
     return ws
 
 
-class Workspace:
-    """Preallocated arrays for one batch of n windows (see ``loss_and_grads_fast``)."""
+MIN_CAPACITY = 64
+MAX_VIEWS = 512  # sizes whose views are kept (views only: the memory is the capacity's)
 
-    def __init__(self, spec: ModelSpec, n: int, dtype: np.dtype) -> None:
+
+class Workspace:
+    """Preallocated arrays for one batch of n windows (see ``loss_and_grads_fast``), or, with
+    ``base`` (a Workspace of at least n windows), views of the first n rows of its arrays
+    (sharing its numba row summers and the layouts of its dx blocks)."""
+
+    def __init__(
+        self, spec: ModelSpec, n: int, dtype: np.dtype, base: Workspace | None = None
+    ) -> None:
         H, C, D = spec.hidden, spec.n_out, spec.input_dim
         self.dtype = dtype
 
-        def buf(*shape: int) -> np.ndarray:
-            return np.empty(shape, dtype=dtype)
+        def buf(name: str, *shape: int, kind: np.dtype = dtype) -> np.ndarray:
+            """A new (n, …) array, or the first n rows of base's array ``name``."""
+            return np.empty(shape, dtype=kind) if base is None else getattr(base, name)[:n]
 
-        self.x, self.dx = buf(n, D), buf(n, D)
+        self.x, self.dx = buf("x", n, D), buf("dx", n, D)
         self.x_words, self.x_caps = input_blocks(self.x, spec)
         self.dx_words, self.dx_caps = input_blocks(self.dx, spec)
-        self.dx_word_rows = RowSource(self.dx_words)
-        self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
         self.x_feats, self.dx_feats = feature_blocks(self.x, spec), feature_blocks(self.dx, spec)
-        self.dx_feat_rows = [RowSource(block) for block in self.dx_feats]
-        self.z, self.a, self.a_drop, self.scratch = (buf(n, H) for _ in range(4))
-        hidden_draws = np.empty((n, H), dtype=np.float32)
-        input_draws = np.empty((n, D), dtype=np.float32) if spec.input_keep_prob < 1.0 else None
-        input_mask = buf(n, D) if spec.input_keep_prob < 1.0 else None
+        if base is None:
+            # numba row sums (windowner.accel) for every table, or None: numpy's
+            self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
+            self.caps_summer = row_summer(spec.caps_classes) if spec.caps_dim > 0 else None
+            self.feature_summers = [row_summer(rows) for rows in spec.feature_rows]
+            self.dx_word_rows = RowSource(self.dx_words)
+            self.dx_feat_rows = [RowSource(block) for block in self.dx_feats]
+            # the summers' views of the dx blocks (numba only; fused.flat_rows)
+            numba = self.row_summer or self.caps_summer or any(self.feature_summers)
+            blocks = (self.dx_words, self.dx_caps, *self.dx_feats)
+            self.layouts = [flat_rows(b) for b in blocks] if numba else [None] * len(blocks)
+        else:  # a prefix of base's rows: the same row layout, fewer windows
+            self.row_summer, self.caps_summer = base.row_summer, base.caps_summer
+            self.feature_summers, self.layouts = base.feature_summers, base.layouts
+            self.dx_word_rows = base.dx_word_rows.prefix(n)
+            self.dx_feat_rows = [source.prefix(n) for source in base.dx_feat_rows]
+        self.z, self.a, self.a_drop, self.scratch = (buf(k, n, H) for k in HIDDEN_BUFFERS)
+        dropout = spec.input_keep_prob < 1.0
+        input_draws = buf("input_draws", n, D, kind=np.float32) if dropout else None
+        self.input_draws, self.input_mask = (
+            input_draws,
+            buf("input_mask", n, D) if dropout else None,
+        )
+        self.hidden_draws = buf("hidden_draws", n, H, kind=np.float32)
+        self.hidden_mask = buf("hidden_mask", n, H)
         # (input draws, input mask, hidden draws, hidden mask): ``WindowScorer.dropout_masks``
-        self.masks = (input_draws, input_mask, hidden_draws, buf(n, H))
-        self.s, self.margins, self.active = buf(n, C), buf(n, C), buf(n, C)
-        self.flat = np.arange(n, dtype=np.int64) * C
-        self.flat_y = np.empty(n, dtype=np.int64)
-        self.da, self.dW, self.db, self.dU = buf(n, H), buf(H, D), buf(H), buf(H, C)
+        self.masks = (input_draws, self.input_mask, self.hidden_draws, self.hidden_mask)
+        self.s, self.margins, self.active = (buf(k, n, C) for k in ("s", "margins", "active"))
+        self.flat = np.arange(n, dtype=np.int64) * C if base is None else base.flat[:n]
+        self.flat_y = buf("flat_y", n, kind=np.int64)
+        self.da = buf("da", n, H)
+        if base is None:
+            self.dW, self.db, self.dU = (
+                np.empty((H, D), dtype),
+                np.empty(H, dtype),
+                np.empty((H, C), dtype),
+            )
+        else:
+            self.dW, self.db, self.dU = base.dW, base.db, base.dU
+
+
+HIDDEN_BUFFERS = ("z", "a", "a_drop", "scratch")
 
 
 # ----------------------------------------------------------------------------- row sums
@@ -364,6 +431,14 @@ class RowSource:
         self.offsets = (np.arange(B)[:, None] * s0 + np.arange(w) * s1).reshape(-1)
         self.dtype = rows.dtype
         self.items = row_items(self.view)
+        self.window = w
+
+    def prefix(self, n_windows: int) -> RowSource:
+        """The RowSource of the first ``n_windows`` windows of these rows (the same view)."""
+        out = object.__new__(RowSource)
+        out.view, out.dtype, out.items, out.window = self.view, self.dtype, self.items, self.window
+        out.offsets = self.offsets[: n_windows * self.window]
+        return out
 
     def take(self, view_rows: np.ndarray) -> np.ndarray:
         """``view[view_rows]`` (len(view_rows), d), a new C-contiguous array."""

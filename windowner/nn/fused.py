@@ -1,13 +1,17 @@
 """The sum of an embedding table's gradient rows, compiled by numba: an optional accelerator
 (``pip install windowner[accel]``) for ``nn.fast.sum_window_rows``.
 
-numpy needs a sort, gathers and a pass per run length to add the rows of repeated ids; this
-kernel walks the windows once, keeping each id's running sum in a slot found through an
-id → slot table of the vocabulary's size (kept between calls, reset to −1 for the ids used).
-Each id's rows are added in window order starting from its first row. numpy's short runs add
-in that order too, but its long runs go through ``np.add.reduceat``, which adds pairwise: the
-sums of frequent ids can differ in the last bits (tests/test_fused.py checks them equal to
-float32 rounding, and rows of ids seen once equal bit for bit).
+numpy needs a sort of every row's id, gathers and a pass per run length to add the rows of
+repeated ids; here one walk over the ids finds the distinct ones, numpy sorts those (fewer),
+and a second walk adds each row into its id's slot, found through an id → rank table of the
+vocabulary's size (kept between calls, reset to −1 for the ids used), reading the rows
+through a flat view of their buffer (any row strides, contiguous rows: the inner loop is a
+plain run of d values). Each id's rows are added onto zeros in window order (0 + x = x: a
+row seen once is its sum bit for bit). numpy's short runs add in that order too, but its long
+runs go through ``np.add.reduceat``, which adds pairwise: the sums of frequent ids can differ
+in the last bits (tests/test_fused.py checks them equal to float32 rounding, and rows of ids
+seen once equal bit for bit). The fast path uses one RowSummer per table (words, caps and
+every extra feature table).
 """
 
 from __future__ import annotations
@@ -18,61 +22,100 @@ import numpy as np
 
 from windowner.nn.layers import SparseGrad
 
-_KERNEL: list[Callable] = []
+_KERNELS: list[Callable] = []  # mark_distinct, sum_rows (compiled on first use)
 
 
-def _compile() -> Callable:
+def _compile() -> tuple[Callable, Callable]:
     from numba import njit
 
     @njit(cache=True, error_model="numpy", nogil=True)
-    def sum_rows(ids, rows, slot_of, out, used):  # pragma: no cover - compiled
-        """ids (B, w), rows (B, w, d) → the number k of distinct ids; used[:k] the ids in
-        first-seen order, out[:k] their summed rows. slot_of (V,) is −1 on entry and exit."""
+    def mark_distinct(ids, slot_of, used):  # pragma: no cover - compiled
+        """ids (n,) → k, the number of distinct ids; used[:k] those ids in first-seen order,
+        slot_of[id] = −2 for each (it is −1 on entry for every id). −1, with slot_of as it
+        was, if an id is outside the table."""
         k = 0
         for i in range(ids.shape[0]):
-            for p in range(ids.shape[1]):
-                word = ids[i, p]
-                slot = slot_of[word]
-                if slot < 0:
-                    slot_of[word] = k
-                    used[k] = word
-                    for j in range(rows.shape[2]):
-                        out[k, j] = rows[i, p, j]
-                    k += 1
-                else:
-                    for j in range(rows.shape[2]):
-                        out[slot, j] += rows[i, p, j]
-        for r in range(k):
-            slot_of[used[r]] = -1
+            word = ids[i]
+            if word < 0 or word >= slot_of.shape[0]:
+                for r in range(k):
+                    slot_of[used[r]] = -1
+                return -1
+            if slot_of[word] == -1:
+                slot_of[word] = -2
+                used[k] = word
+                k += 1
         return k
 
-    return sum_rows
+    @njit(cache=True, error_model="numpy", nogil=True)
+    def sum_rows(ids, flat, s0, s1, w, d, slot_of, used, k, out):  # pragma: no cover
+        """Row (i, p) of the windows is flat[i·s0 + p·s1 : … + d]; ids (n,) = (B·w,) its id.
+        With used[:k] the distinct ids (sorted), out[r] becomes the sum of the rows of
+        used[r], added in window order onto zeros; slot_of is −1 again on exit."""
+        for r in range(k):
+            slot_of[used[r]] = r
+            out[r, :] = 0.0
+        for i in range(ids.shape[0] // w):  # (no division per row)
+            for p in range(w):
+                start = i * s0 + p * s1
+                row = flat[start : start + d]  # a slice (not flat[start + j]): vectorised
+                total = out[slot_of[ids[i * w + p]]]
+                for j in range(d):
+                    total[j] += row[j]
+        for r in range(k):
+            slot_of[used[r]] = -1
+
+    return mark_distinct, sum_rows
 
 
 class RowSummer:
     """``sum_window_rows`` for a table of ``n_rows`` rows: ids (B, w), rows (B, w, d) with any
-    strides → SparseGrad (unique sorted ids, their summed rows)."""
+    strides → SparseGrad (unique sorted ids, their summed rows). The rows returned are a view
+    of a buffer the next call overwrites (as the fast path's other gradients)."""
 
     def __init__(self, n_rows: int) -> None:
-        if not _KERNEL:
-            _KERNEL.append(_compile())
-        self.kernel = _KERNEL[0]
-        self.slot_of = np.full(n_rows, -1, dtype=np.int32)
-        self._out = np.empty((0, 0), dtype=np.float32)  # running sums, kept between calls
+        if not _KERNELS:
+            _KERNELS.extend(_compile())
+        self.mark_distinct, self.sum_rows = _KERNELS
+        self.slot_of = np.full(n_rows, -1, dtype=np.int64)
+        self._out = np.empty((0, 0), dtype=np.float32)  # the sums, kept between calls
         self._used = np.empty(0, dtype=np.int64)
 
-    def __call__(self, ids: np.ndarray, rows: np.ndarray) -> SparseGrad:
-        n = ids.size
-        if n and (int(ids.min()) < 0 or int(ids.max()) >= len(self.slot_of)):
-            raise IndexError(f"embedding id out of range for a table of {len(self.slot_of)} rows")
-        d = rows.shape[2]
+    def __call__(
+        self, ids: np.ndarray, rows: np.ndarray, layout: tuple | None = None
+    ) -> SparseGrad:
+        """``layout``: ``flat_rows(rows)`` (or of a buffer whose first windows ``rows`` are)
+        when the caller keeps it from step to step; None computes it."""
+        flat_ids = np.ascontiguousarray(ids.reshape(-1))
+        n, (w, d) = flat_ids.size, rows.shape[1:]
+        if ids.shape != rows.shape[:2]:
+            raise ValueError(f"ids {ids.shape} do not match rows {rows.shape}")
+        if layout is None:
+            if d > 1 and rows.strides[2] != rows.itemsize:
+                rows = np.ascontiguousarray(rows)
+            layout = flat_rows(rows)
+        flat, s0, s1 = layout
         if self._out.shape[0] < n or self._out.shape[1] != d or self._out.dtype != rows.dtype:
             self._out = np.empty((n, d), dtype=rows.dtype)
             self._used = np.empty(n, dtype=np.int64)
         out, used = self._out, self._used
-        k = self.kernel(ids, rows, self.slot_of, out, used)
-        order = np.argsort(used[:k], kind="stable")
-        return SparseGrad(used[:k][order], out[:k][order])
+        k = self.mark_distinct(flat_ids, self.slot_of, used)
+        if k < 0:
+            raise IndexError(f"embedding id out of range for a table of {len(self.slot_of)} rows")
+        used[:k].sort()
+        self.sum_rows(flat_ids, flat, s0, s1, w, d, self.slot_of, used, k, out)
+        return SparseGrad(used[:k], out[:k])
+
+
+def flat_rows(rows: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Rows (B, w, d) whose d values are contiguous (any other strides) as (flat, s0, s1):
+    row (i, p) is ``flat[i·s0 + p·s1 : … + d]`` of a 1-D read-only view of their memory."""
+    B, w, d = rows.shape
+    if d > 1 and rows.strides[2] != rows.itemsize:
+        raise ValueError("flat_rows needs rows whose values are contiguous")
+    s0, s1 = (s // rows.itemsize for s in rows.strides[:2])
+    extent = (B - 1) * s0 + (w - 1) * s1 + d if B and w else 0
+    flat = np.lib.stride_tricks.as_strided(rows, (extent,), (rows.itemsize,), writeable=False)
+    return flat, s0, s1
 
 
 def row_summer(vocab_size: int) -> RowSummer | None:
