@@ -252,6 +252,28 @@ def check_example(
     return check_gradients(model, lambda: loss_and_grads()[0], loss_and_grads()[1], rng, limit)
 
 
+def check_fast_path(
+    model: WindowScorer,
+    batch: Batch,
+    masks: Masks,
+    rng: np.random.Generator,
+    limit: int | None = None,
+) -> dict[str, tuple[float, int, float]]:
+    """``check_example`` for the training fast path (``loss_and_grads_fast``: its buffers,
+    row sums and, for ``crf``, the probability-space ``crf_loss_scaled``)."""
+    input_mask, mask = masks
+
+    def loss() -> float:
+        return model.loss_and_grads_fast(batch, dropout_mask=mask, input_mask=input_mask)[0]
+
+    _, views = model.loss_and_grads_fast(batch, dropout_mask=mask, input_mask=input_mask)
+    grads = {  # copies: the views are the fast path's buffers, rewritten by the next call
+        k: SparseGrad(g.ids.copy(), g.rows.copy()) if isinstance(g, SparseGrad) else g.copy()
+        for k, g in views.items()
+    }
+    return check_gradients(model, loss, grads, rng, limit)
+
+
 def safe_example(
     activation: str, objective: str, seed: int = 0, tries: int = 200, **kwargs
 ) -> tuple[WindowScorer, Batch, Masks, np.random.Generator]:
@@ -276,8 +298,9 @@ def run_default(
     features: bool = False,
 ) -> list[CheckResult]:
     """Every activation × objective on the notes' example, L2 and fixed-mask dropout (on the
-    hidden layer and on the input) on (crf/structured: ``NOTES_SENTENCES``); then, with
-    ``features``, each objective but ranking with every extra feature table
+    hidden layer and on the input) on (crf/structured: ``NOTES_SENTENCES``); every objective
+    again through the training fast path (tanh; rows of objective "fast <objective>");
+    then, with ``features``, each objective but ranking with every extra feature table
     (``feature_example``)."""
     results = []
     for activation in activations:
@@ -286,9 +309,16 @@ def run_default(
             for param, (err, n, diff) in check_example(model, batch, mask, rng).items():
                 results.append(CheckResult(activation, objective, param, err, n, diff))
     for objective in objectives:
+        model, batch, mask, rng = safe_example("tanh", objective, seed, caps_dim=caps_dim)
+        for param, (err, n, diff) in check_fast_path(model, batch, mask, rng).items():
+            results.append(CheckResult("tanh", f"{FAST} {objective}", param, err, n, diff))
+    for objective in objectives:
         if objective != "ranking" and features:  # ranking's corrupted windows take none
             results += run_for_spec(feature_example(objective), seed)
     return results
+
+
+FAST = "fast"  # run_default's rows for the training fast path: objective "fast crf", …
 
 
 # the extra window-feature tables of ``run_default``'s feature rows: name → (rows, dim, slots)
