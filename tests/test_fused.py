@@ -163,3 +163,24 @@ def test_row_sums_after_a_rejected_id_start_clean():
     got = summer(np.array([[2, 1, 2]]), rows)
     np.testing.assert_array_equal(got.ids, [1, 2])
     np.testing.assert_array_equal(got.rows, [rows[0, 1], rows[0, 0] + rows[0, 2]])
+
+
+def test_row_sums_interrupted_between_kernels_start_clean():
+    """An interrupt (Ctrl-C in a notebook) after the ids are marked leaves the id → slot
+    table as it was, so the next call is right."""
+    from windowner.nn.fused import RowSummer
+
+    summer, rows = RowSummer(5), np.ones((2, 2, 3), dtype=np.float32)
+    real = summer.sum_rows
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    summer.sum_rows = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        summer(np.array([[1, 3], [3, 4]]), rows)
+    assert (summer.slot_of == -1).all()
+    summer.sum_rows = real
+    got = summer(np.array([[1, 3], [3, 4]]), rows)
+    np.testing.assert_array_equal(got.ids, [1, 3, 4])
+    np.testing.assert_array_equal(got.rows[:, 0], [1.0, 2.0, 1.0])

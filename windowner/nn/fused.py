@@ -101,8 +101,12 @@ class RowSummer:
         k = self.mark_distinct(flat_ids, self.slot_of, used)
         if k < 0:
             raise IndexError(f"embedding id out of range for a table of {len(self.slot_of)} rows")
-        used[:k].sort()
-        self.sum_rows(flat_ids, flat, s0, s1, w, d, self.slot_of, used, k, out)
+        try:
+            used[:k].sort()
+            self.sum_rows(flat_ids, flat, s0, s1, w, d, self.slot_of, used, k, out)
+        except BaseException:  # e.g. Ctrl-C in a notebook: the next call must start clean
+            self.slot_of[used[:k]] = -1
+            raise
         return SparseGrad(used[:k], out[:k])
 
 
