@@ -242,34 +242,21 @@ def check_example(
     masks: Masks,
     rng: np.random.Generator,
     limit: int | None = None,
+    fast: bool = False,
 ) -> dict[str, tuple[float, int, float]]:
-    """Gradient-check one model on one batch with fixed dropout masks."""
+    """Gradient-check one model on one batch with fixed dropout masks: ``loss_and_grads``,
+    or with ``fast`` the training fast path (``loss_and_grads_fast``: its buffers, row sums
+    and, for ``crf``, the probability-space ``crf_loss_scaled``)."""
     input_mask, mask = masks
-
-    def loss_and_grads() -> tuple[float, dict]:
-        return model.loss_and_grads(batch, dropout_mask=mask, input_mask=input_mask)
-
-    return check_gradients(model, lambda: loss_and_grads()[0], loss_and_grads()[1], rng, limit)
-
-
-def check_fast_path(
-    model: WindowScorer,
-    batch: Batch,
-    masks: Masks,
-    rng: np.random.Generator,
-    limit: int | None = None,
-) -> dict[str, tuple[float, int, float]]:
-    """``check_example`` for the training fast path (``loss_and_grads_fast``: its buffers,
-    row sums and, for ``crf``, the probability-space ``crf_loss_scaled``)."""
-    input_mask, mask = masks
+    loss_and_grads = model.loss_and_grads_fast if fast else model.loss_and_grads
 
     def loss() -> float:
-        return model.loss_and_grads_fast(batch, dropout_mask=mask, input_mask=input_mask)[0]
+        return loss_and_grads(batch, dropout_mask=mask, input_mask=input_mask)[0]
 
-    _, views = model.loss_and_grads_fast(batch, dropout_mask=mask, input_mask=input_mask)
-    grads = {  # copies: the views are the fast path's buffers, rewritten by the next call
+    _, grads = loss_and_grads(batch, dropout_mask=mask, input_mask=input_mask)
+    grads = {  # copies: the fast path's gradients are its buffers, rewritten by the next call
         k: SparseGrad(g.ids.copy(), g.rows.copy()) if isinstance(g, SparseGrad) else g.copy()
-        for k, g in views.items()
+        for k, g in grads.items()
     }
     return check_gradients(model, loss, grads, rng, limit)
 
@@ -310,7 +297,7 @@ def run_default(
                 results.append(CheckResult(activation, objective, param, err, n, diff))
     for objective in objectives:
         model, batch, mask, rng = safe_example("tanh", objective, seed, caps_dim=caps_dim)
-        for param, (err, n, diff) in check_fast_path(model, batch, mask, rng).items():
+        for param, (err, n, diff) in check_example(model, batch, mask, rng, fast=True).items():
             results.append(CheckResult("tanh", f"{FAST} {objective}", param, err, n, diff))
     for objective in objectives:
         if objective != "ranking" and features:  # ranking's corrupted windows take none

@@ -373,10 +373,12 @@ def log_marginals(scores: np.ndarray, lay: SentenceLayout, trans: Transitions) -
     return np.exp(lay.unpad(alpha) + lay.unpad(beta) - log_z[lay.row][:, None])
 
 
-def _shifted_exp(x: np.ndarray, axis: int | None = None) -> np.ndarray:
-    """exp(x − max x) (over ``axis``; finite maxima only): entries in [0, 1], 0 for −inf."""
-    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
-    return np.exp(x - np.where(np.isfinite(m), m, 0.0))
+def _shifted_exp(x: np.ndarray, axis: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(exp(x − m), m), m the largest entry of x (over ``axis``; 0 where it is not finite):
+    entries in [0, 1], 0 for −inf; m has x's shape without ``axis`` (a scalar without one)."""
+    m = np.max(x, axis=axis, initial=-np.inf)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return np.exp(x - (m if axis is None else np.expand_dims(m, axis))), m
 
 
 RESCALE = 4  # positions between two rescalings of the messages
@@ -390,9 +392,10 @@ def scaled_marginals(
     p(y_t) = α̂[t] ∘ β̂[t] / its sum (each scale is a constant per position, so it cancels).
     None when a message sums to 0 (scores so far apart that a float64 product underflows):
     the caller then works in log space."""
-    e = lay.pad(_shifted_exp(np.asarray(scores, dtype=np.float64), axis=1))  # (S', L, C)
+    e = lay.pad(_shifted_exp(np.asarray(scores, dtype=np.float64), axis=1)[0])  # (S', L, C)
+    E, pi, eta = (_shifted_exp(x)[0] for x in (A, start, end))
     with np.errstate(invalid="ignore", divide="ignore"):  # an underflow gives NaN: None
-        messages = _scaled_messages(e, lay, _shifted_exp(A), _shifted_exp(start), _shifted_exp(end))
+        messages = _scaled_messages(e, lay, E, pi, eta)
         if messages is None:
             return None
         alpha, beta, _ = messages
@@ -449,13 +452,6 @@ def _scaled_messages(
     return alpha.transpose(1, 0, 2), beta.transpose(1, 0, 2), scale.T
 
 
-def _shift(x: np.ndarray) -> tuple[np.ndarray, float]:
-    """(exp(x − m), m) with m the largest finite entry of x (0 if there is none)."""
-    m = float(np.max(x, initial=-np.inf))
-    m = m if np.isfinite(m) else 0.0
-    return np.exp(x - m), m
-
-
 def crf_loss_scaled(
     scores: np.ndarray, tags: np.ndarray, bounds: np.ndarray, trans: Transitions
 ) -> tuple[float, CRFGrads] | None:
@@ -477,10 +473,8 @@ def crf_loss_scaled(
         return None
     effective = trans.effective()
     gold = _gold_scores(scores, tags, bounds, lay, effective)
-    (E, m_A), (pi, m_start), (eta, m_end) = (_shift(x) for x in effective)
-    U = lay.pad(scores)  # (S', L, C), zeros past each row's end
-    m_U = U.max(axis=2)  # (S', L): 0 past the end
-    e = np.exp(U - m_U[:, :, None])
+    (E, m_A), (pi, m_start), (eta, m_end) = (_shifted_exp(x) for x in effective)
+    e, m_U = _shifted_exp(lay.pad(scores), axis=2)  # (S', L, C) and (S', L): 1 and 0 past the end
     T = lay.lengths
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         messages = _scaled_messages(e, lay, E, pi, eta)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from windowner.nn.activations import ACTIVATIONS, DERIVATIVES
-from windowner.nn.fused import RowSummer, flat_rows, row_summer
+from windowner.nn.fused import RowSummer, row_summer
 from windowner.nn.layers import SparseGrad
-from windowner.nn.rowitems import gather_rows, row_items
+from windowner.nn.rowitems import RowSource
 from windowner.registry import lookup
 
 if TYPE_CHECKING:
@@ -136,18 +136,16 @@ def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarra
         if fwd.input_mask is not None:
             ws.dx *= fwd.input_mask
     if spec.train_embeddings and ws.row_summer is not None:  # numba (windowner.accel)
-        grads["E_word"] = ws.row_summer(fwd.words, ws.dx_words, ws.layouts[0])
+        grads["E_word"] = ws.row_summer(fwd.words, ws.dx_words, ws.dx_word_rows)
     elif spec.train_embeddings:
         grads["E_word"] = sum_window_rows(fwd.words, ws.dx_words, ws.dx_word_rows)
     if has_caps and ws.caps_summer is not None:
-        grads["E_caps"] = ws.caps_summer(fwd.caps, ws.dx_caps, ws.layouts[1])
+        grads["E_caps"] = ws.caps_summer(fwd.caps, ws.dx_caps, ws.dx_caps_rows)
     elif has_caps:
         grads["E_caps"] = sum_window_rows_small(fwd.caps, ws.dx_caps, len(p["E_caps"]))
     if spec.feature_names:
         grads.update(
-            feature_grads(
-                spec, fwd.feats, ws.dx_feats, ws.dx_feat_rows, ws.feature_summers, ws.layouts[2:]
-            )
+            feature_grads(spec, fwd.feats, ws.dx_feats, ws.dx_feat_rows, ws.feature_summers)
         )
     return grads
 
@@ -158,7 +156,6 @@ def feature_grads(
     blocks: list[np.ndarray],
     sources: list[RowSource],
     summers: list[RowSummer | None],
-    layouts: list[tuple | None],
 ) -> Grads:
     """The extra feature tables' gradients (``WindowScorer._features_backward``): table f sums
     the rows of its dx block (N, w·k_f, d_f) by its ids ``feats[:, :, columns_f]`` (N, w·k_f),
@@ -167,12 +164,12 @@ def feature_grads(
     n, grads = len(feats), {}
     tables = zip(
         spec.feature_params, spec.feature_rows, spec.feature_columns, blocks, sources, summers,
-        layouts, strict=True,
+        strict=True,
     )  # fmt: skip
-    for name, n_rows, cols, block, source, summer, layout in tables:
+    for name, n_rows, cols, block, source, summer in tables:
         ids = feats[:, :, cols].reshape(n, -1)
         if summer is not None:
-            grads[name] = summer(ids, block, layout)
+            grads[name] = summer(ids, block, source)
         elif n_rows <= SMALL_TABLE:
             grads[name] = sum_window_rows_small(ids, block, n_rows)
         else:
@@ -334,7 +331,7 @@ MAX_VIEWS = 512  # sizes whose views are kept (views only: the memory is the cap
 class Workspace:
     """Preallocated arrays for one batch of n windows (see ``loss_and_grads_fast``), or, with
     ``base`` (a Workspace of at least n windows), views of the first n rows of its arrays
-    (sharing its numba row summers and the layouts of its dx blocks)."""
+    (sharing its numba row summers and the row layouts of its dx blocks)."""
 
     def __init__(
         self, spec: ModelSpec, n: int, dtype: np.dtype, base: Workspace | None = None
@@ -355,28 +352,24 @@ class Workspace:
             self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
             self.caps_summer = row_summer(spec.caps_classes) if spec.caps_dim > 0 else None
             self.feature_summers = [row_summer(rows) for rows in spec.feature_rows]
-            self.dx_word_rows = RowSource(self.dx_words)
+            self.dx_word_rows, self.dx_caps_rows = RowSource(self.dx_words), RowSource(self.dx_caps)
             self.dx_feat_rows = [RowSource(block) for block in self.dx_feats]
-            # the summers' views of the dx blocks (numba only; fused.flat_rows)
-            numba = self.row_summer or self.caps_summer or any(self.feature_summers)
-            blocks = (self.dx_words, self.dx_caps, *self.dx_feats)
-            self.layouts = [flat_rows(b) for b in blocks] if numba else [None] * len(blocks)
         else:  # a prefix of base's rows: the same row layout, fewer windows
             self.row_summer, self.caps_summer = base.row_summer, base.caps_summer
-            self.feature_summers, self.layouts = base.feature_summers, base.layouts
+            self.feature_summers = base.feature_summers
             self.dx_word_rows = base.dx_word_rows.prefix(n)
+            self.dx_caps_rows = base.dx_caps_rows.prefix(n)
             self.dx_feat_rows = [source.prefix(n) for source in base.dx_feat_rows]
-        self.z, self.a, self.a_drop, self.scratch = (buf(k, n, H) for k in HIDDEN_BUFFERS)
-        dropout = spec.input_keep_prob < 1.0
-        input_draws = buf("input_draws", n, D, kind=np.float32) if dropout else None
-        self.input_draws, self.input_mask = (
-            input_draws,
-            buf("input_mask", n, D) if dropout else None,
+        self.z, self.a, self.a_drop, self.scratch = (
+            buf(k, n, H) for k in ("z", "a", "a_drop", "scratch")
         )
+        dropout = spec.input_keep_prob < 1.0
+        self.input_draws = buf("input_draws", n, D, kind=np.float32) if dropout else None
+        self.input_mask = buf("input_mask", n, D) if dropout else None
         self.hidden_draws = buf("hidden_draws", n, H, kind=np.float32)
         self.hidden_mask = buf("hidden_mask", n, H)
         # (input draws, input mask, hidden draws, hidden mask): ``WindowScorer.dropout_masks``
-        self.masks = (input_draws, self.input_mask, self.hidden_draws, self.hidden_mask)
+        self.masks = (self.input_draws, self.input_mask, self.hidden_draws, self.hidden_mask)
         self.s, self.margins, self.active = (buf(k, n, C) for k in ("s", "margins", "active"))
         self.flat = np.arange(n, dtype=np.int64) * C if base is None else base.flat[:n]
         self.flat_y = buf("flat_y", n, kind=np.int64)
@@ -389,9 +382,6 @@ class Workspace:
             )
         else:
             self.dW, self.db, self.dU = base.dW, base.db, base.dU
-
-
-HIDDEN_BUFFERS = ("z", "a", "a_drop", "scratch")
 
 
 # ----------------------------------------------------------------------------- row sums
@@ -412,37 +402,6 @@ def sort_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = key & ((1 << shift) - 1)
     key >>= shift
     return key, order
-
-
-class RowSource:
-    """The rows of a (B, w, d) array with any strides, e.g. the word block of dx, as one
-    (R, d) read-only view plus the view row of each (window i, position p): row i·w + p of the
-    flattened windows is ``view[offsets[i·w + p]]``. ``take`` gathers rows with one index
-    array and no copy of the source (one memcpy per row where rows are contiguous:
-    nn/rowitems.py)."""
-
-    def __init__(self, rows: np.ndarray) -> None:
-        B, w, d = rows.shape
-        s0, s1, s2 = (s // rows.itemsize for s in rows.strides)
-        extent = (B - 1) * s0 + (w - 1) * s1 + 1 if B and w else 0
-        self.view = np.lib.stride_tricks.as_strided(
-            rows, shape=(extent, d), strides=(rows.itemsize, rows.strides[2]), writeable=False
-        )
-        self.offsets = (np.arange(B)[:, None] * s0 + np.arange(w) * s1).reshape(-1)
-        self.dtype = rows.dtype
-        self.items = row_items(self.view)
-        self.window = w
-
-    def prefix(self, n_windows: int) -> RowSource:
-        """The RowSource of the first ``n_windows`` windows of these rows (the same view)."""
-        out = object.__new__(RowSource)
-        out.view, out.dtype, out.items, out.window = self.view, self.dtype, self.items, self.window
-        out.offsets = self.offsets[: n_windows * self.window]
-        return out
-
-    def take(self, view_rows: np.ndarray) -> np.ndarray:
-        """``view[view_rows]`` (len(view_rows), d), a new C-contiguous array."""
-        return gather_rows(self.view, self.items, view_rows)
 
 
 def sum_window_rows(

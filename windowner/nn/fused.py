@@ -5,13 +5,13 @@ numpy needs a sort of every row's id, gathers and a pass per run length to add t
 repeated ids; here one walk over the ids finds the distinct ones, numpy sorts those (fewer),
 and a second walk adds each row into its id's slot, found through an id → rank table of the
 vocabulary's size (kept between calls, reset to −1 for the ids used), reading the rows
-through a flat view of their buffer (any row strides, contiguous rows: the inner loop is a
-plain run of d values). Each id's rows are added onto zeros in window order (0 + x = x: a
-row seen once is its sum bit for bit). numpy's short runs add in that order too, but its long
-runs go through ``np.add.reduceat``, which adds pairwise: the sums of frequent ids can differ
-in the last bits (tests/test_fused.py checks them equal to float32 rounding, and rows of ids
-seen once equal bit for bit). The fast path uses one RowSummer per table (words, caps and
-every extra feature table).
+through one flat view of their buffer (``nn.rowitems.RowSource.flat``: any row strides;
+contiguous rows, so the inner loop is a plain run of d values). Each id's rows are added
+onto zeros in window order (0 + x = x: a row seen once is its sum bit for bit). numpy's
+short runs add in that order too, but its long runs go through ``np.add.reduceat``, which
+adds pairwise: the sums of frequent ids can differ in the last bits (tests/test_fused.py
+checks them equal to float32 rounding, and rows of ids seen once equal bit for bit). The fast
+path uses one RowSummer per table (words, caps and every extra feature table).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from windowner.nn.layers import SparseGrad
+from windowner.nn.rowitems import RowSource
 
 _KERNELS: list[Callable] = []  # mark_distinct, sum_rows (compiled on first use)
 
@@ -81,19 +82,18 @@ class RowSummer:
         self._used = np.empty(0, dtype=np.int64)
 
     def __call__(
-        self, ids: np.ndarray, rows: np.ndarray, layout: tuple | None = None
+        self, ids: np.ndarray, rows: np.ndarray, source: RowSource | None = None
     ) -> SparseGrad:
-        """``layout``: ``flat_rows(rows)`` (or of a buffer whose first windows ``rows`` are)
-        when the caller keeps it from step to step; None computes it."""
+        """``source``: ``RowSource(rows)`` (or of a buffer whose first windows ``rows`` are)
+        when the caller keeps one from step to step; None makes it."""
         flat_ids = np.ascontiguousarray(ids.reshape(-1))
         n, (w, d) = flat_ids.size, rows.shape[1:]
         if ids.shape != rows.shape[:2]:
             raise ValueError(f"ids {ids.shape} do not match rows {rows.shape}")
-        if layout is None:
-            if d > 1 and rows.strides[2] != rows.itemsize:
-                rows = np.ascontiguousarray(rows)
-            layout = flat_rows(rows)
-        flat, s0, s1 = layout
+        source = RowSource(rows) if source is None else source
+        if source.flat is None:  # a row's values are not contiguous: read a copy
+            source = RowSource(np.ascontiguousarray(rows))
+        (s0, s1), flat = source.strides, source.flat
         if self._out.shape[0] < n or self._out.shape[1] != d or self._out.dtype != rows.dtype:
             self._out = np.empty((n, d), dtype=rows.dtype)
             self._used = np.empty(n, dtype=np.int64)
@@ -108,18 +108,6 @@ class RowSummer:
             self.slot_of[used[:k]] = -1
             raise
         return SparseGrad(used[:k], out[:k])
-
-
-def flat_rows(rows: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Rows (B, w, d) whose d values are contiguous (any other strides) as (flat, s0, s1):
-    row (i, p) is ``flat[i·s0 + p·s1 : … + d]`` of a 1-D read-only view of their memory."""
-    B, w, d = rows.shape
-    if d > 1 and rows.strides[2] != rows.itemsize:
-        raise ValueError("flat_rows needs rows whose values are contiguous")
-    s0, s1 = (s // rows.itemsize for s in rows.strides[:2])
-    extent = (B - 1) * s0 + (w - 1) * s1 + d if B and w else 0
-    flat = np.lib.stride_tricks.as_strided(rows, (extent,), (rows.itemsize,), writeable=False)
-    return flat, s0, s1
 
 
 def row_summer(vocab_size: int) -> RowSummer | None:

@@ -453,13 +453,9 @@ def sentence_loss(
     nn/crf.py averages over the S' non-empty sentences; here J is rescaled to the sum over
     sentences divided by the N tokens, so a token's gradient has the size it has under the
     window objectives (a per-sentence mean makes it ~14× larger on CoNLL-2003)."""
-    scaled = (
-        crf_loss_scaled(scores, tags, bounds, trans) if fast and spec.objective == "crf" else None
-    )
-    if scaled is not None:
-        loss, g = scaled
-    elif spec.objective == "crf":
-        loss, g = crf_loss(scores, tags, bounds, trans)
+    if spec.objective == "crf":
+        scaled = crf_loss_scaled(scores, tags, bounds, trans) if fast else None
+        loss, g = scaled if scaled is not None else crf_loss(scores, tags, bounds, trans)
     else:
         loss, g = structured_hinge_loss(scores, tags, bounds, trans, spec.margin)
     n_sentences = int(np.count_nonzero(np.diff(bounds)))
