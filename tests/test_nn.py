@@ -13,6 +13,8 @@ from windowner.nn.activations import ACTIVATIONS, DERIVATIVES, KINKS
 from windowner.nn.initializers import init_weight
 from windowner.nn.model import Batch, ModelSpec, WindowScorer
 
+from .helpers import covering_pairs
+
 
 def numeric(f, x, eps=1e-6):
     grad = np.zeros_like(x)
@@ -131,8 +133,9 @@ def test_losses_by_hand():
     np.testing.assert_allclose(d, [[0.5, -0.5]])
 
 
-@pytest.mark.parametrize("objective", losses.OBJECTIVES)
-@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+@pytest.mark.parametrize(
+    ("activation", "objective"), covering_pairs(list(ACTIVATIONS), losses.OBJECTIVES)
+)
 def test_whole_model_gradcheck(activation, objective):
     results = gc.run_default((activation,), (objective,), caps_dim=2)
     transitions = {"A", "start", "end"} if objective in losses.SENTENCE_OBJECTIVES else set()

@@ -141,6 +141,7 @@ def test_bad_sweep_file_is_one_clear_line(tmp_path, change, message):
     assert "Traceback" not in result.output and message.split("'")[0] in strip_ansi(result.output)
 
 
+@pytest.mark.slow
 def test_unusable_storage_is_one_clear_line(tmp_path):
     path = write_sweep(tmp_path)
     for url, says in (

@@ -17,7 +17,13 @@ from windowner.optim.optimizers import Optimizer, OptimizerSettings
 from windowner.tagger import Tagger
 from windowner.windows import encode
 
-from .helpers import assert_grads_close, make_batch, make_feature_model, with_feats
+from .helpers import (
+    assert_grads_close,
+    covering_pairs,
+    make_batch,
+    make_feature_model,
+    with_feats,
+)
 
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
@@ -124,8 +130,7 @@ def test_missing_feats_is_a_clear_error():
 # ----------------------------------------------------------------------------- gradient checks
 
 
-@pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+@pytest.mark.parametrize(("activation", "objective"), covering_pairs(list(ACTIVATIONS), OBJECTIVES))
 def test_gradcheck_covers_the_feature_tables(activation, objective):
     spec = make_feature_model(
         activation=activation,
