@@ -130,14 +130,17 @@ class WindownerStep:
         self.kernels = kernels
 
     def force_kernels(self, batch: int) -> None:
-        """Makes the row sums of ``batch`` windows use the kernels asked for."""
+        """Makes the row sums, lookups and tanh backward of ``batch`` windows use the kernels
+        asked for."""
         if self.kernels is None:
             return
         from windowner.nn.fused import RowSummer
+        from windowner.nn.fused_passes import StepPasses
 
-        ws = workspace(self.model, batch)
-        ws.row_summer = RowSummer(VOCAB) if self.kernels == "numba" else None
-        ws.caps_summer = RowSummer(CAPS_CLASSES) if self.kernels == "numba" else None
+        ws, numba = workspace(self.model, batch), self.kernels == "numba"
+        ws.row_summer = RowSummer(VOCAB) if numba else None
+        ws.caps_summer = RowSummer(CAPS_CLASSES) if numba else None
+        ws.passes = StepPasses() if numba else None
 
     def initial_params(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.model.params.items()}

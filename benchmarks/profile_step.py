@@ -7,7 +7,7 @@ The pieces are the fast path's own functions, wrapped with a timer for this proc
     lookups         nn.fast.embed_into                 (word and caps rows into x)
     hidden          nn.fast.hidden_into                (x Wᵀ + b, activation: one of the GEMMs)
     hinge           nn.fast.multiclass_hinge_into      (margins, loss, dJ/ds)
-    activation′     nn.fast.activation_backward_into
+    activation′     nn.fast.activation_backward_into / the numba tanh pass (with db)
     word row sums   nn.fast.sum_window_rows / the numba RowSummer
     caps row sums   nn.fast.sum_window_rows_small / the numba RowSummer
     dense update    Optimizer._update_dense (W, b, U)  [numpy path]
@@ -67,6 +67,8 @@ def instrument(spent: dict[str, float], ours: bt.WindownerStep) -> None:
     for name, (owner, attr) in PIECES.items():
         setattr(owner, attr, timed(spent, name, getattr(owner, attr)))
     for ws in ours.model.fast_buffers.values():
+        if getattr(ws, "passes", None) is not None:  # numba: tanh′ and db in one pass
+            ws.passes.tanh_backward = timed(spent, "activation′", ws.passes.tanh_backward)
         if ws.row_summer is not None:
             ws.row_summer = timed(spent, "word row sums", ws.row_summer)
         if ws.caps_summer is not None:

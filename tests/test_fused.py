@@ -184,3 +184,62 @@ def test_row_sums_interrupted_between_kernels_start_clean():
     got = summer(np.array([[1, 3], [3, 4]]), rows)
     np.testing.assert_array_equal(got.ids, [1, 3, 4])
     np.testing.assert_array_equal(got.rows[:, 0], [1.0, 2.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("activation", "keep_prob", "objective"),
+    [("tanh", 0.5, "multiclass"), ("tanh", 1.0, "softmax"), ("relu", 0.5, "multiclass")],
+)
+def test_tanh_backward_pass_equals_the_numpy_passes_bit_for_bit(
+    dtype: str, activation: str, keep_prob: float, objective: str
+):
+    """The fast path with the compiled tanh′/db pass (nn/fused_passes.py) against the same
+    step with numpy's passes: loss and every gradient bit for bit (relu: not compiled, the
+    numpy passes either way)."""
+    from windowner.nn.fast import workspace
+    from windowner.nn.fused_passes import StepPasses
+
+    from .helpers import make_batch, make_model
+
+    model = make_model(
+        dtype, activation=activation, keep_prob=keep_prob, input_keep_prob=0.8,
+        objective=objective,
+    )  # fmt: skip
+    batch = make_batch(model.spec, np.random.default_rng(3), n=37)
+    ws = workspace(model, 37)
+    ws.row_summer = ws.caps_summer = None  # numpy's row sums in both runs
+    results = []
+    for passes in (StepPasses(), None):
+        ws.passes = passes
+        loss, grads = model.loss_and_grads_fast(batch, np.random.default_rng(5))
+        results.append((loss, {k: np.copy(g.rows if isinstance(g, SparseGrad) else g)
+                               for k, g in grads.items()}))  # fmt: skip
+    (loss, ours), (want_loss, reference) = results
+    assert loss == want_loss
+    assert ours.keys() == reference.keys()
+    for key, want in reference.items():
+        np.testing.assert_array_equal(ours[key], want, err_msg=key)
+
+
+def test_tanh_backward_pass_of_no_rows_gives_a_zero_bias_gradient():
+    from windowner.nn.fused_passes import StepPasses
+
+    dz, a = np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+    db = np.full(3, np.nan, np.float32)
+    np.testing.assert_array_equal(StepPasses().tanh_backward(dz, a, None, db), np.zeros(3))
+
+
+def test_workspace_uses_the_compiled_passes_only_with_accel(monkeypatch: pytest.MonkeyPatch):
+    from .helpers import make_model
+
+    monkeypatch.setenv(accel.DISABLE_ENV, "1")
+    assert _workspace(make_model()).passes is None
+    monkeypatch.delenv(accel.DISABLE_ENV)
+    assert _workspace(make_model()).passes is not None
+
+
+def _workspace(model):
+    from windowner.nn.fast import workspace
+
+    return workspace(model, 4)

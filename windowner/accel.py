@@ -1,8 +1,9 @@
 """Whether the optional numba kernels (``pip install windowner[accel]``) are used.
 
 They are used when numba imports and $WINDOWNER_NO_NUMBA is unset (or 0): the one-pass
-optimizer updates (optim/fused.py, equal bit for bit to the numpy rules) and the row sums of
-every embedding table's gradient (nn/fused.py, equal up to the order of additions). Nothing on the
+optimizer updates (optim/fused.py, equal bit for bit to the numpy rules), the row sums of
+every embedding table's gradient (nn/fused.py, equal up to the order of additions) and the tanh
+backward pass with the bias gradient (nn/fused_passes.py, bit for bit). Nothing on the
 ``windowner --help`` or prediction path imports this module.
 """
 

@@ -11,7 +11,8 @@ The one exception to "the same order": repeated embedding rows are summed in ano
 (``sum_window_rows``: one int64 key sort, then by run length; the caps table and other
 small ones by ``sum_window_rows_small``: one small one-hot product; with numba installed
 (windowner.accel) every table by nn/fused.py's walk over the windows), so results agree up
-to rounding.
+to rounding. With numba, the tanh backward pass (dz ∘ mask ∘ (1 − a²) and db in one loop,
+nn/fused_passes.py) gives numpy's values bit for bit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from windowner.nn.activations import ACTIVATIONS, DERIVATIVES
 from windowner.nn.fused import RowSummer, row_summer
+from windowner.nn.fused_passes import step_passes
 from windowner.nn.layers import SparseGrad
 from windowner.nn.rowitems import RowSource
 from windowner.registry import lookup
@@ -126,11 +128,15 @@ def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarra
     grads: Grads = {}
     grads["U"] = np.matmul(fwd.a_out.T, dscores, out=ws.dU)
     dz = np.matmul(dscores, p["U"].T, out=ws.da)
-    if fwd.mask is not None:
-        dz *= fwd.mask
-    activation_backward_into(dz, ws.a, spec.activation, spec.leaky_slope, ws.scratch)
+    if ws.passes is not None and spec.activation == "tanh":  # numba: one pass, db with it
+        db = ws.passes.tanh_backward(dz, ws.a, fwd.mask, ws.db)
+    else:
+        if fwd.mask is not None:
+            dz *= fwd.mask
+        activation_backward_into(dz, ws.a, spec.activation, spec.leaky_slope, ws.scratch)
+        db = None
     grads["W"] = np.matmul(dz.T, ws.x, out=ws.dW)
-    grads["b"] = np.sum(dz, axis=0, out=ws.db)
+    grads["b"] = np.sum(dz, axis=0, out=ws.db) if db is None else db
     if spec.train_embeddings or has_caps or spec.feature_names:
         np.matmul(dz, p["W"], out=ws.dx)
         if fwd.input_mask is not None:
@@ -189,7 +195,10 @@ def multiclass_hinge_into(
     np.put(m, flat, 0.0)
     active = np.greater(m, 0, out=ws.active)
     loss = float(np.sum(np.multiply(m, active, out=m))) / n
-    np.put(active, flat, -active.sum(axis=1))
+    # the active count of each row (a sum of 0s and 1s: exact in any order) by one
+    # matrix-vector product, far cheaper than numpy's row sums of C values
+    counts = np.matmul(active, ws.ones_c, out=ws.counts)
+    np.put(active, flat, np.negative(counts, out=counts))
     active /= n
     return loss, active
 
@@ -350,12 +359,14 @@ class Workspace:
         if base is None:
             # numba row sums (windowner.accel) for every table, or None: numpy's
             self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
+            self.passes = step_passes()  # numba lookups and tanh backward, or None
             self.caps_summer = row_summer(spec.caps_classes) if spec.caps_dim > 0 else None
             self.feature_summers = [row_summer(rows) for rows in spec.feature_rows]
             self.dx_word_rows, self.dx_caps_rows = RowSource(self.dx_words), RowSource(self.dx_caps)
             self.dx_feat_rows = [RowSource(block) for block in self.dx_feats]
         else:  # a prefix of base's rows: the same row layout, fewer windows
             self.row_summer, self.caps_summer = base.row_summer, base.caps_summer
+            self.passes = base.passes
             self.feature_summers = base.feature_summers
             self.dx_word_rows = base.dx_word_rows.prefix(n)
             self.dx_caps_rows = base.dx_caps_rows.prefix(n)
@@ -373,6 +384,7 @@ class Workspace:
         self.s, self.margins, self.active = (buf(k, n, C) for k in ("s", "margins", "active"))
         self.flat = np.arange(n, dtype=np.int64) * C if base is None else base.flat[:n]
         self.flat_y = buf("flat_y", n, kind=np.int64)
+        self.counts, self.ones_c = buf("counts", n), np.ones(C, dtype)
         self.da = buf("da", n, H)
         if base is None:
             self.dW, self.db, self.dU = (
