@@ -130,7 +130,7 @@ class WindownerStep:
         self.kernels = kernels
 
     def force_kernels(self, batch: int) -> None:
-        """Makes the row sums, lookups and tanh backward of ``batch`` windows use the kernels
+        """Makes the row sums and the tanh backward pass of ``batch`` windows use the kernels
         asked for."""
         if self.kernels is None:
             return

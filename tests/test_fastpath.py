@@ -394,3 +394,22 @@ def test_window_runs_merges_only_contiguous_windows():
     assert x.all()
     strided = np.zeros((4, 3, 10))[:, :, ::2]
     assert fast.window_runs(strided) is strided
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [1, 37, 300])
+def test_multiclass_hinge_into_equals_the_reference_bit_for_bit(dtype, n):
+    """The workspace hinge (active counts by a matrix-vector product) against
+    ``losses.multiclass_hinge``: the same loss and dJ/ds to the last bit, ties included."""
+    from windowner.nn.fast import multiclass_hinge_into, workspace
+    from windowner.nn.losses import multiclass_hinge
+
+    model = make_model(dtype, n_out=7)
+    rng = np.random.default_rng(n)
+    scores = rng.integers(-3, 4, (n, 7)).astype(dtype) / 2  # many margins exactly 0
+    y = rng.integers(0, 7, n)
+    want_loss, want = multiclass_hinge(scores.copy(), y, 1.0)
+    loss, got = multiclass_hinge_into(scores, y, 1.0, workspace(model, n))
+    assert loss == want_loss
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)

@@ -196,7 +196,7 @@ def multiclass_hinge_into(
     active = np.greater(m, 0, out=ws.active)
     loss = float(np.sum(np.multiply(m, active, out=m))) / n
     # the active count of each row (a sum of 0s and 1s: exact in any order) by one
-    # matrix-vector product, far cheaper than numpy's row sums of C values
+    # matrix-vector product: cheaper than numpy's row sums of C values (73 → 54 µs at 1024)
     counts = np.matmul(active, ws.ones_c, out=ws.counts)
     np.put(active, flat, np.negative(counts, out=counts))
     active /= n
@@ -359,7 +359,7 @@ class Workspace:
         if base is None:
             # numba row sums (windowner.accel) for every table, or None: numpy's
             self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
-            self.passes = step_passes()  # numba lookups and tanh backward, or None
+            self.passes = step_passes()  # the numba tanh backward pass, or None
             self.caps_summer = row_summer(spec.caps_classes) if spec.caps_dim > 0 else None
             self.feature_summers = [row_summer(rows) for rows in spec.feature_rows]
             self.dx_word_rows, self.dx_caps_rows = RowSource(self.dx_words), RowSource(self.dx_caps)
