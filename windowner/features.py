@@ -136,12 +136,17 @@ class FeatureVocabs:
         max_run: int = MAX_RUN,
     ) -> FeatureVocabs:
         """Vocabularies of every feature value seen ≥ ``min_count`` times in the token lists
-        ``sentences`` (most frequent first, as ``Vocab.from_counts``)."""
+        ``sentences`` (most frequent first, as ``Vocab.from_counts``). Each distinct token is
+        featurised once, its count added to its values' counts."""
         funcs = feature_functions(lengths, max_run)
-        counts: dict[str, Counter[str]] = {name: Counter() for name in funcs}
+        token_counts: Counter[str] = Counter()
         for tokens in sentences:
-            for name, func in funcs.items():
-                counts[name].update(func(t) for t in tokens)
+            token_counts.update(tokens)
+        counts: dict[str, Counter[str]] = {name: Counter() for name in funcs}
+        for name, func in funcs.items():
+            values = counts[name]
+            for token, n in token_counts.items():
+                values[func(token)] += n
         vocabs = {name: Vocab.from_counts(c, min_count) for name, c in counts.items()}
         return cls(vocabs, tuple(lengths), max_run)
 
