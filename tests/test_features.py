@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from windowner.corpus import SPECIALS, UNK_ID, normalize_word, read_conll
+from windowner.corpus import SPECIALS, UNK_ID, Vocab, normalize_word, read_conll
 from windowner.features import (
     AFFIX_LENGTHS,
     FeatureVocabs,
@@ -117,3 +118,15 @@ def test_texts_round_trip_gives_the_same_ids() -> None:
         assert all(np.array_equal(got[k], want[k]) for k in want)
     with pytest.raises(ValueError, match="feature vocabularies"):
         FeatureVocabs.from_texts(vocabs.to_texts(), lengths=(2, 3))
+
+
+@given(
+    st.lists(st.lists(st.sampled_from(["Paris", "paris", "EU", "Ab1", "x", "Éa", "1999"]))),
+    st.integers(1, 3),
+)
+def test_build_counts_every_occurrence_of_every_value(sentences, min_count):
+    """Vocabularies built from distinct tokens equal those of counting every token's values."""
+    built = FeatureVocabs.build(sentences, lengths=(2, 3), min_count=min_count)
+    for name, func in feature_functions((2, 3)).items():
+        counts = Counter(func(t) for tokens in sentences for t in tokens)
+        assert built.vocabs[name].items == Vocab.from_counts(counts, min_count).items, name
