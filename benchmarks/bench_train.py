@@ -135,12 +135,12 @@ class WindownerStep:
         if self.kernels is None:
             return
         from windowner.nn.fused import RowSummer
-        from windowner.nn.fused_passes import StepPasses
+        from windowner.nn.fused_passes import tanh_backward
 
         ws, numba = workspace(self.model, batch), self.kernels == "numba"
         ws.row_summer = RowSummer(VOCAB) if numba else None
         ws.caps_summer = RowSummer(CAPS_CLASSES) if numba else None
-        ws.passes = StepPasses() if numba else None
+        ws.tanh_backward = tanh_backward if numba else None
 
     def initial_params(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.model.params.items()}

@@ -67,8 +67,8 @@ def instrument(spent: dict[str, float], ours: bt.WindownerStep) -> None:
     for name, (owner, attr) in PIECES.items():
         setattr(owner, attr, timed(spent, name, getattr(owner, attr)))
     for ws in ours.model.fast_buffers.values():
-        if getattr(ws, "passes", None) is not None:  # numba: tanh′ and db in one pass
-            ws.passes.tanh_backward = timed(spent, "activation′", ws.passes.tanh_backward)
+        if ws.tanh_backward is not None:  # numba: tanh′ and db in one pass
+            ws.tanh_backward = timed(spent, "activation′", ws.tanh_backward)
         if ws.row_summer is not None:
             ws.row_summer = timed(spent, "word row sums", ws.row_summer)
         if ws.caps_summer is not None:

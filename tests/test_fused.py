@@ -198,7 +198,7 @@ def test_tanh_backward_pass_equals_the_numpy_passes_bit_for_bit(
     step with numpy's passes: loss and every gradient bit for bit (relu: not compiled, the
     numpy passes either way)."""
     from windowner.nn.fast import workspace
-    from windowner.nn.fused_passes import StepPasses
+    from windowner.nn.fused_passes import tanh_backward
 
     from .helpers import make_batch, make_model
 
@@ -210,8 +210,8 @@ def test_tanh_backward_pass_equals_the_numpy_passes_bit_for_bit(
     ws = workspace(model, 37)
     ws.row_summer = ws.caps_summer = None  # numpy's row sums in both runs
     results = []
-    for passes in (StepPasses(), None):
-        ws.passes = passes
+    for compiled in (tanh_backward, None):
+        ws.tanh_backward = compiled
         loss, grads = model.loss_and_grads_fast(batch, np.random.default_rng(5))
         results.append((loss, {k: np.copy(g.rows if isinstance(g, SparseGrad) else g)
                                for k, g in grads.items()}))  # fmt: skip
@@ -223,23 +223,20 @@ def test_tanh_backward_pass_equals_the_numpy_passes_bit_for_bit(
 
 
 def test_tanh_backward_pass_of_no_rows_gives_a_zero_bias_gradient():
-    from windowner.nn.fused_passes import StepPasses
+    from windowner.nn.fused_passes import tanh_backward
 
     dz, a = np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
     db = np.full(3, np.nan, np.float32)
-    np.testing.assert_array_equal(StepPasses().tanh_backward(dz, a, None, db), np.zeros(3))
+    np.testing.assert_array_equal(tanh_backward(dz, a, None, db), np.zeros(3))
 
 
-def test_workspace_uses_the_compiled_passes_only_with_accel(monkeypatch: pytest.MonkeyPatch):
+def test_workspace_uses_the_compiled_pass_only_with_accel(monkeypatch: pytest.MonkeyPatch):
+    from windowner.nn.fast import workspace
+    from windowner.nn.fused_passes import tanh_backward
+
     from .helpers import make_model
 
     monkeypatch.setenv(accel.DISABLE_ENV, "1")
-    assert _workspace(make_model()).passes is None
+    assert workspace(make_model(), 4).tanh_backward is None
     monkeypatch.delenv(accel.DISABLE_ENV)
-    assert _workspace(make_model()).passes is not None
-
-
-def _workspace(model):
-    from windowner.nn.fast import workspace
-
-    return workspace(model, 4)
+    assert workspace(make_model(), 4).tanh_backward is tanh_backward

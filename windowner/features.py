@@ -139,9 +139,7 @@ class FeatureVocabs:
         ``sentences`` (most frequent first, as ``Vocab.from_counts``). Each distinct token is
         featurised once, its count added to its values' counts."""
         funcs = feature_functions(lengths, max_run)
-        token_counts: Counter[str] = Counter()
-        for tokens in sentences:
-            token_counts.update(tokens)
+        token_counts = Counter(t for tokens in sentences for t in tokens)
         counts: dict[str, Counter[str]] = {name: Counter() for name in funcs}
         for name, func in funcs.items():
             values = counts[name]

@@ -23,7 +23,7 @@ import numpy as np
 
 from windowner.nn.activations import ACTIVATIONS, DERIVATIVES
 from windowner.nn.fused import RowSummer, row_summer
-from windowner.nn.fused_passes import step_passes
+from windowner.nn.fused_passes import compiled_tanh_backward
 from windowner.nn.layers import SparseGrad
 from windowner.nn.rowitems import RowSource
 from windowner.registry import lookup
@@ -128,15 +128,15 @@ def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarra
     grads: Grads = {}
     grads["U"] = np.matmul(fwd.a_out.T, dscores, out=ws.dU)
     dz = np.matmul(dscores, p["U"].T, out=ws.da)
-    if ws.passes is not None and spec.activation == "tanh":  # numba: one pass, db with it
-        db = ws.passes.tanh_backward(dz, ws.a, fwd.mask, ws.db)
+    if ws.tanh_backward is not None and spec.activation == "tanh":  # numba: db in the pass
+        db = ws.tanh_backward(dz, ws.a, fwd.mask, ws.db)
     else:
         if fwd.mask is not None:
             dz *= fwd.mask
         activation_backward_into(dz, ws.a, spec.activation, spec.leaky_slope, ws.scratch)
-        db = None
+        db = np.sum(dz, axis=0, out=ws.db)
     grads["W"] = np.matmul(dz.T, ws.x, out=ws.dW)
-    grads["b"] = np.sum(dz, axis=0, out=ws.db) if db is None else db
+    grads["b"] = db
     if spec.train_embeddings or has_caps or spec.feature_names:
         np.matmul(dz, p["W"], out=ws.dx)
         if fwd.input_mask is not None:
@@ -359,14 +359,14 @@ class Workspace:
         if base is None:
             # numba row sums (windowner.accel) for every table, or None: numpy's
             self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
-            self.passes = step_passes()  # the numba tanh backward pass, or None
+            self.tanh_backward = compiled_tanh_backward()  # numba's one pass, or None
             self.caps_summer = row_summer(spec.caps_classes) if spec.caps_dim > 0 else None
             self.feature_summers = [row_summer(rows) for rows in spec.feature_rows]
             self.dx_word_rows, self.dx_caps_rows = RowSource(self.dx_words), RowSource(self.dx_caps)
             self.dx_feat_rows = [RowSource(block) for block in self.dx_feats]
         else:  # a prefix of base's rows: the same row layout, fewer windows
             self.row_summer, self.caps_summer = base.row_summer, base.caps_summer
-            self.passes = base.passes
+            self.tanh_backward = base.tanh_backward
             self.feature_summers = base.feature_summers
             self.dx_word_rows = base.dx_word_rows.prefix(n)
             self.dx_caps_rows = base.dx_caps_rows.prefix(n)
@@ -384,7 +384,8 @@ class Workspace:
         self.s, self.margins, self.active = (buf(k, n, C) for k in ("s", "margins", "active"))
         self.flat = np.arange(n, dtype=np.int64) * C if base is None else base.flat[:n]
         self.flat_y = buf("flat_y", n, kind=np.int64)
-        self.counts, self.ones_c = buf("counts", n), np.ones(C, dtype)
+        self.counts = buf("counts", n)
+        self.ones_c = np.ones(C, dtype) if base is None else base.ones_c
         self.da = buf("da", n, H)
         if base is None:
             self.dW, self.db, self.dU = (

@@ -8,7 +8,7 @@ it in one, with the same float operations in the same order (the scalar 1 arrive
 array's dtype; without fastmath LLVM neither reorders nor contracts them), so dz and db
 equal numpy's bit for bit (numpy sums over axis 0 row after row, as the loop does;
 tests/test_fused.py). ``nn.fast`` uses it when ``windowner.accel`` is on and the activation
-is tanh, through ``Workspace.passes``.
+is tanh, through ``Workspace.tanh_backward``.
 
 (A compiled gather of the embedding rows straight into x was tried too: no faster than
 numpy's gather and copy, which are bound by memory, so the lookups stay numpy's.)
@@ -16,19 +16,18 @@ numpy's gather and copy, which are bound by memory, so the lookups stay numpy's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 
-_KERNELS: list[Callable] = []  # tanh_backward_bias (compiled on first use)
 
-
-def _compile() -> tuple[Callable]:
+@functools.cache
+def _kernel() -> Callable:
+    """The compiled loop (compiled on first use, cached on disk)."""
     from numba import njit
 
-    jit = njit(cache=True, error_model="numpy", fastmath=False, nogil=True)
-
-    @jit
+    @njit(cache=True, error_model="numpy", fastmath=False, nogil=True)
     def tanh_backward_bias(dz, a, mask, has_mask, one, db):  # pragma: no cover - compiled
         """dz ← (dz ∘ mask) ∘ (1 − a ∘ a) in place, db = Σ_i dz[i] (rows added in order)."""
         n, h = dz.shape
@@ -47,28 +46,21 @@ def _compile() -> tuple[Callable]:
                 else:
                     db[j] += g
 
-    return (tanh_backward_bias,)
+    return tanh_backward_bias
 
 
-class StepPasses:
-    """The compiled passes of the fast path (one, for now: tanh′ with db)."""
-
-    def __init__(self) -> None:
-        if not _KERNELS:
-            _KERNELS.extend(_compile())
-        (self._tanh_backward,) = _KERNELS
-
-    def tanh_backward(
-        self, dz: np.ndarray, a: np.ndarray, mask: np.ndarray | None, db: np.ndarray
-    ) -> np.ndarray:
-        """dz (N, H) ← (dz ∘ mask) ∘ (1 − a²) in place; returns db (H,) = Σ rows of dz."""
-        one = dz.dtype.type(1.0)
-        self._tanh_backward(dz, a, a if mask is None else mask, mask is not None, one, db)
-        return db
+def tanh_backward(
+    dz: np.ndarray, a: np.ndarray, mask: np.ndarray | None, db: np.ndarray
+) -> np.ndarray:
+    """dz (N, H) ← (dz ∘ mask) ∘ (1 − a²) in place, a (N, H) the tanh outputs, mask (N, H) or
+    None; returns db (H,) = Σ rows of dz, written into ``db``."""
+    one = dz.dtype.type(1.0)
+    _kernel()(dz, a, a if mask is None else mask, mask is not None, one, db)
+    return db
 
 
-def step_passes() -> StepPasses | None:
-    """StepPasses when the numba kernels are in use (``windowner.accel``), else None."""
+def compiled_tanh_backward() -> Callable | None:
+    """``tanh_backward`` when the numba kernels are in use (``windowner.accel``), else None."""
     from windowner import accel
 
-    return StepPasses() if accel.available() else None
+    return tanh_backward if accel.available() else None
