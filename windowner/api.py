@@ -299,8 +299,19 @@ def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 _WORKER_NER: NER | None = None
 
 
+def _worker_signals() -> None:
+    """A pool worker dies quietly on SIGTERM (``Pool`` ends its workers so) and leaves Ctrl-C
+    to the parent: the handlers it inherited from a ``windowner`` command would raise inside
+    the pool's queue locks instead (a traceback, or a lock held forever: a hang)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _init_worker(path: str | list[str], tokenizer: str) -> None:
     global _WORKER_NER
+    _worker_signals()
     _WORKER_NER = load(path, tokenizer=tokenizer)
 
 
@@ -318,10 +329,11 @@ def _pipe_parallel(ner: NER, batches: Iterator[list[str]], jobs: int) -> Iterato
     global _WORKER_NER
     source = ner.sources[0] if len(ner.sources) == 1 else ner.sources
     init, init_args = _init_worker, (source, ner.tokenizer)
-    if multiprocessing.get_start_method() == "fork":  # workers share the loaded model's pages
-        _WORKER_NER, init, init_args = ner, None, ()
+    forked = multiprocessing.get_start_method() == "fork"
+    if forked:  # workers share the loaded model's pages
+        _WORKER_NER, init, init_args = ner, _worker_signals, ()
     with multiprocessing.Pool(jobs, init, init_args) as pool:
-        if init is None:
+        if forked:
             _WORKER_NER = None  # the workers are forked: this process need not keep it
         pending: deque = deque()
         for batch in batches:
