@@ -141,6 +141,20 @@ def test_auto_keeps_small_products_on_one_thread_however_idle():
     assert "faster on one thread" in choice.describe()
 
 
+def test_auto_between_tokenising_and_writing_is_one_thread_but_a_number_is_kept():
+    """Raw text: the products come in bursts between Python work, where idle OpenBLAS workers
+    would spin on the other core."""
+    choice = th.choose_threads(None, BIG, cores=8, others=0.0, interleaved=True)
+    assert (choice.threads, choice.adaptive) == (1, False)
+    assert "between tokenising and writing" in choice.describe()
+    assert th.choose_threads(3, BIG, cores=8, others=0.0, interleaved=True).threads == 3
+    spec = type("Spec", (), {"hidden": 300, "input_dim": 275})()
+    before = blas_threads()
+    with th.scoring_threads("auto", spec, 100_000, interleaved=True) as chosen:
+        assert chosen.threads == 1 and blas_threads() == 1
+    assert blas_threads() == before
+
+
 def test_auto_on_one_core_is_one_thread():
     assert th.choose_threads(None, BIG, cores=1, others=0.0).threads == 1
 

@@ -161,7 +161,8 @@ class NER:
         from windowner.threads import SCORE_CHUNK, others_since, scoring_threads
 
         others, _ = others_since(meter)
-        return scoring_threads(threads, self.tagger.model.spec, SCORE_CHUNK, others=others)
+        spec = self.tagger.model.spec
+        return scoring_threads(threads, spec, SCORE_CHUNK, others=others, interleaved=True)
 
     def tag_tokens(
         self, token_lists: Sequence[Sequence[str]], docs: Sequence[int] | None = None

@@ -412,7 +412,9 @@ def predict(
         if warning := conll_warning(input_file):
             log(warning)
     ner = load(paths if len(paths) > 1 else paths[0], tokenizer=tokenizer)
-    with tagging_gc(), scoring_threads(threads, ner.tagger.model.spec, SCORE_CHUNK):
+    raw_text = input_format == InputFormat.text  # tokenised and written between the products
+    policy = scoring_threads(threads, ner.tagger.model.spec, SCORE_CHUNK, interleaved=raw_text)
+    with tagging_gc(), policy:
         predict_docs(ner, (text, input_file, input_format, per_line), output_format, explain, jobs)
 
 

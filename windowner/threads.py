@@ -203,15 +203,20 @@ class ThreadChoice:
 
 
 def choose_threads(
-    requested: int | None, mnk: int, cores: int, others: float | None
+    requested: int | None, mnk: int, cores: int, others: float | None, interleaved: bool = False
 ) -> ThreadChoice:
     """The thread count for products of ``mnk`` multiply-adds (pure: no measuring here).
 
-    ``requested`` is a number to use as given, or None for ``auto``."""
+    ``requested`` is a number to use as given, or None for ``auto``. ``interleaved``: the
+    products come in short bursts between Python work (tagging raw text: tokenising, writing
+    the records), during which OpenBLAS's idle workers would spin on a core of their own, so
+    ``auto`` keeps one thread."""
     if requested is not None:
         return ThreadChoice(requested, str(requested), cores, others, "as configured")
     if cores <= 1:
         return ThreadChoice(1, AUTO, cores, others, "one usable core")
+    if interleaved:
+        return ThreadChoice(1, AUTO, cores, others, "products between tokenising and writing")
     if mnk < MIN_THREADED_MNK:
         reason = f"products of {mnk / 1e6:.1f}M multiply-adds are faster on one thread"
         return ThreadChoice(1, AUTO, cores, others, reason)
@@ -239,8 +244,10 @@ class ThreadPolicy:
         hidden: int,
         input_dim: int,
         others: float | None = None,
+        interleaved: bool = False,
     ) -> None:
         self.requested = parse_setting(setting)
+        self.interleaved = interleaved  # choose_threads: auto keeps one thread
         self.mnk = product_size(batch_size, hidden, input_dim)
         self.cores = usable_cores()
         self.choice = self._choose(others)  # others: measured by the caller, or here (0.1 s)
@@ -251,10 +258,15 @@ class ThreadPolicy:
         self._ceiling = self.cores  # 1 once one thread was measured faster
 
     def _choose(self, others: float | None) -> ThreadChoice:
-        needs_measure = self.requested is None and self.cores > 1 and self.mnk >= MIN_THREADED_MNK
+        needs_measure = (
+            self.requested is None
+            and self.cores > 1
+            and self.mnk >= MIN_THREADED_MNK
+            and not self.interleaved
+        )
         if others is None and needs_measure:
             others, _ = measure_others()
-        return choose_threads(self.requested, self.mnk, self.cores, others)
+        return choose_threads(self.requested, self.mnk, self.cores, others, self.interleaved)
 
     def __enter__(self) -> ThreadChoice:
         if self.requested is not None or self.mnk >= BLAS_SINGLE_MNK:
@@ -336,14 +348,17 @@ def scoring_threads(
     windows: int,
     log: Callable[[str], None] | None = None,
     others: float | None = None,
+    interleaved: bool = False,
 ) -> Iterator[ThreadChoice]:
     """The thread policy for scoring ``windows`` windows of a model (``spec``: its ModelSpec)
     in chunks of SCORE_CHUNK, for a ``with`` block (``others``: other processes' busy cores
-    when the caller measured them, ``others_since``). The choice goes to ``log`` for inputs of
-    a full chunk or more whose products were big enough to be sized by the machine's load
-    (smaller inputs, e.g. a sentence or a test file, log nothing)."""
+    when the caller measured them, ``others_since``; ``interleaved``: see ``choose_threads``).
+    The choice goes to ``log`` for inputs of a full chunk or more whose products were big
+    enough to be sized by the machine's load (smaller inputs, e.g. a sentence or a test file,
+    log nothing)."""
     batch = max(1, min(windows, SCORE_CHUNK))
-    with ThreadPolicy(setting, batch, spec.hidden, spec.input_dim, others) as choice:
+    policy = ThreadPolicy(setting, batch, spec.hidden, spec.input_dim, others, interleaved)
+    with policy as choice:
         if choice.adaptive and windows >= SCORE_CHUNK and log is not None:
             log(choice.describe())
         yield choice
