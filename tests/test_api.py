@@ -296,6 +296,35 @@ def test_predict_json_file_and_text(run_dir, ner, tmp_path):
     check_record(json.loads(out)[0])
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES, st.sampled_from(["", "  ", "    "]))
+def test_indented_json_reads_back_as_the_value(value, margin):
+    """``output.indented`` (the -f json writer) is JSON that reads back as the value (NaN and
+    infinities as json writes them), with objects and lists of plain values on one line."""
+    text = output.indented(value, margin)
+    assert json.dumps(json.loads(text), sort_keys=True) == json.dumps(value, sort_keys=True)
+    if not isinstance(value, dict | list) or not any(
+        isinstance(v, dict | list) for v in (value.values() if isinstance(value, dict) else value)
+    ):
+        assert "\n" not in text  # (a newline inside a string is written \\n)
+
+
+def test_predict_json_puts_each_token_and_entity_on_one_line(run_dir, ner):
+    code, out, _ = predict(run_dir, "-f", "json", TEXT)
+    record = ner(TEXT).to_dict()
+    lines = out.splitlines()
+    tokens = [t for s in record["sentences"] for t in s["tokens"]]
+    assert code == 0 and json.loads(out) == [record]
+    assert [json.loads(x.strip().rstrip(",")) for x in lines if '"tag": ' in x] == tokens
+    assert lines[:3] == ["[", "  {", f'    "text": {json.dumps(TEXT, ensure_ascii=False)},']
+
+
 def test_predict_table_and_its_switch_to_entity_lines(run_dir, ner, monkeypatch):
     code, out, err = predict(run_dir, TEXT)
     doc = ner(TEXT)
