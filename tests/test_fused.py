@@ -240,3 +240,17 @@ def test_workspace_uses_the_compiled_pass_only_with_accel(monkeypatch: pytest.Mo
     assert workspace(make_model(), 4).tanh_backward is None
     monkeypatch.delenv(accel.DISABLE_ENV)
     assert workspace(make_model(), 4).tanh_backward is tanh_backward
+
+
+def test_warm_up_compiles_the_row_kernels_and_leaves_no_marks():
+    """``nn.fused.warm_up`` (run by the Trainer's set-up, where a signal stops at once, so that
+    numba's compiler does not load inside the first step) really calls the kernels."""
+    from windowner.nn import fused
+
+    fused.warm_up()
+    mark_distinct, sum_rows = fused._KERNELS
+    assert mark_distinct.signatures and sum_rows.signatures
+    summer = fused.RowSummer(3)
+    grad = summer(np.array([[2, 0, 2]]), np.ones((1, 3, 2), dtype=np.float32))
+    assert grad.ids.tolist() == [0, 2] and grad.rows.tolist() == [[1, 1], [2, 2]]
+    assert (summer.slot_of == -1).all()

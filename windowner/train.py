@@ -58,6 +58,7 @@ from windowner.errors import (
 from windowner.evaluate import evaluate_split, report_unseen_tags
 from windowner.features import AFFIX_LENGTHS, DOC_TABLES, FeatureVocabs
 from windowner.nn.fast import train_step
+from windowner.nn.fused import warm_up as warm_up_numba
 from windowner.nn.losses import SENTENCE_OBJECTIVES
 from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer
@@ -442,6 +443,8 @@ class Trainer:
         self.tagger = build_tagger(config, self.data, self.rng, table)
         del table
         self.optimizer = Optimizer(config.optimizer)
+        if self.optimizer.kernels == "numba":  # numba's compiler loads here, where a signal
+            warm_up_numba()  # stops at once, not in the first step, which finishes first
         self.sampler = negative_sampler(config, self.data)
         B = config.train.batch_size
         self.n_batches = max(1, -(-len(self.train_idx) // B))

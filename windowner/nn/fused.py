@@ -110,6 +110,13 @@ class RowSummer:
         return SparseGrad(used[:k], out[:k])
 
 
+def warm_up() -> None:
+    """One tiny call of a kernel: loads numba's compiler and its cache of this module's
+    kernels (about 0.4 s once per process on a 2-core guest). After it, each kernel's first
+    call with the real arrays takes milliseconds."""
+    RowSummer(2)(np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1, 1), dtype=np.float32))
+
+
 def row_summer(vocab_size: int) -> RowSummer | None:
     """A RowSummer when the numba kernels are in use (``windowner.accel``), else None."""
     from windowner import accel
