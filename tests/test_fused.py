@@ -194,9 +194,9 @@ def test_row_sums_interrupted_between_kernels_start_clean():
 def test_tanh_backward_pass_equals_the_numpy_passes_bit_for_bit(
     dtype: str, activation: str, keep_prob: float, objective: str
 ):
-    """The fast path with the compiled tanh′/db pass (nn/fused_passes.py) against the same
-    step with numpy's passes: loss and every gradient bit for bit (relu: not compiled, the
-    numpy passes either way)."""
+    """The fast path with the workspace's tanh′/db pass (nn/fused_passes.py: the compiled one
+    for tanh, none for relu) against the same step with numpy's passes: loss and every
+    gradient bit for bit."""
     from windowner.nn.fast import workspace
     from windowner.nn.fused_passes import tanh_backward
 
@@ -209,9 +209,11 @@ def test_tanh_backward_pass_equals_the_numpy_passes_bit_for_bit(
     batch = make_batch(model.spec, np.random.default_rng(3), n=37)
     ws = workspace(model, 37)
     ws.row_summer = ws.caps_summer = None  # numpy's row sums in both runs
+    compiled = ws.tanh_backward
+    assert compiled is (tanh_backward if activation == "tanh" else None)
     results = []
-    for compiled in (tanh_backward, None):
-        ws.tanh_backward = compiled
+    for pass_ in (compiled, None):
+        ws.tanh_backward = pass_
         loss, grads = model.loss_and_grads_fast(batch, np.random.default_rng(5))
         results.append((loss, {k: np.copy(g.rows if isinstance(g, SparseGrad) else g)
                                for k, g in grads.items()}))  # fmt: skip
@@ -240,6 +242,7 @@ def test_workspace_uses_the_compiled_pass_only_with_accel(monkeypatch: pytest.Mo
     assert workspace(make_model(), 4).tanh_backward is None
     monkeypatch.delenv(accel.DISABLE_ENV)
     assert workspace(make_model(), 4).tanh_backward is tanh_backward
+    assert workspace(make_model(activation="relu"), 4).tanh_backward is None
 
 
 def test_warm_up_compiles_the_row_kernels_and_leaves_no_marks():

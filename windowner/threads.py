@@ -258,15 +258,13 @@ class ThreadPolicy:
         self._ceiling = self.cores  # 1 once one thread was measured faster
 
     def _choose(self, others: float | None) -> ThreadChoice:
-        needs_measure = (
-            self.requested is None
-            and self.cores > 1
-            and self.mnk >= MIN_THREADED_MNK
-            and not self.interleaved
-        )
-        if others is None and needs_measure:
+        """``choose_threads``, measuring the other processes' load (0.1 s) only when the
+        choice is sized by it and the caller did not measure it."""
+        choice = choose_threads(self.requested, self.mnk, self.cores, others, self.interleaved)
+        if choice.adaptive and others is None:
             others, _ = measure_others()
-        return choose_threads(self.requested, self.mnk, self.cores, others, self.interleaved)
+            choice = choose_threads(self.requested, self.mnk, self.cores, others, self.interleaved)
+        return choice
 
     def __enter__(self) -> ThreadChoice:
         if self.requested is not None or self.mnk >= BLAS_SINGLE_MNK:

@@ -128,7 +128,7 @@ def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarra
     grads: Grads = {}
     grads["U"] = np.matmul(fwd.a_out.T, dscores, out=ws.dU)
     dz = np.matmul(dscores, p["U"].T, out=ws.da)
-    if ws.tanh_backward is not None and spec.activation == "tanh":  # numba: db in the pass
+    if ws.tanh_backward is not None:  # numba, tanh: db in the same pass
         db = ws.tanh_backward(dz, ws.a, fwd.mask, ws.db)
     else:
         if fwd.mask is not None:
@@ -359,7 +359,8 @@ class Workspace:
         if base is None:
             # numba row sums (windowner.accel) for every table, or None: numpy's
             self.row_summer = row_summer(spec.vocab_size) if spec.train_embeddings else None
-            self.tanh_backward = compiled_tanh_backward()  # numba's one pass, or None
+            # numba's one pass for tanh′ and db, or None: numpy's passes
+            self.tanh_backward = compiled_tanh_backward() if spec.activation == "tanh" else None
             self.caps_summer = row_summer(spec.caps_classes) if spec.caps_dim > 0 else None
             self.feature_summers = [row_summer(rows) for rows in spec.feature_rows]
             self.dx_word_rows, self.dx_caps_rows = RowSource(self.dx_words), RowSource(self.dx_caps)
