@@ -4,6 +4,8 @@ rounding (1e-12); float32 ones 1e-5; what is exact is tested exactly."""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from windowner.decode import allowed_transitions, decode_sentences, viterbi, viterbi_batch
 from windowner.nn import fast, layers
@@ -255,8 +257,9 @@ def formula_step(name, params, grads, state, t, lr):
             v = f(s.beta2) * get("v") + f(1 - s.beta2) * g * g
             put("m", m)
             put("v", v)
-            mh, vh = 1 / (1 - s.beta1**t), 1 / (1 - s.beta2**t)
-            delta = -f(lr * mh) * m / (np.sqrt(v * f(vh)) + f(s.eps))
+            # α m̂ / (√v̂ + ε) = (α s₁/√s₂) m / (√v + ε/√s₂), s₁, s₂ the bias corrections
+            mh, root_vh = 1 / (1 - s.beta1**t), np.sqrt(1 / (1 - s.beta2**t))
+            delta = m / (np.sqrt(v) + f(s.eps / root_vh)) * f(-lr * mh / root_vh)
         theta[... if ids is None else ids] = rows(theta) + delta
 
 
@@ -382,6 +385,20 @@ def test_scatter_rows_is_fancy_assignment_bit_for_bit(dtype):
     np.testing.assert_array_equal(table, expected)
     with pytest.raises(IndexError):
         scatter_rows(table, np.full(MIN_ROWS, n), np.ones((MIN_ROWS, 9), dtype))
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=40))
+def test_run_lengths_are_numpys_differences(ids):
+    sorted_ids = np.sort(np.asarray(ids))
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    lengths = fast.run_lengths(starts, len(ids))
+    np.testing.assert_array_equal(lengths, np.diff(starts, append=len(ids)))
+
+
+@pytest.mark.parametrize("bad", [[[1, 6]], [[-1, 2]]])
+def test_small_table_row_sums_reject_an_id_outside_the_table(bad):
+    with pytest.raises(IndexError, match="out of range"):
+        fast.sum_window_rows_small(np.array(bad), np.zeros((1, 2, 3), np.float32), 6)
 
 
 def test_window_runs_merges_only_contiguous_windows():

@@ -236,9 +236,9 @@ def window_runs(block: np.ndarray) -> np.ndarray:
     """A (N, w, d) block of x as an (N, w·d) view when each window's w·d values are one
     contiguous run (the column blocks of x are), else the block itself."""
     n, w, d = block.shape
-    s0, s1, s2 = block.strides
+    _, s1, s2 = block.strides
     if (s2 == block.itemsize or d == 1) and (s1 == d * block.itemsize or w == 1):
-        return np.lib.stride_tricks.as_strided(block, (n, w * d), (s0, block.itemsize))
+        return block.reshape(n, w * d)  # a view: the last two axes are one run
     return block
 
 
@@ -444,7 +444,7 @@ def sum_window_rows(
     out = source.take(src[starts])
     if len(starts) == n:
         return SparseGrad(sorted_ids[starts], out)
-    lengths = np.diff(starts, append=n)
+    lengths = run_lengths(starts, n)
     multi = np.flatnonzero(lengths > 1)
     if len(multi) < 128:  # few runs: one reduceat is cheaper than the passes
         short = 1
@@ -461,6 +461,15 @@ def sum_window_rows(
         sums = np.add.reduceat(_pairs(source.take(src[positions])), run_starts, axis=0)
         out[long_runs] = sums.view(source.dtype)
     return SparseGrad(sorted_ids[starts], out)
+
+
+def run_lengths(starts: np.ndarray, n: int) -> np.ndarray:
+    """The lengths of the runs that begin at ``starts`` (increasing, starts[0] = 0) in n
+    positions: ``np.diff(starts, append=n)`` without its concatenation (5 of its 7 µs)."""
+    lengths = np.empty_like(starts)
+    np.subtract(starts[1:], starts[:-1], out=lengths[:-1])
+    lengths[-1] = n - starts[-1]
+    return lengths
 
 
 def _sum_short_runs(
@@ -493,12 +502,16 @@ def sum_window_rows_small(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> Spa
     B, w = ids.shape
     d = rows.shape[2]
     flat_ids = ids.reshape(-1)
-    if ids.size and (int(flat_ids.min()) < 0 or int(flat_ids.max()) >= n_rows):
+    try:
+        counts = np.bincount(flat_ids, minlength=n_rows)
+    except ValueError:  # a negative id
+        counts = np.empty(n_rows + 1)
+    if len(counts) > n_rows:
         raise IndexError(f"id out of range for a table of {n_rows} rows")
     onehot = np.zeros((B * w, n_rows), dtype=rows.dtype)
     np.put(onehot, flat_ids + np.arange(0, B * w * n_rows, n_rows), 1.0)  # row k, column id_k
     table = onehot.T @ np.ascontiguousarray(rows).reshape(B * w, d)
-    used = np.flatnonzero(np.bincount(flat_ids, minlength=n_rows))
+    used = np.flatnonzero(counts)
     return SparseGrad(used, table[used])
 
 

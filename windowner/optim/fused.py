@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from windowner.optim.optimizers import adam_constants
+
 
 def _compile() -> dict[str, Callable]:
     """The kernels, compiled lazily by numba on first call for each dtype (cached on disk).
@@ -76,7 +78,7 @@ def _compile() -> dict[str, Callable]:
                 theta[i, j] += (gj * neg_lr) / (np.sqrt(c) + eps)
 
     @jit
-    def adam(theta, m, v, ids, g, b1, one_minus_b1, b2, one_minus_b2, v_scale, eps, neg_step):
+    def adam(theta, m, v, ids, g, b1, one_minus_b1, b2, one_minus_b2, eps, scale):
         for r in range(ids.shape[0]):
             i = ids[r]
             for j in range(g.shape[1]):
@@ -85,7 +87,7 @@ def _compile() -> dict[str, Callable]:
                 vi = v[i, j] * b2 + (gj * one_minus_b2) * gj  # v ← β₂ v + (1 − β₂) g²
                 m[i, j] = mi
                 v[i, j] = vi
-                theta[i, j] += (mi * neg_step) / (np.sqrt(vi * v_scale) + eps)
+                theta[i, j] += (mi / (np.sqrt(vi) + eps)) * scale  # optimizers._adam
 
     return {
         "sgd": sgd,
@@ -160,14 +162,5 @@ def scalars(kind: str, s: object, t: int, lr: float, f: type) -> tuple:
         return f(s.eps), -f(lr)
     if kind == "rmsprop":
         return f(1 - s.decay), f(s.decay), f(s.eps), -f(lr)
-    m_hat_scale = 1.0 / (1.0 - s.beta1**t)
-    v_hat_scale = 1.0 / (1.0 - s.beta2**t)
-    return (
-        f(s.beta1),
-        f(1 - s.beta1),
-        f(s.beta2),
-        f(1 - s.beta2),
-        f(v_hat_scale),
-        f(s.eps),
-        -f(lr * m_hat_scale),
-    )
+    eps, scale = adam_constants(s, t, lr)
+    return f(s.beta1), f(1 - s.beta1), f(s.beta2), f(1 - s.beta2), f(eps), f(scale)
