@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from windowner.optim.optimizers import adam_constants
+from windowner.optim.optimizers import adam_scalars
 
 
 def _compile() -> dict[str, Callable]:
@@ -162,5 +162,4 @@ def scalars(kind: str, s: object, t: int, lr: float, f: type) -> tuple:
         return f(s.eps), -f(lr)
     if kind == "rmsprop":
         return f(1 - s.decay), f(s.decay), f(s.eps), -f(lr)
-    eps, scale = adam_constants(s, t, lr)
-    return f(s.beta1), f(1 - s.beta1), f(s.beta2), f(1 - s.beta2), f(eps), f(scale)
+    return adam_scalars(s, t, lr, f)

@@ -16,13 +16,14 @@ each weight matrix's learning rate is divided by √fan_in (W: D, U: H).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from windowner.nn.layers import SparseGrad
-from windowner.nn.rowitems import scatter_rows
+from windowner.nn.rowitems import row_items, scatter_rows
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 FAN_IN_AXIS = {"W": 1, "U": 0}  # W (H, D): fan-in D; U (H, C): fan-in H
@@ -62,6 +63,8 @@ class Optimizer:
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
         self._buffers: dict[tuple[int, np.dtype], np.ndarray] = {}
+        self._row_items: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._constants: tuple[tuple, tuple] = ((), ())  # (t, lr, dtype) → adam_scalars
         self._fused = _fused_rules(fused)
 
     @property
@@ -112,12 +115,27 @@ class Optimizer:
         self, name: str, param: np.ndarray, ids: np.ndarray, g: np.ndarray, lr: float
     ) -> None:
         """The dense rule on rows ``ids`` of θ and of its state: gather, update, scatter."""
-        full = [self._slot(f"{name}.{suffix}", param) for suffix in SLOTS[self.settings.name]]
-        tables = (param, *full)
+        keys = (name, *(f"{name}.{suffix}" for suffix in SLOTS[self.settings.name]))
+        tables = (param, *(self._slot(key, param) for key in keys[1:]))
         theta, *rows = (np.take(t, ids, axis=0) for t in tables)
         self._apply(theta, g, rows, lr)
-        for table, updated in zip(tables, (theta, *rows), strict=True):
-            scatter_rows(table, ids, updated)  # one memcpy per row when many
+        for key, table, updated in zip(keys, tables, (theta, *rows), strict=True):
+            scatter_rows(table, ids, updated, self._items_of(key, table))  # a memcpy per row
+
+    def _items_of(self, key: str, table: np.ndarray) -> np.ndarray | None:
+        """``row_items(table)``, kept while ``key`` names the same array."""
+        kept = self._row_items.get(key)
+        if kept is None or kept[0] is not table:
+            kept = self._row_items[key] = (table, row_items(table))
+        return kept[1]
+
+    def adam_constants(self, f: type, lr: float) -> tuple:
+        """``adam_scalars`` of this step, for θ's dtype ``f`` and rate ``lr``, computed once
+        per step and kept for the other parameters."""
+        key = (self.t, lr, f)
+        if self._constants[0] != key:
+            self._constants = (key, adam_scalars(self.settings, self.t, lr, f))
+        return self._constants[1]
 
     def _apply(self, theta: np.ndarray, g: np.ndarray, slots: list[np.ndarray], lr: float) -> None:
         """θ and its state updated in place by the settings' rule (``RULES``)."""
@@ -203,28 +221,31 @@ def _adam(opt: Optimizer, theta: np.ndarray, g: np.ndarray, slots: list, lr: flo
     the pass that scales v and the second buffer (a smaller working set: 56 µs of a 819 µs
     step at batch 32, hidden 300)."""
     m, v = slots
-    s, f = opt.settings, theta.dtype.type
+    beta1, one_minus_beta1, beta2, one_minus_beta2, eps, scale = opt.adam_constants(
+        theta.dtype.type, lr
+    )
     tmp = opt._scratch(0, g)
-    m *= f(s.beta1)
-    m += np.multiply(g, f(1 - s.beta1), out=tmp)  # m ← β₁ m + (1 − β₁) g
-    np.multiply(g, f(1 - s.beta2), out=tmp)
+    m *= beta1
+    m += np.multiply(g, one_minus_beta1, out=tmp)  # m ← β₁ m + (1 − β₁) g
+    np.multiply(g, one_minus_beta2, out=tmp)
     tmp *= g
-    v *= f(s.beta2)
+    v *= beta2
     v += tmp  # v ← β₂ v + (1 − β₂) g²
-    eps, scale = adam_constants(s, opt.t, lr)
     denom = np.sqrt(v, out=tmp)
-    denom += f(eps)  # √v + ε/√s₂
+    denom += eps  # √v + ε/√s₂
     step = np.divide(m, denom, out=tmp)
-    step *= f(scale)
+    step *= scale
     theta += step  # θ ← θ − α m̂ / (√v̂ + ε)
 
 
-def adam_constants(s: OptimizerSettings, t: int, lr: float) -> tuple[float, float]:
-    """Adam's step-t constants (ε/√s₂, −α s₁/√s₂), with s₁ = 1/(1 − β₁ᵗ) and s₂ = 1/(1 − β₂ᵗ)
-    its bias corrections, in float64 (each rule casts them to θ's dtype)."""
+def adam_scalars(s: OptimizerSettings, t: int, lr: float, f: type) -> tuple:
+    """Adam's step-t constants cast to θ's dtype ``f``: β₁, 1 − β₁, β₂, 1 − β₂, ε/√s₂ and
+    −α s₁/√s₂, with s₁ = 1/(1 − β₁ᵗ) and s₂ = 1/(1 − β₂ᵗ) its bias corrections (float64
+    until the cast; the numba kernel takes the same values)."""
     m_hat_scale = 1.0 / (1.0 - s.beta1**t)
-    root_v_hat_scale = np.sqrt(1.0 / (1.0 - s.beta2**t))
-    return s.eps / root_v_hat_scale, -lr * m_hat_scale / root_v_hat_scale
+    root_v_hat_scale = math.sqrt(1.0 / (1.0 - s.beta2**t))
+    eps, scale = s.eps / root_v_hat_scale, -lr * m_hat_scale / root_v_hat_scale
+    return f(s.beta1), f(1 - s.beta1), f(s.beta2), f(1 - s.beta2), f(eps), f(scale)
 
 
 Rule = Callable[[Optimizer, np.ndarray, np.ndarray, list, float], None]
