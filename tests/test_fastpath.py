@@ -182,13 +182,35 @@ def test_train_step_skips_the_update_when_the_loss_is_not_finite():
         np.testing.assert_array_equal(model.params[k], v)
 
 
+def test_dropout_mask_keeps_an_element_when_its_32_bits_are_below_keep_times_2_to_the_32():
+    """77 elements take 39 raw 64-bit draws (the last half unused), low half first."""
+    bits = np.random.default_rng(5).bit_generator.random_raw(39).view(np.uint32)[:77]
+    rng = np.random.default_rng(5)
+    mask = layers.dropout_mask(rng, (7, 11), 0.6, np.float64)
+    np.testing.assert_array_equal(mask.reshape(-1) > 0, bits < round(0.6 * 2**32))
+    assert rng.bit_generator.state == _after_raw_draws(5, 39)
+
+
+def _after_raw_draws(seed: int, n: int) -> dict:
+    rng = np.random.default_rng(seed)
+    rng.bit_generator.random_raw(n)
+    return rng.bit_generator.state
+
+
+@given(st.floats(min_value=1e-9, max_value=1.0, exclude_max=True))
+def test_keep_threshold_is_keep_to_within_2_to_the_minus_32(keep):
+    threshold = layers.keep_threshold(keep)
+    assert 1 <= threshold < 2**32
+    assert abs(threshold / 2**32 - keep) <= 2**-32
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dropout_mask_into_buffers_is_the_same_mask_and_the_same_draws(dtype):
     """The fast path's buffers change where the mask is written, not what is drawn."""
     rng_new, rng_buf = np.random.default_rng(3), np.random.default_rng(3)
     expected = layers.dropout_mask(rng_new, (7, 11), 0.6, dtype)
-    draws, out = np.empty((7, 11), dtype=np.float32), np.empty((7, 11), dtype=dtype)
-    got = layers.dropout_mask(rng_buf, (7, 11), 0.6, dtype, draws, out)
+    out = np.empty((7, 11), dtype=dtype)
+    got = layers.dropout_mask(rng_buf, (7, 11), 0.6, dtype, out)
     assert got is out and got.dtype == dtype
     np.testing.assert_array_equal(got, expected)
     assert set(np.unique(got).tolist()) == {0.0, float(np.asarray(1 / 0.6, dtype=dtype))}

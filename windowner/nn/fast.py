@@ -376,12 +376,9 @@ class Workspace:
             buf(k, n, H) for k in ("z", "a", "a_drop", "scratch")
         )
         dropout = spec.input_keep_prob < 1.0
-        self.input_draws = buf("input_draws", n, D, kind=np.float32) if dropout else None
         self.input_mask = buf("input_mask", n, D) if dropout else None
-        self.hidden_draws = buf("hidden_draws", n, H, kind=np.float32)
         self.hidden_mask = buf("hidden_mask", n, H)
-        # (input draws, input mask, hidden draws, hidden mask): ``WindowScorer.dropout_masks``
-        self.masks = (self.input_draws, self.input_mask, self.hidden_draws, self.hidden_mask)
+        self.masks = (self.input_mask, self.hidden_mask)  # ``WindowScorer.dropout_masks``
         self.s, self.margins, self.active = (buf(k, n, C) for k in ("s", "margins", "active"))
         self.flat = np.arange(n, dtype=np.int64) * C if base is None else base.flat[:n]
         self.flat_y = buf("flat_y", n, kind=np.int64)

@@ -288,16 +288,16 @@ class WindowScorer:
         """The dropout masks of n windows for both paths: the given ones, else drawn from
         ``rng`` — the input mask (n, D) when input_keep_prob < 1 first, then the hidden mask
         (n, H) when keep_prob < 1 (resumed runs depend on this order); None when not used.
-        ``buffers``: (input draws, input mask, hidden draws, hidden mask) arrays to reuse."""
+        ``buffers``: (input mask, hidden mask) arrays to write them into."""
         spec, dtype = self.spec, self.params["W"].dtype
-        in_draws, in_out, draws, out = (None,) * 4 if buffers is None else buffers
+        in_out, out = (None, None) if buffers is None else buffers
         if input_mask is None and spec.input_keep_prob < 1.0:
             shape = (n, spec.input_dim)
             keep = spec.input_keep_prob
-            input_mask = layers.dropout_mask(_need(rng), shape, keep, dtype, in_draws, in_out)
+            input_mask = layers.dropout_mask(_need(rng), shape, keep, dtype, in_out)
         if mask is None and spec.keep_prob < 1.0:
             shape = (n, spec.hidden)
-            mask = layers.dropout_mask(_need(rng), shape, spec.keep_prob, dtype, draws, out)
+            mask = layers.dropout_mask(_need(rng), shape, spec.keep_prob, dtype, out)
         return input_mask, mask
 
     def _stack(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
