@@ -274,11 +274,22 @@ def check_feats(spec: ModelSpec, feats: np.ndarray | None) -> None:
 
 
 def hidden_into(model: WindowScorer, x: np.ndarray, z: np.ndarray, a: np.ndarray) -> None:
-    """z = W x + b, a = f(z) for x (N, D), into z and a (N, H) (a may be z)."""
+    """z = W x + b, a = f(z) for x (N, D), into z and a (N, H) (a may be z).
+
+    Up to SMALL_FORWARD windows the product is taken as W xᵀ (H, N) and added to b
+    transposed: OpenBLAS's small-matrix kernels compute it faster than x Wᵀ (49 against
+    70 µs at 32 windows, hidden 300, bias included; 20 against 27 at hidden 100), and the
+    values came out the same in every shape measured (8–192 windows, hidden 100 and 300)."""
     p, spec = model.params, model.spec
-    np.matmul(x, p["W"].T, out=z)
-    z += p["b"]
+    if len(x) <= SMALL_FORWARD:
+        np.add(np.matmul(p["W"], x.T).T, p["b"], out=z)
+    else:
+        np.matmul(x, p["W"].T, out=z)
+        z += p["b"]
     activation_forward_into(z, spec.activation, spec.leaky_slope, a)
+
+
+SMALL_FORWARD = 48  # windows: the W xᵀ form is faster up to here (64: level; 96: slower)
 
 
 def activation_forward_into(z: np.ndarray, name: str, slope: float, out: np.ndarray) -> None:
