@@ -24,7 +24,10 @@ OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, which this machine sets, are unset for the b
 process (benchmarks/blas_env.py; ``--keep-openblas-env`` keeps them) and the header says so.
 windowner runs under its own thread policy (``--threads auto``: windowner.threads, chosen per
 shape from the product size and the machine's load, as training does), torch with its
-default threads (``--torch-threads``); the GEMM limit uses windowner's thread count.
+default threads (``--torch-threads``); the GEMM limit uses windowner's thread count. Where
+the trainer would update W in a second process (windowner.optim.worker: small products,
+two free cores, the numpy kernels), windowner's step does too, after the same probe, and the
+threads column says ``1+w``.
 ``--runs N`` repeats the whole measurement and reports medians with the ratio's range.
 
     python benchmarks/bench_train.py [--json] [--runs 4] [--repeats 7] [--threads auto|N]
@@ -150,6 +153,26 @@ class WindownerStep:
 
     def __call__(self, batch: Batch) -> float:
         return train_step(self.model, batch, self.optimizer, LR)
+
+    def start_worker(self, choice, items: list) -> bool:
+        """What the trainer does with W's update (optim/worker.py's WorkerPolicy: a second
+        process where it can pay), including its probe of steps with and without the
+        worker, run here on ``items``. Returns whether a worker was kept."""
+        from windowner.optim.worker import PROBE_BLOCKS, PROBE_STEPS, WARMUP_STEPS, WorkerPolicy
+
+        self.worker = WorkerPolicy(self.optimizer, lambda line: None)
+        self.worker.start(self.model.params, choice, self.optimizer.kernels, 0.0)
+        for i in range(WARMUP_STEPS + PROBE_BLOCKS * PROBE_STEPS):
+            if self.worker.worker is None:
+                break
+            t0 = time.perf_counter()
+            self(items[i % len(items)])
+            self.worker.observe(time.perf_counter() - t0)
+        return self.worker.worker is not None
+
+    def stop_worker(self) -> None:
+        if getattr(self, "worker", None) is not None:
+            self.worker.stop()
 
 
 class TorchStep:
@@ -368,13 +391,18 @@ def measure_shape(args, torch, data: Data, batch: int, hidden: int) -> dict:
             contenders.append((theirs.name, theirs, [theirs.prepare(b) for b in items]))
     contenders.append(("gemm", gemm_step(batch, hidden), [None]))
     with ThreadPolicy(args.threads, batch, hidden, INPUT_DIM) as choice:
-        sec = measure(contenders, args.repeats, args.block_seconds, args.pause)
+        worker = ours.start_worker(choice, contenders[0][2])
+        try:
+            sec = measure(contenders, args.repeats, args.block_seconds, args.pause)
+        finally:
+            ours.stop_worker()
     wps = {name: batch / s for name, s in sec.items()}
     torch_best = max((n for n in wps if n.startswith("torch")), key=wps.get, default=None)
     return {
         "batch": batch,
         "hidden": hidden,
         "threads": choice.threads,
+        "worker": worker,
         "windowner_wps": round(wps["windowner"]),
         "torch_wps": round(wps[torch_best]) if torch_best else None,
         "torch_variant": torch_best.split()[1] if torch_best else None,
@@ -410,6 +438,7 @@ def median_row(runs: list[dict]) -> dict:
     row["gemm_share"] = statistics.median(shares)
     row["gemm_share_range"] = [min(shares), max(shares)]
     row["threads"] = sorted({r["threads"] for r in runs})
+    row["worker"] = sum(bool(r.get("worker")) for r in runs)  # runs with W's update worker
     numba = [r["numba_wps"] for r in runs if r.get("numba_wps")]
     row["numba_wps"] = statistics.median(numba) if numba else None
     row["numba_gemm_share"] = (
@@ -516,7 +545,7 @@ def print_row(row: dict, first: bool) -> None:
     values = (
         row["batch"],
         row["hidden"],
-        "/".join(map(str, row["threads"])),
+        "/".join(map(str, row["threads"])) + ("+w" if row.get("worker") else ""),
         f"{row['windowner_wps']:,.0f}",
         f"{row['torch_wps']:,.0f}" if has_torch else "—",
         row["torch_variant"] or "",

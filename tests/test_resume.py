@@ -12,6 +12,7 @@ from windowner import config as cfg
 from windowner.checkpoint import load_npz
 from windowner.cli import app
 from windowner.errors import ModelFileError
+from windowner.optim.worker import available as worker_available
 from windowner.train import Interrupted, SilentReporter, Trainer, strip_timing
 
 from .conftest import strip_ansi
@@ -189,3 +190,40 @@ def test_perm_and_state_live_in_last_npz(setup, tmp_path):
     assert meta["loop"]["in_epoch"] is True and meta["loop"]["batch_pos"] == 4
     assert {"bit_generator", "state"} <= set(meta["rng"])
     assert np.asarray(arrays["opt_t"]) == 4
+
+
+@pytest.fixture
+def numpy_runs(setup, tmp_path, monkeypatch):
+    """The tiny config run in one go on the numpy kernels (what the update worker runs
+    beside), and a function that runs it with $WINDOWNER_WORKER set."""
+    config, _, _ = setup
+    monkeypatch.setenv("WINDOWNER_NO_NUMBA", "1")
+    monkeypatch.setenv("WINDOWNER_WORKER", "off")
+    trainer(config, tmp_path / "in-process").run()
+
+    def with_worker(run: Path, **kw) -> Trainer:
+        monkeypatch.setenv("WINDOWNER_WORKER", "on")
+        return trainer(config, run, **kw)
+
+    return config, outcome(tmp_path / "in-process"), with_worker
+
+
+@pytest.mark.skipif(not worker_available(), reason="the update worker needs Linux's fork")
+def test_a_run_with_w_updated_in_a_second_process_is_bit_identical(numpy_runs, tmp_path):
+    _, expected, with_worker = numpy_runs
+    t = with_worker(tmp_path / "worker")
+    t.run()
+    assert t.optimizer.worker is None and t.worker.worker is None  # closed at the end
+    assert_same(outcome(tmp_path / "worker"), expected)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not worker_available(), reason="the update worker needs Linux's fork")
+def test_interrupt_with_the_worker_then_resume_is_bit_identical(numpy_runs, tmp_path):
+    """The checkpoint written on Ctrl-C holds W after the last step's update (settled first)."""
+    config, expected, with_worker = numpy_runs
+    nb, run = n_batches(config), tmp_path / "run"
+    with pytest.raises(Interrupted):
+        with_worker(run, stop_at=2 * nb + nb // 2).run()
+    with_worker(run, resume=True).run()
+    assert_same(outcome(run), expected)

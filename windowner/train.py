@@ -63,6 +63,7 @@ from windowner.nn.losses import SENTENCE_OBJECTIVES
 from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
+from windowner.optim.worker import WorkerPolicy
 from windowner.resume import data_hashes, restore_checkpoint, save_checkpoint
 from windowner.tagger import Tagger
 from windowner.threads import RECHECK_SECONDS, ThreadPolicy
@@ -454,6 +455,7 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self._signal: int | None = None
         self.threads = thread_policy(config)
+        self.worker = WorkerPolicy(self.optimizer, reporter.log)
         self._stop_now = False  # a signal raises StopNow at once (evaluation phases)
         if resume:
             restore_checkpoint(self)
@@ -463,11 +465,18 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to the end (or early stop), then evaluate the best model; returns the summary."""
         t = self.config.train
-        with self.signals_deferred():
+        with self.signals_deferred(), contextlib.ExitStack() as stack:
+            stack.callback(self.worker.stop)  # W and its state back in this process's memory
             try:
                 # Overflow is detected (and explained) by the finite checks, not numpy warnings.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self.threads:
                     self._log_kernels()
+                    self.worker.start(
+                        self.tagger.model.params,
+                        self.threads.choice,
+                        self.optimizer.kernels,
+                        self.tagger.model.spec.l2,
+                    )
                     while self.state.epoch < t.epochs and not self.state.stopped_early:
                         self._run_epoch()
             except StopNow:  # during an evaluation: the epoch's end is redone on resume
@@ -520,6 +529,7 @@ class Trainer:
                 self._recheck_threads(RECHECK_SECONDS)
                 wps = st.windows_done / max(now - started, 1e-9)
                 self.reporter.batch_progress(st.batch_pos, st.loss_sum / st.windows_done, lr, wps)
+        self.optimizer.settle()  # the last step's update of W, before W is read or saved
         st.epoch_seconds = time.perf_counter() - started
         self._end_epoch()
 
@@ -595,13 +605,17 @@ class Trainer:
         log_kernels(self.reporter, self.threads.choice, self.optimizer.kernels)
 
     def _observe_step(self, seconds: float) -> None:
-        """Feed a step's time to the thread policy (auto compares thread counts on them)."""
+        """Feed a step's time to the thread policy (auto compares thread counts on them) and
+        to the update worker's (it is kept only if steps are faster with it)."""
+        self.worker.observe(seconds)
         changed = self.threads.observe(seconds)
         if changed is not None:
             self.reporter.log(changed.describe())
 
     def _recheck_threads(self, min_seconds: float = 0.0) -> None:
-        """Adapt the BLAS threads to other processes' load (auto, large products only)."""
+        """Adapt the BLAS threads to other processes' load (auto, large products only); stop
+        the update worker if this process waits for it (another process took its core)."""
+        self.worker.recheck(min_seconds)
         changed = self.threads.recheck(min_seconds)
         if changed is not None:
             self.reporter.log(f"other processes' load changed: {changed.describe()}")
@@ -620,6 +634,7 @@ class Trainer:
             self._stop_now = False
 
     def _interrupt(self) -> None:
+        self.optimizer.settle()  # W's update of the last step, if its worker is running it
         save_checkpoint(self)
         signum = self._signal or signal.SIGINT
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"

@@ -49,7 +49,10 @@ def train_step(
     """The one training step (trainer, tests, benchmarks): loss and gradients on the fast
     path (``model.loss_and_grads_fast``), then the optimizer update if the loss is finite.
     Returns the loss; a non-finite loss leaves the parameters and the optimizer untouched."""
-    loss, grads = model.loss_and_grads_fast(batch, rng)
+    if optimizer.worker is None:
+        loss, grads = model.loss_and_grads_fast(batch, rng)
+    else:  # W's update overlaps the rest of the step (optim/worker.py)
+        loss, grads = model.loss_and_grads_fast(batch, rng, optimizer=optimizer, lr=lr)
     if np.isfinite(loss):
         optimizer.step(model.params, grads, lr)
     return loss
@@ -75,6 +78,8 @@ def loss_and_grads_fast(
     rng: np.random.Generator | None = None,
     dropout_mask: np.ndarray | None = None,
     input_mask: np.ndarray | None = None,
+    optimizer: Optimizer | None = None,
+    lr: float = 0.0,
 ) -> tuple[float, Grads]:
     """``model.loss_and_grads`` for training: the same math and the same draws from ``rng``,
     equal to it up to float rounding, computed in buffers reused from step to step.
@@ -83,18 +88,27 @@ def loss_and_grads_fast(
     use them (``Optimizer.step``) before calling again. The embedding lookups write into
     the two column blocks of one x buffer, and their gradients are read from the same
     blocks of dx, so nothing is concatenated or copied.
+
+    ``optimizer`` (``train_step``, when the optimizer has an update worker: optim/worker.py)
+    settles the previous step's update before the forward product reads W, and begins
+    this step's (``Optimizer.start_early``, rate ``lr``) once W's gradient is final and
+    W has been read for the last time: while the embedding rows are summed and updated.
     """
     spec = model.spec
     words, caps, labels = model._stack(batch)
     ws = workspace(model, len(words))
     input_mask, mask = model.dropout_masks(len(words), rng, input_mask, dropout_mask, ws.masks)
-    fwd = _forward(model, ws, words, caps, input_mask, mask, model._stack_feats(batch))
+    feats = model._stack_feats(batch)
+    fwd = _forward(model, ws, words, caps, input_mask, mask, feats, optimizer)
     own_grads = {}
     if spec.objective == "multiclass":
         loss, dscores = multiclass_hinge_into(ws.s, labels, spec.margin, ws)
     else:
         loss, dscores, own_grads = model.objective_grads(ws.s, labels, batch, fast=True)
-    grads = _backward(model, ws, fwd, dscores)
+    early = None  # W's gradient is final after _backward only without L2 (model._l2)
+    if optimizer is not None and spec.l2 == 0.0 and np.isfinite(loss):
+        early = (optimizer, lr)
+    grads = _backward(model, ws, fwd, dscores, early)
     grads.update(own_grads)
     return loss + model._l2(grads), grads
 
@@ -107,22 +121,33 @@ def _forward(
     input_mask: np.ndarray | None,
     mask: np.ndarray | None,
     feats: np.ndarray | None = None,
+    optimizer: Optimizer | None = None,
 ) -> _Pass:
-    """x = embed ∘ mask_in; z = W x + b; a = f(z) ∘ mask; s = Uᵀ a, into ``ws`` (s in ws.s)."""
+    """x = embed ∘ mask_in; z = W x + b; a = f(z) ∘ mask; s = Uᵀ a, into ``ws`` (s in ws.s).
+    ``optimizer``: settled before W is read (its worker may be updating W)."""
     embed_into(model, words, caps, ws.x_words, ws.x_caps)
     if model.spec.feature_names:
         embed_features_into(model, feats, ws.x_feats)
     if input_mask is not None:
         ws.x *= input_mask
+    if optimizer is not None:
+        optimizer.settle()
     hidden_into(model, ws.x, ws.z, ws.a)
     a_out = ws.a if mask is None else np.multiply(ws.a, mask, out=ws.a_drop)
     np.matmul(a_out, model.params["U"], out=ws.s)
     return _Pass(words=words, caps=caps, feats=feats, input_mask=input_mask, mask=mask, a_out=a_out)
 
 
-def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarray) -> Grads:
+def _backward(
+    model: WindowScorer,
+    ws: Workspace,
+    fwd: _Pass,
+    dscores: np.ndarray,
+    early: tuple[Optimizer, float] | None = None,
+) -> Grads:
     """dJ/ds (N, C) → gradients keyed like ``model.params`` (views of ``ws``), in the order
-    of ``WindowScorer.backward``."""
+    of ``WindowScorer.backward``. ``early`` (optimizer, rate): W's update begins in the
+    optimizer's worker right after the last product that reads W."""
     spec, p = model.spec, model.params
     has_caps = spec.caps_dim > 0
     grads: Grads = {}
@@ -139,8 +164,12 @@ def _backward(model: WindowScorer, ws: Workspace, fwd: _Pass, dscores: np.ndarra
     grads["b"] = db
     if spec.train_embeddings or has_caps or spec.feature_names:
         np.matmul(dz, p["W"], out=ws.dx)
+        if early is not None:
+            early[0].start_early("W", p["W"], grads["W"], early[1])
         if fwd.input_mask is not None:
             ws.dx *= fwd.input_mask
+    elif early is not None:
+        early[0].start_early("W", p["W"], grads["W"], early[1])
     if spec.train_embeddings and ws.row_summer is not None:  # numba (windowner.accel)
         grads["E_word"] = ws.row_summer(fwd.words, ws.dx_words, ws.dx_word_rows)
     elif spec.train_embeddings:

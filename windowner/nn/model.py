@@ -365,12 +365,12 @@ class WindowScorer:
     # ------------------------------------------------------------------ fast path
 
     def loss_and_grads_fast(
-        self, batch: Batch, rng: np.random.Generator | None = None, **masks: np.ndarray
+        self, batch: Batch, rng: np.random.Generator | None = None, **options: Any
     ) -> tuple[float, dict[str, np.ndarray | SparseGrad]]:
         """``loss_and_grads`` in reused buffers: ``nn/fast.py``'s ``loss_and_grads_fast``
-        (``masks``: its ``dropout_mask``/``input_mask``). The method the trainer's step
-        calls, so a test can wrap it."""
-        return fast.loss_and_grads_fast(self, batch, rng, **masks)
+        (``options``: its ``dropout_mask``/``input_mask``, ``optimizer``/``lr``). The
+        method the trainer's step calls, so a test can wrap it."""
+        return fast.loss_and_grads_fast(self, batch, rng, **options)
 
     # ------------------------------------------------------------------ inference
 

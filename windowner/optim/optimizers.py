@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +67,8 @@ class Optimizer:
         self._row_items: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         self._constants: tuple[tuple, tuple] = ((), ())  # (t, lr, dtype) → adam_scalars
         self._fused = _fused_rules(fused)
+        self.worker: Any = None  # an optim.worker.UpdateWorker: one parameter's update
+        self._started = 0  # the step whose update of worker.name start_early began
 
     @property
     def kernels(self) -> str:
@@ -87,19 +90,44 @@ class Optimizer:
         return buf[: like.size].reshape(like.shape)
 
     def step(self, params: dict[str, np.ndarray], grads: dict, lr: float) -> None:
-        """One update of every parameter that has a gradient."""
+        """One update of every parameter that has a gradient (the worker's parameter: begun
+        by ``start_early``, or updated here once the worker is idle)."""
         self.t += 1
         for name, grad in grads.items():
             param = params[name]
-            rate = lr
-            if self.settings.fan_in_scaling and name in FAN_IN_AXIS:
-                rate = lr / np.sqrt(param.shape[FAN_IN_AXIS[name]])
+            rate = self._rate(name, param, lr)
+            if self.worker is not None and name == self.worker.name:
+                if self._started == self.t:
+                    continue  # running in the worker since start_early
+                self.worker.wait()
             if self._fused is not None:
                 self._update_fused(name, param, grad, rate)
             elif isinstance(grad, SparseGrad):
                 self._update_rows(name, param, grad.ids, grad.rows, rate)
             else:
                 self._update_dense(name, param, grad, rate)
+
+    def _rate(self, name: str, param: np.ndarray, lr: float) -> float:
+        """The rate of parameter ``name``: lr, or lr/√fan-in with ``fan_in_scaling``."""
+        if self.settings.fan_in_scaling and name in FAN_IN_AXIS:
+            return lr / np.sqrt(param.shape[FAN_IN_AXIS[name]])
+        return lr
+
+    def start_early(self, name: str, param: np.ndarray, grad: np.ndarray, lr: float) -> bool:
+        """Begins the coming step's update of ``name`` in the worker, when it is the
+        worker's parameter (the fast path calls this once the gradient is final and the
+        parameter is not read again in the step); ``step`` then leaves it out. Call
+        ``settle`` before the parameter or its state is read again."""
+        if self.worker is None or name != self.worker.name:
+            return False
+        self.worker.start(self.t + 1, self._rate(name, param, lr), grad)
+        self._started = self.t + 1
+        return True
+
+    def settle(self) -> None:
+        """Returns once no update is running in the worker (at once without one)."""
+        if self.worker is not None:
+            self.worker.wait()
 
     def _update_fused(self, name: str, param: np.ndarray, grad, lr: float) -> None:
         """The rule in one pass over θ (or over the rows a SparseGrad names) and its state."""
