@@ -27,6 +27,7 @@ import signal
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -86,7 +87,9 @@ class UpdateWorker:
         for stream in (sys.stdout, sys.stderr):  # nothing buffered may be written twice
             stream.flush()
         parent = os.getpid()
-        self.pid = os.fork()
+        with warnings.catch_warnings():  # Python ≥ 3.12 warns of forking beside threads (a
+            warnings.simplefilter("ignore", DeprecationWarning)  # progress bar's): the child
+            self.pid = os.fork()  # runs numpy loops and semaphores only, and leaves by _exit
         if self.pid == 0:
             _serve(self, parent, optimizer)  # never returns
 
