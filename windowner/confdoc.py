@@ -96,7 +96,8 @@ HELP: dict[str, str] = {
     "train.patience": "Stop after this many epochs without a better dev F1 (0: never).",
     "train.shuffle": "Shuffle the training windows at the start of each epoch.",
     "train.threads": "BLAS threads for the matrix products: auto (one thread for small products "
-    "or a busy machine, else the free cores; re-measured while training) or a number.",
+    "or a busy machine, else the free cores; re-measured while training; with small products "
+    "and two free cores, W's update in a second process) or a number.",
 }
 
 
