@@ -41,17 +41,13 @@ def gather_rows(a: np.ndarray, items: np.ndarray | None, ids: np.ndarray) -> np.
     return items[ids].view(a.dtype).reshape(len(ids), a.shape[1])
 
 
-def scatter_rows(
-    a: np.ndarray, ids: np.ndarray, rows: np.ndarray, items: np.ndarray | None = None
-) -> None:
+def scatter_rows(a: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> None:
     """``a[ids] = rows`` for unique ``ids``, as raw items when ``a`` is C-contiguous and
     ``rows`` are C-contiguous rows of a's dtype (fewer than MIN_ROWS ids, or anything else:
-    plain fancy assignment). ``items``: ``row_items(a)``, when the caller keeps it (its view
-    costs 3 µs to make)."""
+    plain fancy assignment)."""
+    items = None
     if len(ids) >= MIN_ROWS and a.flags.c_contiguous and _same_rows(a, rows):
-        items = row_items(a) if items is None else items
-    else:
-        items = None
+        items = row_items(a)
     if items is None:
         a[ids] = rows
         return

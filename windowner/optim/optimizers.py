@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from windowner.nn.layers import SparseGrad
-from windowner.nn.rowitems import row_items, scatter_rows
+from windowner.nn.rowitems import scatter_rows
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 FAN_IN_AXIS = {"W": 1, "U": 0}  # W (H, D): fan-in D; U (H, C): fan-in H
@@ -64,7 +64,6 @@ class Optimizer:
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
         self._buffers: dict[tuple[int, np.dtype], np.ndarray] = {}
-        self._row_items: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         self._constants: tuple[tuple, tuple] = ((), ())  # (t, lr, dtype) → adam_scalars
         self._fused = _fused_rules(fused)
         self.worker: Any = None  # an optim.worker.UpdateWorker: one parameter's update
@@ -143,19 +142,12 @@ class Optimizer:
         self, name: str, param: np.ndarray, ids: np.ndarray, g: np.ndarray, lr: float
     ) -> None:
         """The dense rule on rows ``ids`` of θ and of its state: gather, update, scatter."""
-        keys = (name, *(f"{name}.{suffix}" for suffix in SLOTS[self.settings.name]))
-        tables = (param, *(self._slot(key, param) for key in keys[1:]))
+        full = [self._slot(f"{name}.{suffix}", param) for suffix in SLOTS[self.settings.name]]
+        tables = (param, *full)
         theta, *rows = (np.take(t, ids, axis=0) for t in tables)
         self._apply(theta, g, rows, lr)
-        for key, table, updated in zip(keys, tables, (theta, *rows), strict=True):
-            scatter_rows(table, ids, updated, self._items_of(key, table))  # a memcpy per row
-
-    def _items_of(self, key: str, table: np.ndarray) -> np.ndarray | None:
-        """``row_items(table)``, kept while ``key`` names the same array."""
-        kept = self._row_items.get(key)
-        if kept is None or kept[0] is not table:
-            kept = self._row_items[key] = (table, row_items(table))
-        return kept[1]
+        for table, updated in zip(tables, (theta, *rows), strict=True):
+            scatter_rows(table, ids, updated)  # one memcpy per row when many
 
     def adam_constants(self, f: type, lr: float) -> tuple:
         """``adam_scalars`` of this step, for θ's dtype ``f`` and rate ``lr``, computed once
