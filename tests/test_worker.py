@@ -174,3 +174,19 @@ def test_waiting_for_the_worker_too_long_stops_it():
     policy.recheck()
     assert policy.worker is None and opt.worker is None
     assert "waited for it 50% of the time" in logs[-1]
+
+
+def test_no_process_to_spare_leaves_the_update_in_the_trainer(monkeypatch):
+    def refuse() -> int:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(wk.os, "fork", refuse)
+    monkeypatch.setenv(wk.ENV, "on")
+    model = make_model("float32")
+    opt = Optimizer(OptimizerSettings("adam"), fused=False)
+    logs: list[str] = []
+    policy = wk.WorkerPolicy(opt, logs.append)
+    policy.start(model.params, AUTO_ONE, "numpy", 0.0)
+    assert policy.worker is None and opt.worker is None
+    assert "no second process" in logs[-1]
+    train_step(model, make_batch(model.spec, np.random.default_rng(0)), opt, 0.01, RNG())

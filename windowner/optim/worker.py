@@ -241,7 +241,11 @@ class WorkerPolicy:
             if choice.cores - others + FREE_MARGIN < 2:
                 return
             why = f"{choice.cores} usable cores, {others:.1f} busy with other processes"
-        self.worker = UpdateWorker("W", params, self.optimizer)
+        try:
+            self.worker = UpdateWorker("W", params, self.optimizer)
+        except OSError as e:  # no memory or no process to spare: the trainer updates W
+            self.log(f"W's update: in this process (no second process: {e})")
+            return
         self.optimizer.worker = self.worker
         self._probe = None if forced else []
         self._checked = (time.monotonic(), 0.0)
