@@ -1,6 +1,7 @@
 """Resume and determinism: an interrupted run, resumed, ends bit for bit like one done in one go."""
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from windowner import config as cfg
 from windowner.checkpoint import load_npz
 from windowner.cli import app
 from windowner.errors import ModelFileError
+from windowner.optim.worker import WorkerDied
 from windowner.optim.worker import available as worker_available
 from windowner.train import Interrupted, SilentReporter, Trainer, strip_timing
 
@@ -225,5 +227,28 @@ def test_interrupt_with_the_worker_then_resume_is_bit_identical(numpy_runs, tmp_
     nb, run = n_batches(config), tmp_path / "run"
     with pytest.raises(Interrupted):
         with_worker(run, stop_at=2 * nb + nb // 2).run()
+    with_worker(run, resume=True).run()
+    assert_same(outcome(run), expected)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not worker_available(), reason="the update worker needs Linux's fork")
+def test_a_dead_update_worker_stops_the_run_with_a_way_to_resume(numpy_runs, tmp_path):
+    config, expected, with_worker = numpy_runs
+    run = tmp_path / "run"
+    t = with_worker(run)
+    step = t._step
+
+    def stepping(idx, lr):
+        loss = step(idx, lr)
+        if t.state.step == n_batches(config) + 2:  # in epoch 2: last.npz holds epoch 1
+            os.kill(t.worker.worker.pid, signal.SIGKILL)
+        return loss
+
+    t._step = stepping
+    with pytest.raises(WorkerDied, match="resume with windowner train --resume") as info:
+        t.run()
+    assert info.value.exit_code == 1 and t.worker.worker is None  # reaped, arrays back
+    assert load_npz(run / "last.npz")[1]["loop"]["epoch"] == 1
     with_worker(run, resume=True).run()
     assert_same(outcome(run), expected)

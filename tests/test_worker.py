@@ -71,6 +71,7 @@ def test_close_gives_the_arrays_back_and_ends_the_child():
         os.waitpid(worker.pid, os.WNOHANG)  # reaped: no zombie left behind
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_an_error_not_a_hang():
     (_, _), (model, opt) = pair("multiclass", "adam")
     os.kill(opt.worker.pid, signal.SIGKILL)
@@ -83,6 +84,7 @@ def test_a_dead_worker_is_an_error_not_a_hang():
     opt.worker.close()
 
 
+@pytest.mark.slow
 def test_the_worker_ignores_ctrl_c_and_leaves_with_its_trainer():
     """A process that dies without closing its worker (kill -9) leaves no process behind."""
     code = (

@@ -63,7 +63,7 @@ from windowner.nn.losses import SENTENCE_OBJECTIVES
 from windowner.nn.model import Batch, WindowScorer
 from windowner.optim.optimizers import Optimizer
 from windowner.optim.schedules import Schedule
-from windowner.optim.worker import WorkerPolicy
+from windowner.optim.worker import ENV, WorkerDied, WorkerPolicy
 from windowner.resume import data_hashes, restore_checkpoint, save_checkpoint
 from windowner.tagger import Tagger
 from windowner.threads import RECHECK_SECONDS, ThreadPolicy
@@ -481,6 +481,12 @@ class Trainer:
                         self._run_epoch()
             except StopNow:  # during an evaluation: the epoch's end is redone on resume
                 self._interrupt()
+            except WorkerDied as e:
+                raise WorkerDied(
+                    f"{e} at step {self.state.step}; the last checkpoint is "
+                    f"{self.run_dir / 'last.npz'}: resume with windowner train --resume "
+                    f"{shlex.quote(str(self.run_dir))} ({ENV}=off keeps W's update in this process)"
+                ) from None
             if self._signal is not None:  # arrived while the last epoch was being saved
                 self._interrupt()
         return self._finish()

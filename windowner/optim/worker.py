@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from windowner.errors import WindownerError
 from windowner.optim.optimizers import RULES, SLOTS, Optimizer
 from windowner.threads import AUTO, FREE_MARGIN, ThreadChoice, measure_others
 
@@ -40,8 +41,8 @@ POLL_SECONDS = 0.5  # how often a blocked side checks that the other is still th
 STOP = -1.0
 
 
-class WorkerDied(RuntimeError):
-    """The update process ended without finishing an update."""
+class WorkerDied(WindownerError):
+    """The update process ended without finishing an update (a runtime failure: exit 1)."""
 
 
 def available() -> bool:
