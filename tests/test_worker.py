@@ -138,6 +138,13 @@ def test_when_a_worker_may_take_w(choice, values, kernels, l2, reason):
     assert got is None if reason is None else reason in got
 
 
+def test_a_forced_worker_skips_only_the_checks_of_whether_it_pays():
+    one_thread_set = ThreadChoice(1, "1", 1, None, "as configured")
+    assert wk.reason_not_to(one_thread_set, 10, "numpy", 0.0, forced=True) is None
+    assert "numba" in wk.reason_not_to(AUTO_ONE, 82_500, "numba", 0.0, forced=True)
+    assert "L2" in wk.reason_not_to(AUTO_ONE, 82_500, "numpy", 1e-4, forced=True)
+
+
 def policy_with_worker():
     model = make_model("float32")
     opt = Optimizer(OptimizerSettings("adam"), fused=False)

@@ -163,12 +163,10 @@ def _backward(
     grads["W"] = np.matmul(dz.T, ws.x, out=ws.dW)
     grads["b"] = db
     if spec.train_embeddings or has_caps or spec.feature_names:
-        np.matmul(dz, p["W"], out=ws.dx)
-        if early is not None:
-            early[0].start_early("W", p["W"], grads["W"], early[1])
+        np.matmul(dz, p["W"], out=ws.dx)  # the step's last read of W
         if fwd.input_mask is not None:
             ws.dx *= fwd.input_mask
-    elif early is not None:
+    if early is not None:
         early[0].start_early("W", p["W"], grads["W"], early[1])
     if spec.train_embeddings and ws.row_summer is not None:  # numba (windowner.accel)
         grads["E_word"] = ws.row_summer(fwd.words, ws.dx_words, ws.dx_word_rows)
@@ -302,6 +300,9 @@ def check_feats(spec: ModelSpec, feats: np.ndarray | None) -> None:
         )
 
 
+SMALL_FORWARD = 48  # windows: the W xᵀ form is faster up to here (64: level; 96: slower)
+
+
 def hidden_into(model: WindowScorer, x: np.ndarray, z: np.ndarray, a: np.ndarray) -> None:
     """z = W x + b, a = f(z) for x (N, D), into z and a (N, H) (a may be z).
 
@@ -316,9 +317,6 @@ def hidden_into(model: WindowScorer, x: np.ndarray, z: np.ndarray, a: np.ndarray
         np.matmul(x, p["W"].T, out=z)
         z += p["b"]
     activation_forward_into(z, spec.activation, spec.leaky_slope, a)
-
-
-SMALL_FORWARD = 48  # windows: the W xᵀ form is faster up to here (64: level; 96: slower)
 
 
 def activation_forward_into(z: np.ndarray, name: str, slope: float, out: np.ndarray) -> None:
@@ -539,12 +537,13 @@ def sum_window_rows_small(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> Spa
     B, w = ids.shape
     d = rows.shape[2]
     flat_ids = ids.reshape(-1)
+    out_of_range = IndexError(f"id out of range for a table of {n_rows} rows")
     try:
         counts = np.bincount(flat_ids, minlength=n_rows)
     except ValueError:  # a negative id
-        counts = np.empty(n_rows + 1)
+        raise out_of_range from None
     if len(counts) > n_rows:
-        raise IndexError(f"id out of range for a table of {n_rows} rows")
+        raise out_of_range
     onehot = np.zeros((B * w, n_rows), dtype=rows.dtype)
     np.put(onehot, flat_ids + np.arange(0, B * w * n_rows, n_rows), 1.0)  # row k, column id_k
     table = onehot.T @ np.ascontiguousarray(rows).reshape(B * w, d)

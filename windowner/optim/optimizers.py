@@ -93,12 +93,12 @@ class Optimizer:
         by ``start_early``, or updated here once the worker is idle)."""
         self.t += 1
         for name, grad in grads.items():
-            param = params[name]
-            rate = self._rate(name, param, lr)
             if self.worker is not None and name == self.worker.name:
                 if self._started == self.t:
                     continue  # running in the worker since start_early
                 self.worker.wait()
+            param = params[name]
+            rate = self._rate(name, param, lr)
             if self._fused is not None:
                 self._update_fused(name, param, grad, rate)
             elif isinstance(grad, SparseGrad):

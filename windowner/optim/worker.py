@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from windowner.errors import WindownerError
-from windowner.optim.optimizers import RULES, SLOTS, Optimizer
+from windowner.optim.optimizers import RULES, SLOTS, Optimizer, OptimizerSettings
 from windowner.threads import AUTO, FREE_MARGIN, ThreadChoice, measure_others
 
 ALIGN = 64  # bytes: every shared array starts on a cache line
@@ -63,16 +63,17 @@ class UpdateWorker:
         self.name, self.rule = name, optimizer.settings.name
         theta = params[name]
         keys = [f"{name}.{suffix}" for suffix in SLOTS[self.rule]]
-        arrays = [theta, *(optimizer._slot(key, theta) for key in keys), theta]  # + gradient
-        sizes = [-(-a.nbytes // ALIGN) * ALIGN for a in arrays]
-        self._mem = mmap.mmap(-1, sum(sizes) + ALIGN)  # MAP_SHARED | MAP_ANONYMOUS
-        views, offset = [], 0
-        for a, size in zip(arrays, sizes, strict=True):
-            view = np.ndarray(a.shape, a.dtype, buffer=self._mem, offset=offset)
+        arrays = [theta, *(optimizer._slot(key, theta) for key in keys)]
+        size = -(-theta.nbytes // ALIGN) * ALIGN  # each array on its own cache lines
+        count = len(arrays) + 1  # and the gradient
+        self._mem = mmap.mmap(-1, count * size + ALIGN)  # MAP_SHARED | MAP_ANONYMOUS, zeroed
+        views = [
+            np.ndarray(theta.shape, theta.dtype, buffer=self._mem, offset=i * size)
+            for i in range(count)
+        ]
+        for view, a in zip(views, arrays, strict=False):
             view[...] = a
-            views.append(view)
-            offset += size
-        self._scalars = np.ndarray(2, np.float64, buffer=self._mem, offset=offset)  # t, lr
+        self._scalars = np.ndarray(2, np.float64, buffer=self._mem, offset=count * size)  # t, lr
         self.theta, *self.slots, self.grad = views
         params[name] = self.theta
         for key, slot in zip(keys, self.slots, strict=True):
@@ -92,7 +93,7 @@ class UpdateWorker:
             warnings.simplefilter("ignore", DeprecationWarning)  # progress bar's): the child
             self.pid = os.fork()  # runs numpy loops and semaphores only, and leaves by _exit
         if self.pid == 0:
-            _serve(self, parent, optimizer)  # never returns
+            _serve(self, parent, optimizer.settings)  # never returns
 
     def start(self, t: int, lr: float, grad: np.ndarray) -> None:
         """Step t's update at rate ``lr`` from gradient ``grad`` (copied); returns at once."""
@@ -150,7 +151,7 @@ class UpdateWorker:
         self.slots = []
 
 
-def _serve(worker: UpdateWorker, parent: int, optimizer: Optimizer) -> None:
+def _serve(worker: UpdateWorker, parent: int, settings: OptimizerSettings) -> None:
     """The child: wait for ``start``, apply the rule, signal ``wait``; exit on STOP or when
     the parent is gone. Leaves by ``os._exit`` only (no handlers, no buffered output)."""
     code = 0
@@ -158,7 +159,7 @@ def _serve(worker: UpdateWorker, parent: int, optimizer: Optimizer) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         rule = RULES[worker.rule]
-        own = Optimizer(optimizer.settings, fused=False)  # its own scratch buffers
+        own = Optimizer(settings, fused=False)  # its own scratch buffers
         theta, slots, grad, scalars = worker.theta, worker.slots, worker.grad, worker._scalars
         while True:
             if not worker._go.acquire(timeout=POLL_SECONDS):
@@ -186,17 +187,22 @@ PROBE_STEPS = 16  # steps per probe block
 PROBE_BLOCKS = 4  # blocks with and without the worker in turn (with it first)
 
 
-def reason_not_to(choice: ThreadChoice, values: int, kernels: str, l2: float) -> str | None:
+def reason_not_to(
+    choice: ThreadChoice, values: int, kernels: str, l2: float, forced: bool = False
+) -> str | None:
     """Why W's update stays in the trainer's process, or None when a worker may take it
-    (``choice``: the run's BLAS thread choice; ``values``: W's size)."""
+    (``choice``: the run's BLAS thread choice; ``values``: W's size). ``forced``
+    ($WINDOWNER_WORKER=on): only what a worker cannot do (the platform, numba, L2)."""
     if not available():
         return "a second process needs Linux's fork"
-    if choice.setting != AUTO or choice.threads != 1 or choice.cores < 2:
-        return "not with more than one BLAS thread, one core or a set thread count"
     if kernels != "numpy":
         return "the numba kernels update W in one pass"
     if l2 != 0.0:
         return "L2 changes W's gradient after the backward pass"
+    if forced:
+        return None
+    if choice.setting != AUTO or choice.threads != 1 or choice.cores < 2:
+        return "not with more than one BLAS thread, one core or a set thread count"
     if values < MIN_VALUES:
         return f"W's {values:,} values update too fast to hand over"
     return None
@@ -223,21 +229,19 @@ class WorkerPolicy:
     def start(
         self, params: dict[str, np.ndarray], choice: ThreadChoice, kernels: str, l2: float
     ) -> None:
-        """Starts a worker for ``params["W"]`` if it can pay (see the class) (``params``: the
-        model's, after any resume). $WINDOWNER_WORKER ``off`` never
-        starts one; ``on`` starts one wherever it can run (Linux, the numpy kernels, no L2)
-        and keeps it, without the checks and the probe (tests, measurements)."""
+        """Starts a worker for ``params["W"]`` (the model's, after any resume) if it can pay
+        (see the class). $WINDOWNER_WORKER ``off`` never starts one; ``on`` starts one
+        wherever it can run (Linux, the numpy kernels, no L2) and keeps it, without the
+        other checks and the probe (tests, measurements)."""
         asked = os.environ.get(ENV, "auto").strip().lower()
         if params.get("W") is None or asked in ("off", "0"):
             return
         forced = asked in ("on", "1")
+        if reason_not_to(choice, params["W"].size, kernels, l2, forced) is not None:
+            return
         if forced:
-            if not available() or kernels != "numpy" or l2 != 0.0:
-                return
             why = f"${ENV}={asked}"
         else:
-            if reason_not_to(choice, params["W"].size, kernels, l2) is not None:
-                return
             others, _ = measure_others()
             if choice.cores - others + FREE_MARGIN < 2:
                 return
