@@ -411,8 +411,25 @@ def test_resume_of_a_run_being_trained_is_refused(finished, tmp_path):
 # ----------------------------------------------------------------------------- signals (item 1)
 
 
+class SignalInSetName:
+    """A class attribute whose ``__set_name__`` receives ``signum``: the way a signal lands
+    while a module defines a dataclass (Python 3.11 wraps the handler's exception in a
+    RuntimeError)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        signal.raise_signal(self.signum)  # the handler runs here, inside __set_name__
+
+
+def define_class_receiving(signum: int) -> None:
+    type("Imported", (), {"field": SignalInSetName(signum)})
+
+
+@pytest.mark.parametrize("where", ["in its code", "in an import"])
 def test_a_signal_during_evaluation_stops_at_once_and_resumes_identically(
-    tiny, one_go, tmp_path, monkeypatch
+    tiny, one_go, tmp_path, monkeypatch, where
 ):
     import windowner.train as train_module
 
@@ -422,6 +439,8 @@ def test_a_signal_during_evaluation_stops_at_once_and_resumes_identically(
     def evaluate_then_signal(tagger, data, record):
         calls.append(record["epoch"])
         if len(calls) == 2:
+            if where == "in an import":
+                define_class_receiving(signal.SIGTERM)
             signal.raise_signal(signal.SIGTERM)  # the handler raises inside the evaluation
             raise AssertionError("the evaluation went on after the signal")
         return real(tagger, data, record)
@@ -455,6 +474,29 @@ def test_sigterm_is_a_keyboard_interrupt_with_its_own_code():
     finally:
         entry.received[:] = received
         entry.reported.clear()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_a_module_is_imported_is_an_interrupt(signum, code, monkeypatch, capfd):
+    import typer
+
+    from windowner import cli, entry
+
+    monkeypatch.setattr(entry, "received", [])
+    monkeypatch.setattr(entry, "reported", [])
+    monkeypatch.setattr(cli, "reported", entry.reported)
+    word = "terminated" if signum == signal.SIGTERM else "interrupted"
+    command = cli.handle_errors(lambda: define_class_receiving(signum))  # in a command
+    with entry.signals_to(entry.on_signal), pytest.raises(typer.Exit) as info:
+        command()
+    assert info.value.exit_code == code
+    assert capfd.readouterr().err.strip() == word
+    entry.received.clear()
+    entry.reported.clear()
+    monkeypatch.setattr(cli, "main", lambda: define_class_receiving(signum))  # importing cli
+    with entry.signals_to(entry.on_signal):
+        assert entry.run_cli() == code
+    assert capfd.readouterr().err.strip() == word  # entry.say writes to fd 2
 
 
 # ----------------------------------------------------------------------------- write faults

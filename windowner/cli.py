@@ -27,7 +27,7 @@ from typer.core import TyperArgument, TyperCommand
 
 from windowner import __version__
 from windowner.entry import reported
-from windowner.errors import Terminated, UsageError, WindownerError
+from windowner.errors import Terminated, UsageError, WindownerError, signal_behind
 
 # Every (sub-)app: plain help, -h as --help, help when called without a command.
 APP_SETTINGS: dict[str, Any] = {
@@ -88,10 +88,7 @@ def handle_errors(command: Callable) -> Callable:
             reported.append(type(exc).__name__)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:  # Terminated (SIGTERM) is one too
-            terminated = isinstance(exc, Terminated)
-            err.print("terminated" if terminated else "interrupted", markup=False)
-            reported.append("interrupted")
-            raise typer.Exit(143 if terminated else 130) from None
+            return stopped_by(exc)
         except (typer.Exit, typer.Abort):
             raise
         except OSError as exc:
@@ -103,9 +100,19 @@ def handle_errors(command: Callable) -> Callable:
             err.print(f"error: cannot write the results to standard output: {exc.strerror}")
             raise typer.Exit(1) from None
         except Exception as exc:
+            if (signal := signal_behind(exc)) is not None:
+                return stopped_by(signal)  # a signal while a module was being imported
             return unexpected(exc)
 
     return wrapper
+
+
+def stopped_by(signal: KeyboardInterrupt) -> None:
+    """Ctrl-C or SIGTERM: one word and exit 130 or 143."""
+    terminated = isinstance(signal, Terminated)
+    err.print("terminated" if terminated else "interrupted", markup=False)
+    reported.append("interrupted")
+    raise typer.Exit(143 if terminated else 130) from None
 
 
 def unexpected(exc: Exception) -> None:

@@ -22,7 +22,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from windowner.errors import Terminated
+from windowner.errors import Terminated, signal_behind
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -162,6 +162,11 @@ def run_cli() -> int:
     except SystemExit as exc:
         finishing()
         return exit_code(exc.code)
+    except Exception as exc:  # a signal (on_signal noted it) while a module was imported
+        if signal_behind(exc) is None:
+            raise
+        finishing()
+        return exit_code(130)
 
 
 def finishing() -> None:

@@ -66,3 +66,16 @@ class Terminated(KeyboardInterrupt):
     ``finally`` blocks run; exits with 143."""
 
     signum = 15
+
+
+def signal_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that ``exc`` is, or that it wraps: Python 3.11 turns an exception
+    raised inside a ``__set_name__`` (a dataclass field, while a module is first imported)
+    into ``RuntimeError("Error calling __set_name__ ...")`` caused by it."""
+    for _ in range(8):  # a chain of wrappers is short; a cycle must not hang
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        if exc.__cause__ is None:
+            return None
+        exc = exc.__cause__
+    return None

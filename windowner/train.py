@@ -54,6 +54,7 @@ from windowner.errors import (
     TrainingDiverged,
     UsageError,
     WindownerError,
+    signal_behind,
 )
 from windowner.evaluate import evaluate_split, report_unseen_tags
 from windowner.features import AFFIX_LENGTHS, DOC_TABLES, FeatureVocabs
@@ -479,7 +480,9 @@ class Trainer:
                     )
                     while self.state.epoch < t.epochs and not self.state.stopped_early:
                         self._run_epoch()
-            except StopNow:  # during an evaluation: the epoch's end is redone on resume
+            except (StopNow, RuntimeError) as e:  # in an evaluation: redone on resume
+                if not isinstance(signal_behind(e), StopNow):
+                    raise  # (a RuntimeError wraps StopNow raised during an import)
                 self._interrupt()
             except WorkerDied as e:
                 raise WorkerDied(
