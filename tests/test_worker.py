@@ -57,6 +57,22 @@ def test_updates_in_the_worker_equal_the_in_process_ones_bit_for_bit(objective, 
         o2.worker.close()
 
 
+def test_the_backward_pass_writes_ws_gradient_into_the_shared_block():
+    (_, _), (model, opt) = pair("multiclass", "adam")
+    worker, own = opt.worker, np.empty_like(model.params["W"])
+    try:
+        assert opt.gradient_out("W", own) is worker.grad  # idle: the child reads it next
+        assert opt.gradient_out("U", own) is own
+        loss, grads = model.loss_and_grads_fast(
+            make_batch(model.spec, np.random.default_rng(0)), RNG(), optimizer=opt, lr=0.01
+        )
+        assert grads["W"] is worker.grad and worker.pending  # started without a copy
+        assert opt.gradient_out("W", own) is own  # busy: its buffer is being read
+    finally:
+        worker.close()
+    assert opt.gradient_out("W", own) is own  # closed: its block is gone
+
+
 def test_close_gives_the_arrays_back_and_ends_the_child():
     (_, _), (model, opt) = pair("multiclass", "adam")
     worker = opt.worker

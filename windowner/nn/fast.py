@@ -160,7 +160,8 @@ def _backward(
             dz *= fwd.mask
         activation_backward_into(dz, ws.a, spec.activation, spec.leaky_slope, ws.scratch)
         db = np.sum(dz, axis=0, out=ws.db)
-    grads["W"] = np.matmul(dz.T, ws.x, out=ws.dW)
+    dW = ws.dW if early is None else early[0].gradient_out("W", ws.dW)
+    grads["W"] = np.matmul(dz.T, ws.x, out=dW)
     grads["b"] = db
     if spec.train_embeddings or has_caps or spec.feature_names:
         np.matmul(dz, p["W"], out=ws.dx)  # the step's last read of W

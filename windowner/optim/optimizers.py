@@ -123,6 +123,14 @@ class Optimizer:
         self._started = self.t + 1
         return True
 
+    def gradient_out(self, name: str, default: np.ndarray) -> np.ndarray:
+        """Where to write ``name``'s gradient: the worker's shared buffer when the worker
+        updates ``name`` and is idle (``start_early`` then copies nothing), else ``default``."""
+        worker = self.worker
+        if worker is None or name != worker.name or worker.pending or worker.grad is None:
+            return default  # (no grad: the worker was closed)
+        return worker.grad
+
     def settle(self) -> None:
         """Returns once no update is running in the worker (at once without one)."""
         if self.worker is not None:

@@ -11,10 +11,13 @@ their loops, and two threads doing them run one after the other.
 The child is forked once per run and shares an anonymous memory block with the trainer:
 the parameter, its optimizer state slots and a gradient buffer live there (the model's and
 the optimizer's dicts hold views of it: plain arrays to everything else). Per step the
-trainer copies the gradient in and releases a semaphore (``start``); the child applies the
+trainer writes the gradient there (the backward product's output, ``Optimizer.gradient_out``)
+and releases a semaphore (``start``); the child applies the
 optimizer's own numpy rule (``optimizers.RULES``) — the same operations on the same values,
-so the results are the same to the last bit — and releases another (``wait``). The child
-ignores SIGINT/SIGTERM (the trainer acts on them and stops it), exits when the trainer goes
+so the results are the same to the last bit — and releases another (``wait``). Between
+updates the child polls for SPIN_SECONDS before it sleeps: a step comes well within that, and
+waking a sleeping process cost the trainer 10 µs a step (a guest's cross-core wake-up). The
+child ignores SIGINT/SIGTERM (the trainer acts on them and stops it), exits when the trainer goes
 away, and ``close`` copies the arrays back into the trainer's own memory.
 """
 
@@ -38,6 +41,7 @@ from windowner.threads import AUTO, FREE_MARGIN, ThreadChoice, measure_others
 
 ALIGN = 64  # bytes: every shared array starts on a cache line
 POLL_SECONDS = 0.5  # how often a blocked side checks that the other is still there
+SPIN_SECONDS = 0.002  # the child polls this long for the next update before it sleeps
 STOP = -1.0
 
 
@@ -96,9 +100,11 @@ class UpdateWorker:
             _serve(self, parent, optimizer.settings)  # never returns
 
     def start(self, t: int, lr: float, grad: np.ndarray) -> None:
-        """Step t's update at rate ``lr`` from gradient ``grad`` (copied); returns at once."""
+        """Step t's update at rate ``lr`` from gradient ``grad`` (copied unless it is the
+        shared ``self.grad`` already); returns at once."""
         self.wait()
-        np.copyto(self.grad, grad)
+        if grad is not self.grad:
+            np.copyto(self.grad, grad)
         self._scalars[0], self._scalars[1] = t, lr
         self.pending = True
         self._go.release()
@@ -162,7 +168,7 @@ def _serve(worker: UpdateWorker, parent: int, settings: OptimizerSettings) -> No
         own = Optimizer(settings, fused=False)  # its own scratch buffers
         theta, slots, grad, scalars = worker.theta, worker.slots, worker.grad, worker._scalars
         while True:
-            if not worker._go.acquire(timeout=POLL_SECONDS):
+            if not _next_update(worker._go):
                 if os.getppid() != parent:
                     break
                 continue
@@ -175,6 +181,16 @@ def _serve(worker: UpdateWorker, parent: int, settings: OptimizerSettings) -> No
         code = 1
     finally:
         os._exit(code)
+
+
+def _next_update(go) -> bool:
+    """Whether ``go`` was released: polled for SPIN_SECONDS, then waited for up to
+    POLL_SECONDS."""
+    until = time.perf_counter() + SPIN_SECONDS
+    while time.perf_counter() < until:
+        if go.acquire(False):
+            return True
+    return go.acquire(timeout=POLL_SECONDS)
 
 
 # ----------------------------------------------------------------------------- when to use one
