@@ -1,4 +1,5 @@
-"""W's update in a second process (optim/worker.py): the same values, a clean end, no orphan."""
+"""The dense layers' update in a second process (optim/worker.py): the same values, a clean
+end, no orphan."""
 
 import os
 import signal
@@ -32,7 +33,7 @@ def pair(objective: str, optimizer: str, **spec):
         )
         sides.append((model, Optimizer(OptimizerSettings(optimizer), fused=False)))
     (_, _), (model, opt) = sides
-    opt.worker = wk.UpdateWorker("W", model.params, opt)
+    opt.worker = wk.UpdateWorker(wk.LAYERS, model.params, opt)
     return sides
 
 
@@ -57,16 +58,17 @@ def test_updates_in_the_worker_equal_the_in_process_ones_bit_for_bit(objective, 
         o2.worker.close()
 
 
-def test_the_backward_pass_writes_ws_gradient_into_the_shared_block():
+def test_the_backward_pass_writes_the_gradients_into_the_shared_block():
     (_, _), (model, opt) = pair("multiclass", "adam")
     worker, own = opt.worker, np.empty_like(model.params["W"])
     try:
-        assert opt.gradient_out("W", own) is worker.grad  # idle: the child reads it next
-        assert opt.gradient_out("U", own) is own
+        assert opt.gradient_out("W", own) is worker.grads["W"]  # idle: the child reads it next
+        assert opt.gradient_out("E_word", own) is own
         loss, grads = model.loss_and_grads_fast(
             make_batch(model.spec, np.random.default_rng(0)), RNG(), optimizer=opt, lr=0.01
         )
-        assert grads["W"] is worker.grad and worker.pending  # started without a copy
+        assert worker.pending  # started, and without a copy:
+        assert all(grads[name] is worker.grads[name] for name in ("W", "b", "U"))
         assert opt.gradient_out("W", own) is own  # busy: its buffer is being read
     finally:
         worker.close()
@@ -77,12 +79,13 @@ def test_close_gives_the_arrays_back_and_ends_the_child():
     (_, _), (model, opt) = pair("multiclass", "adam")
     worker = opt.worker
     train_step(model, make_batch(model.spec, np.random.default_rng(0)), opt, 0.01, RNG())
-    shared = model.params["W"]
+    shared = {name: model.params[name] for name in wk.LAYERS}
     worker.close()
     worker.close()  # twice is harmless
-    assert model.params["W"] is not shared and model.params["W"].base is None
-    np.testing.assert_array_equal(model.params["W"], shared)
-    assert opt.state["W.m"].base is None and opt.state["W.v"].base is None
+    for name, array in shared.items():
+        assert model.params[name] is not array and model.params[name].base is None
+        np.testing.assert_array_equal(model.params[name], array)
+        assert opt.state[f"{name}.m"].base is None and opt.state[f"{name}.v"].base is None
     with pytest.raises(ChildProcessError):
         os.waitpid(worker.pid, os.WNOHANG)  # reaped: no zombie left behind
 
@@ -109,7 +112,8 @@ def test_the_worker_ignores_ctrl_c_and_leaves_with_its_trainer():
         "from windowner.optim.optimizers import Optimizer, OptimizerSettings\n"
         "from windowner.optim.worker import UpdateWorker\n"
         "model = make_model('float32')\n"
-        "w = UpdateWorker('W', model.params, Optimizer(OptimizerSettings('adam'), fused=False))\n"
+        "opt = Optimizer(OptimizerSettings('adam'), fused=False)\n"
+        "w = UpdateWorker(('W', 'b', 'U'), model.params, opt)\n"
         "os.kill(w.pid, signal.SIGINT)\n"
         "print(w.pid, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -166,7 +170,7 @@ def policy_with_worker():
     opt = Optimizer(OptimizerSettings("adam"), fused=False)
     logs: list[str] = []
     policy = wk.WorkerPolicy(opt, logs.append)
-    policy.worker = opt.worker = wk.UpdateWorker("W", model.params, opt)
+    policy.worker = opt.worker = wk.UpdateWorker(wk.LAYERS, model.params, opt)
     policy._probe = []
     return policy, opt, logs
 
@@ -199,6 +203,24 @@ def test_waiting_for_the_worker_too_long_stops_it():
     policy.recheck()
     assert policy.worker is None and opt.worker is None
     assert "waited for it 50% of the time" in logs[-1]
+
+
+@pytest.mark.parametrize("others", [0.0, 0.5])
+def test_a_worker_starts_when_the_last_moment_shows_a_free_core(others, monkeypatch):
+    """The decision reads the last 0.1 s, not the minute's load average (which the previous
+    run's own worker keeps up when runs follow each other)."""
+    monkeypatch.delenv(wk.ENV, raising=False)
+    monkeypatch.setattr(wk, "others_now", lambda: others)
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # not read
+    model = make_model("float32", hidden=500, word_dim=20)  # W: 55,000 values
+    opt = Optimizer(OptimizerSettings("adam"), fused=False)
+    logs: list[str] = []
+    policy = wk.WorkerPolicy(opt, logs.append)
+    try:
+        policy.start(model.params, AUTO_ONE, "numpy", 0.0)
+        assert (policy.worker is not None) == (others == 0.0), logs
+    finally:
+        policy.stop()
 
 
 def test_no_process_to_spare_leaves_the_update_in_the_trainer(monkeypatch):

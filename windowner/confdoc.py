@@ -97,7 +97,7 @@ HELP: dict[str, str] = {
     "train.shuffle": "Shuffle the training windows at the start of each epoch.",
     "train.threads": "BLAS threads for the matrix products: auto (one thread for small products "
     "or a busy machine, else the free cores; re-measured while training; with small products "
-    "and two free cores, W's update in a second process) or a number.",
+    "and two free cores, W's, b's and U's update in a second process) or a number.",
 }
 
 

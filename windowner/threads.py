@@ -166,6 +166,14 @@ def load_average_others(own: float) -> float | None:
         return None
 
 
+def others_now(seconds: float = SAMPLE_SECONDS) -> float:
+    """Cores other processes kept busy over the next ``seconds`` (/proc/stat only; 0 where
+    it cannot be measured)."""
+    meter = LoadMeter()
+    time.sleep(seconds)
+    return meter.others() or 0.0
+
+
 def measure_others(seconds: float = SAMPLE_SECONDS) -> tuple[float, str]:
     """Cores other processes keep busy, and how that was measured: the larger of the last
     ``seconds`` (/proc/stat) and the last minute (load average less this process's one

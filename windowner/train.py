@@ -467,7 +467,7 @@ class Trainer:
         """Train to the end (or early stop), then evaluate the best model; returns the summary."""
         t = self.config.train
         with self.signals_deferred(), contextlib.ExitStack() as stack:
-            stack.callback(self.worker.stop)  # W and its state back in this process's memory
+            stack.callback(self.worker.stop)  # W, b, U and their state back in this process
             try:
                 # Overflow is detected (and explained) by the finite checks, not numpy warnings.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"), self.threads:
@@ -488,7 +488,7 @@ class Trainer:
                 raise WorkerDied(
                     f"{e} at step {self.state.step}; the last checkpoint is "
                     f"{self.run_dir / 'last.npz'}: resume with windowner train --resume "
-                    f"{shlex.quote(str(self.run_dir))} ({ENV}=off keeps W's update in this process)"
+                    f"{shlex.quote(str(self.run_dir))} ({ENV}=off keeps every update here)"
                 ) from None
             if self._signal is not None:  # arrived while the last epoch was being saved
                 self._interrupt()
@@ -643,7 +643,7 @@ class Trainer:
             self._stop_now = False
 
     def _interrupt(self) -> None:
-        self.optimizer.settle()  # W's update of the last step, if its worker is running it
+        self.optimizer.settle()  # the last step's update of W, b and U, if a worker runs it
         save_checkpoint(self)
         signum = self._signal or signal.SIGINT
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"

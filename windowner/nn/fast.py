@@ -51,7 +51,7 @@ def train_step(
     Returns the loss; a non-finite loss leaves the parameters and the optimizer untouched."""
     if optimizer.worker is None:
         loss, grads = model.loss_and_grads_fast(batch, rng)
-    else:  # W's update overlaps the rest of the step (optim/worker.py)
+    else:  # W's, b's and U's update overlaps the rest of the step (optim/worker.py)
         loss, grads = model.loss_and_grads_fast(batch, rng, optimizer=optimizer, lr=lr)
     if np.isfinite(loss):
         optimizer.step(model.params, grads, lr)
@@ -91,8 +91,9 @@ def loss_and_grads_fast(
 
     ``optimizer`` (``train_step``, when the optimizer has an update worker: optim/worker.py)
     settles the previous step's update before the forward product reads W, and begins
-    this step's (``Optimizer.start_early``, rate ``lr``) once W's gradient is final and
-    W has been read for the last time: while the embedding rows are summed and updated.
+    this step's update of W, b and U (``Optimizer.start_early``, rate ``lr``) once their
+    gradients are final (written straight into the worker's shared buffers) and they have
+    been read for the last time: while the embedding rows are summed and updated.
     """
     spec = model.spec
     words, caps, labels = model._stack(batch)
@@ -105,7 +106,7 @@ def loss_and_grads_fast(
         loss, dscores = multiclass_hinge_into(ws.s, labels, spec.margin, ws)
     else:
         loss, dscores, own_grads = model.objective_grads(ws.s, labels, batch, fast=True)
-    early = None  # W's gradient is final after _backward only without L2 (model._l2)
+    early = None  # the gradients are final after _backward only without L2 (model._l2)
     if optimizer is not None and spec.l2 == 0.0 and np.isfinite(loss):
         early = (optimizer, lr)
     grads = _backward(model, ws, fwd, dscores, early)
@@ -146,29 +147,29 @@ def _backward(
     early: tuple[Optimizer, float] | None = None,
 ) -> Grads:
     """dJ/ds (N, C) → gradients keyed like ``model.params`` (views of ``ws``), in the order
-    of ``WindowScorer.backward``. ``early`` (optimizer, rate): W's update begins in the
-    optimizer's worker right after the last product that reads W."""
+    of ``WindowScorer.backward``. ``early`` (optimizer, rate): the update of W, b and U
+    begins in the optimizer's worker right after the last product that reads W."""
     spec, p = model.spec, model.params
     has_caps = spec.caps_dim > 0
+    out = _gradient_buffers(ws, None if early is None else early[0])
     grads: Grads = {}
-    grads["U"] = np.matmul(fwd.a_out.T, dscores, out=ws.dU)
-    dz = np.matmul(dscores, p["U"].T, out=ws.da)
+    grads["U"] = np.matmul(fwd.a_out.T, dscores, out=out["U"])
+    dz = np.matmul(dscores, p["U"].T, out=ws.da)  # the step's last read of U
     if ws.tanh_backward is not None:  # numba, tanh: db in the same pass
-        db = ws.tanh_backward(dz, ws.a, fwd.mask, ws.db)
+        db = ws.tanh_backward(dz, ws.a, fwd.mask, out["b"])
     else:
         if fwd.mask is not None:
             dz *= fwd.mask
         activation_backward_into(dz, ws.a, spec.activation, spec.leaky_slope, ws.scratch)
-        db = np.sum(dz, axis=0, out=ws.db)
-    dW = ws.dW if early is None else early[0].gradient_out("W", ws.dW)
-    grads["W"] = np.matmul(dz.T, ws.x, out=dW)
+        db = np.sum(dz, axis=0, out=out["b"])
+    grads["W"] = np.matmul(dz.T, ws.x, out=out["W"])
     grads["b"] = db
     if spec.train_embeddings or has_caps or spec.feature_names:
         np.matmul(dz, p["W"], out=ws.dx)  # the step's last read of W
         if fwd.input_mask is not None:
             ws.dx *= fwd.input_mask
     if early is not None:
-        early[0].start_early("W", p["W"], grads["W"], early[1])
+        early[0].start_early(p, grads, early[1])
     if spec.train_embeddings and ws.row_summer is not None:  # numba (windowner.accel)
         grads["E_word"] = ws.row_summer(fwd.words, ws.dx_words, ws.dx_word_rows)
     elif spec.train_embeddings:
@@ -182,6 +183,15 @@ def _backward(
             feature_grads(spec, fwd.feats, ws.dx_feats, ws.dx_feat_rows, ws.feature_summers)
         )
     return grads
+
+
+def _gradient_buffers(ws: Workspace, optimizer: Optimizer | None) -> dict[str, np.ndarray]:
+    """Where the backward pass writes the gradients of U (H, C), b (H,) and W (H, D): the
+    workspace's buffers, or the optimizer's update worker's shared ones when it takes them."""
+    own = {"U": ws.dU, "b": ws.db, "W": ws.dW}
+    if optimizer is None:
+        return own
+    return {name: optimizer.gradient_out(name, buffer) for name, buffer in own.items()}
 
 
 def feature_grads(

@@ -66,8 +66,8 @@ class Optimizer:
         self._buffers: dict[tuple[int, np.dtype], np.ndarray] = {}
         self._constants: tuple[tuple, tuple] = ((), ())  # (t, lr, dtype) → adam_scalars
         self._fused = _fused_rules(fused)
-        self.worker: Any = None  # an optim.worker.UpdateWorker: one parameter's update
-        self._started = 0  # the step whose update of worker.name start_early began
+        self.worker: Any = None  # an optim.worker.UpdateWorker: W's, b's and U's update
+        self._started = 0  # the step whose update of worker.names start_early began
 
     @property
     def kernels(self) -> str:
@@ -93,7 +93,7 @@ class Optimizer:
         by ``start_early``, or updated here once the worker is idle)."""
         self.t += 1
         for name, grad in grads.items():
-            if self.worker is not None and name == self.worker.name:
+            if self.worker is not None and name in self.worker.names:
                 if self._started == self.t:
                     continue  # running in the worker since start_early
                 self.worker.wait()
@@ -112,14 +112,15 @@ class Optimizer:
             return lr / np.sqrt(param.shape[FAN_IN_AXIS[name]])
         return lr
 
-    def start_early(self, name: str, param: np.ndarray, grad: np.ndarray, lr: float) -> bool:
-        """Begins the coming step's update of ``name`` in the worker, when it is the
-        worker's parameter (the fast path calls this once the gradient is final and the
-        parameter is not read again in the step); ``step`` then leaves it out. Call
-        ``settle`` before the parameter or its state is read again."""
-        if self.worker is None or name != self.worker.name:
+    def start_early(self, params: dict[str, np.ndarray], grads: dict, lr: float) -> bool:
+        """Begins the coming step's update of the worker's parameters, when there is a worker
+        (the fast path calls this once their gradients in ``grads`` are final and they are
+        not read again in the step); ``step`` then leaves them out. Call ``settle`` before
+        they or their state are read again."""
+        if self.worker is None:
             return False
-        self.worker.start(self.t + 1, self._rate(name, param, lr), grad)
+        rates = [self._rate(name, params[name], lr) for name in self.worker.names]
+        self.worker.start(self.t + 1, rates, grads)
         self._started = self.t + 1
         return True
 
@@ -127,9 +128,9 @@ class Optimizer:
         """Where to write ``name``'s gradient: the worker's shared buffer when the worker
         updates ``name`` and is idle (``start_early`` then copies nothing), else ``default``."""
         worker = self.worker
-        if worker is None or name != worker.name or worker.pending or worker.grad is None:
-            return default  # (no grad: the worker was closed)
-        return worker.grad
+        if worker is None or worker.pending:
+            return default
+        return worker.grads.get(name, default)
 
     def settle(self) -> None:
         """Returns once no update is running in the worker (at once without one)."""

@@ -1,29 +1,31 @@
-"""One parameter's optimizer update in a second process, overlapped with the rest of a step.
+"""The dense layers' optimizer update in a second process, overlapped with the rest of a step.
 
 At small batches a step is bound by one core, and the largest part of it is the dense
 update of the hidden layer's W (12 numpy passes over 82,500 floats at hidden 300: about a
-quarter of a step at batch 32). It depends on nothing that comes after W's gradient, and
-nothing reads W again until the next step's forward product, so on a machine with a second
-free core a child process can do it while this one sums the embedding rows, updates them
-and prepares the next batch. Threads cannot: numpy's short calls hold the GIL between
-their loops, and two threads doing them run one after the other.
+quarter of a step at batch 32), with those of b and U (small arrays, but 24 numpy calls).
+They depend on nothing that comes after the backward pass's dx product, and nothing reads
+W, b or U again until the next step's forward pass, so on a machine with a second free core
+a child process can do them while this one sums the embedding rows, updates them and
+prepares the next batch. Threads cannot: numpy's short calls hold the GIL between their
+loops, and two threads doing them run one after the other.
 
 The child is forked once per run and shares an anonymous memory block with the trainer:
-the parameter, its optimizer state slots and a gradient buffer live there (the model's and
+the parameters, their optimizer state slots and gradient buffers live there (the model's and
 the optimizer's dicts hold views of it: plain arrays to everything else). Per step the
-trainer writes the gradient there (the backward product's output, ``Optimizer.gradient_out``)
-and releases a semaphore (``start``); the child applies the
-optimizer's own numpy rule (``optimizers.RULES``) — the same operations on the same values,
-so the results are the same to the last bit — and releases another (``wait``). Between
-updates the child polls for SPIN_SECONDS before it sleeps: a step comes well within that, and
-waking a sleeping process cost the trainer 10 µs a step (a guest's cross-core wake-up). The
-child ignores SIGINT/SIGTERM (the trainer acts on them and stops it), exits when the trainer goes
-away, and ``close`` copies the arrays back into the trainer's own memory.
+backward pass writes the gradients there (its products' outputs, ``Optimizer.gradient_out``)
+and the trainer releases a semaphore (``start``); the child applies the optimizer's own numpy
+rule (``optimizers.RULES``) — the same operations on the same values, so the results are the
+same to the last bit — and releases another (``wait``). Between updates the child polls for
+SPIN_SECONDS before it sleeps: a step comes well within that, and waking a sleeping process
+cost the trainer 10 µs a step (a guest's cross-core wake-up) and the update its head start.
+The child ignores SIGINT/SIGTERM (the trainer acts on them and stops it), exits when the
+trainer goes away, and ``close`` copies the arrays back into the trainer's own memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 import os
 import signal
@@ -37,7 +39,7 @@ import numpy as np
 
 from windowner.errors import WindownerError
 from windowner.optim.optimizers import RULES, SLOTS, Optimizer, OptimizerSettings
-from windowner.threads import AUTO, FREE_MARGIN, ThreadChoice, measure_others
+from windowner.threads import AUTO, FREE_MARGIN, ThreadChoice, others_now
 
 ALIGN = 64  # bytes: every shared array starts on a cache line
 POLL_SECONDS = 0.5  # how often a blocked side checks that the other is still there
@@ -56,32 +58,36 @@ def available() -> bool:
 
 
 class UpdateWorker:
-    """Updates parameter ``name`` of ``params`` with ``optimizer``'s rule in a child process.
+    """Updates parameters ``names`` of ``params`` with ``optimizer``'s rule in a child process.
 
-    ``start(t, lr, grad)``: the update of step t at rate lr (already scaled as
-    ``Optimizer.step`` scales it) begins; returns at once. ``wait()``: returns once it is
-    written (at once when none is running). ``close()``: stops the child; the parameter and
-    its state are private arrays again. ``busy_seconds``: the time ``wait`` spent blocked."""
+    ``start(t, rates, grads)``: the update of step t (parameter i at rate ``rates[i]``, scaled
+    as ``Optimizer.step`` scales it) begins; returns at once. ``wait()``: returns once it is
+    written (at once when none is running). ``close()``: stops the child; the parameters and
+    their state are private arrays again. ``busy_seconds``: the time ``wait`` spent blocked.
+    ``grads[name]``: the shared gradient buffer the trainer may write into directly."""
 
-    def __init__(self, name: str, params: dict[str, np.ndarray], optimizer: Optimizer) -> None:
-        self.name, self.rule = name, optimizer.settings.name
-        theta = params[name]
-        keys = [f"{name}.{suffix}" for suffix in SLOTS[self.rule]]
-        arrays = [theta, *(optimizer._slot(key, theta) for key in keys)]
-        size = -(-theta.nbytes // ALIGN) * ALIGN  # each array on its own cache lines
-        count = len(arrays) + 1  # and the gradient
-        self._mem = mmap.mmap(-1, count * size + ALIGN)  # MAP_SHARED | MAP_ANONYMOUS, zeroed
-        views = [
-            np.ndarray(theta.shape, theta.dtype, buffer=self._mem, offset=i * size)
-            for i in range(count)
-        ]
-        for view, a in zip(views, arrays, strict=False):
-            view[...] = a
-        self._scalars = np.ndarray(2, np.float64, buffer=self._mem, offset=count * size)  # t, lr
-        self.theta, *self.slots, self.grad = views
-        params[name] = self.theta
-        for key, slot in zip(keys, self.slots, strict=True):
-            optimizer.state[key] = slot
+    def __init__(
+        self, names: tuple[str, ...], params: dict[str, np.ndarray], optimizer: Optimizer
+    ) -> None:
+        self.names, self.rule = names, optimizer.settings.name
+        keys = {name: [f"{name}.{suffix}" for suffix in SLOTS[self.rule]] for name in names}
+        private = {  # per parameter: θ, its state slots, and (shaped like θ) its gradient
+            name: [params[name], *(optimizer._slot(key, params[name]) for key in keys[name])]
+            for name in names
+        }
+        shapes = [(a.shape, a.dtype) for name in names for a in (*private[name], params[name])]
+        shapes.append(((1 + len(names),), np.dtype(np.float64)))  # t, then each rate
+        self._mem, views = shared_arrays(shapes)
+        *arrays, self._scalars = views
+        per = len(SLOTS[self.rule]) + 2
+        self.params, self.slots, self.grads = {}, {}, {}
+        for i, name in enumerate(names):
+            theta, *slots, grad = arrays[i * per : (i + 1) * per]
+            for view, a in zip((theta, *slots), private[name], strict=True):
+                view[...] = a
+            self.params[name], self.slots[name], self.grads[name] = theta, slots, grad
+            params[name] = theta
+            optimizer.state.update(zip(keys[name], slots, strict=True))
         self._owners = (params, optimizer, keys)
         from multiprocessing import get_context  # here: 4 ms of imports only a worker needs
 
@@ -99,13 +105,15 @@ class UpdateWorker:
         if self.pid == 0:
             _serve(self, parent, optimizer.settings)  # never returns
 
-    def start(self, t: int, lr: float, grad: np.ndarray) -> None:
-        """Step t's update at rate ``lr`` from gradient ``grad`` (copied unless it is the
-        shared ``self.grad`` already); returns at once."""
+    def start(self, t: int, rates: list[float], grads: dict[str, np.ndarray]) -> None:
+        """Step t's update of ``names`` at ``rates`` from ``grads`` (each copied unless it is
+        the shared buffer already); returns at once."""
         self.wait()
-        if grad is not self.grad:
-            np.copyto(self.grad, grad)
-        self._scalars[0], self._scalars[1] = t, lr
+        for name in self.names:
+            if grads[name] is not self.grads[name]:
+                np.copyto(self.grads[name], grads[name])
+        self._scalars[0] = t
+        self._scalars[1:] = rates
         self.pending = True
         self._go.release()
 
@@ -117,7 +125,9 @@ class UpdateWorker:
         while not self._done.acquire(timeout=POLL_SECONDS):
             if not self.alive():
                 self.pending = False
-                raise WorkerDied(f"the process updating {self.name} ({self.pid}) stopped")
+                raise WorkerDied(
+                    f"the process updating {', '.join(self.names)} ({self.pid}) stopped"
+                )
         self.pending = False
         self.busy_seconds += time.perf_counter() - started
 
@@ -148,13 +158,30 @@ class UpdateWorker:
             os.waitpid(self.pid, 0)
         self._closed = True
         params, optimizer, keys = self._owners
-        if params.get(self.name) is self.theta:
-            params[self.name] = self.theta.copy()
-        for key, slot in zip(keys, self.slots, strict=True):
-            if optimizer.state.get(key) is slot:
-                optimizer.state[key] = slot.copy()
-        self.theta = self.grad = self._scalars = None  # type: ignore[assignment]
-        self.slots = []
+        for name in self.names:
+            if params.get(name) is self.params[name]:
+                params[name] = self.params[name].copy()
+            for key, slot in zip(keys[name], self.slots[name], strict=True):
+                if optimizer.state.get(key) is slot:
+                    optimizer.state[key] = slot.copy()
+        self.params, self.slots, self.grads = {}, {}, {}
+        self._scalars = None  # type: ignore[assignment]
+
+
+def shared_arrays(shapes: list[tuple[tuple[int, ...], np.dtype]]) -> tuple[mmap.mmap, list]:
+    """One anonymous shared memory block (MAP_SHARED | MAP_ANONYMOUS, zeroed, inherited by a
+    forked child) and an array view of it for each (shape, dtype), each on its own cache
+    lines."""
+    sizes = [
+        -(-math.prod(shape) * np.dtype(dtype).itemsize // ALIGN) * ALIGN for shape, dtype in shapes
+    ]
+    mem = mmap.mmap(-1, max(sum(sizes), ALIGN))
+    offsets = np.cumsum([0, *sizes[:-1]])
+    views = [
+        np.ndarray(shape, dtype, buffer=mem, offset=int(offset))
+        for (shape, dtype), offset in zip(shapes, offsets, strict=True)
+    ]
+    return mem, views
 
 
 def _serve(worker: UpdateWorker, parent: int, settings: OptimizerSettings) -> None:
@@ -166,7 +193,8 @@ def _serve(worker: UpdateWorker, parent: int, settings: OptimizerSettings) -> No
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         rule = RULES[worker.rule]
         own = Optimizer(settings, fused=False)  # its own scratch buffers
-        theta, slots, grad, scalars = worker.theta, worker.slots, worker.grad, worker._scalars
+        scalars = worker._scalars
+        parts = [(worker.params[n], worker.grads[n], worker.slots[n]) for n in worker.names]
         while True:
             if not _next_update(worker._go):
                 if os.getppid() != parent:
@@ -175,7 +203,8 @@ def _serve(worker: UpdateWorker, parent: int, settings: OptimizerSettings) -> No
             if scalars[0] == STOP:
                 break
             own.t = int(scalars[0])
-            rule(own, theta, grad, slots, float(scalars[1]))
+            for (theta, grad, slots), rate in zip(parts, scalars[1:], strict=True):
+                rule(own, theta, grad, slots, float(rate))
             worker._done.release()
     except BaseException:  # noqa: BLE001 - the parent sees the exit and raises WorkerDied
         code = 1
@@ -196,6 +225,8 @@ def _next_update(go) -> bool:
 # ----------------------------------------------------------------------------- when to use one
 
 ENV = "WINDOWNER_WORKER"  # auto (unset), on or off
+LAYERS = ("W", "b", "U")  # the parameters a worker updates: the hidden and output layers
+UPDATE = "W, b and U's update"  # in its log lines
 MIN_VALUES = 50_000  # W's values: below, its update is too short to pay for the handoff
 MAX_BLOCKED = 0.2  # share of wall time the trainer may wait for the worker (else: stopped)
 WARMUP_STEPS = 40  # steps before the probe (the first steps are slow either way)
@@ -206,15 +237,15 @@ PROBE_BLOCKS = 4  # blocks with and without the worker in turn (with it first)
 def reason_not_to(
     choice: ThreadChoice, values: int, kernels: str, l2: float, forced: bool = False
 ) -> str | None:
-    """Why W's update stays in the trainer's process, or None when a worker may take it
-    (``choice``: the run's BLAS thread choice; ``values``: W's size). ``forced``
+    """Why the dense layers' update stays in the trainer's process, or None when a worker may
+    take it (``choice``: the run's BLAS thread choice; ``values``: W's size). ``forced``
     ($WINDOWNER_WORKER=on): only what a worker cannot do (the platform, numba, L2)."""
     if not available():
         return "a second process needs Linux's fork"
     if kernels != "numpy":
-        return "the numba kernels update W in one pass"
+        return "the numba kernels update each parameter in one pass"
     if l2 != 0.0:
-        return "L2 changes W's gradient after the backward pass"
+        return "L2 changes the gradients after the backward pass"
     if forced:
         return None
     if choice.setting != AUTO or choice.threads != 1 or choice.cores < 2:
@@ -225,12 +256,14 @@ def reason_not_to(
 
 
 class WorkerPolicy:
-    """The trainer's use of an UpdateWorker for W (``train.threads: auto`` only):
+    """The trainer's use of an UpdateWorker for W, b and U (``train.threads: auto`` only):
 
     1. ``start``: a worker when ``reason_not_to`` finds no reason against it and the
-       machine shows two free cores (``threads.measure_others``);
+       machine shows two free cores (``threads.others_now``: the last 0.1 s, not the
+       minute's load average, which a run before it with a worker keeps high; the recheck
+       catches a neighbour that starts later);
     2. ``observe``: after WARMUP_STEPS, blocks of steps with it and without it in turn
-       (without, the trainer's process updates W); it is kept only if steps were faster
+       (without, the trainer's process updates them); it is kept only if steps were faster
        with it;
     3. ``recheck``: stopped for the rest of the run once the trainer spends more than
        MAX_BLOCKED of its time waiting for it (another process took the second core).
@@ -245,7 +278,7 @@ class WorkerPolicy:
     def start(
         self, params: dict[str, np.ndarray], choice: ThreadChoice, kernels: str, l2: float
     ) -> None:
-        """Starts a worker for ``params["W"]`` (the model's, after any resume) if it can pay
+        """Starts a worker for W, b and U (the model's, after any resume) if it can pay
         (see the class). $WINDOWNER_WORKER ``off`` never starts one; ``on`` starts one
         wherever it can run (Linux, the numpy kernels, no L2) and keeps it, without the
         other checks and the probe (tests, measurements)."""
@@ -257,20 +290,21 @@ class WorkerPolicy:
             return
         if forced:
             why = f"${ENV}={asked}"
-        else:
-            others, _ = measure_others()
+        else:  # not the minute's load average: the last run's worker kept it up
+            others = others_now()
             if choice.cores - others + FREE_MARGIN < 2:
                 return
             why = f"{choice.cores} usable cores, {others:.1f} busy with other processes"
+        names = tuple(name for name in LAYERS if name in params)
         try:
-            self.worker = UpdateWorker("W", params, self.optimizer)
-        except OSError as e:  # no memory or no process to spare: the trainer updates W
-            self.log(f"W's update: in this process (no second process: {e})")
+            self.worker = UpdateWorker(names, params, self.optimizer)
+        except OSError as e:  # no memory or no process to spare: the trainer updates them
+            self.log(f"{UPDATE}: in this process (no second process: {e})")
             return
         self.optimizer.worker = self.worker
         self._probe = None if forced else []
         self._checked = (time.monotonic(), 0.0)
-        self.log(f"W's update: in a second process ({why})")
+        self.log(f"{UPDATE}: in a second process ({why})")
 
     def observe(self, seconds: float) -> None:
         """One training step's wall seconds (the probe of step 2 in the class docstring):
@@ -302,7 +336,7 @@ class WorkerPolicy:
         self.optimizer.worker = self.worker
         self._checked = (time.monotonic(), self.worker.busy_seconds)
         self.log(
-            f"W's update: kept in the second process ({1e3 * with_worker:.2f} ms a step "
+            f"{UPDATE}: kept in the second process ({1e3 * with_worker:.2f} ms a step "
             f"against {1e3 * without:.2f} ms without)"
         )
 
@@ -320,7 +354,8 @@ class WorkerPolicy:
             self.stop(f"waited for it {100 * share:.0f}% of the time: another process is busy")
 
     def stop(self, why: str | None = None) -> None:
-        """Closes the worker (W and its state back in the trainer's memory); logs ``why``."""
+        """Closes the worker (the parameters and their state back in the trainer's memory);
+        logs ``why``."""
         if self.worker is None:
             return
         self.optimizer.settle()
@@ -328,4 +363,4 @@ class WorkerPolicy:
         self.worker.close()
         self.worker = None
         if why is not None:
-            self.log(f"W's update: back in this process ({why})")
+            self.log(f"{UPDATE}: back in this process ({why})")
