@@ -4,7 +4,8 @@ neighbours, and default threading against one thread (training and predict).
     time to F1     seconds of training (the trainer's epoch seconds, summed) until dev F1
                    reaches the target, windowner and the same model in eager PyTorch trained by
                    the same script: windowner's Trainer with its step swapped for PyTorch's
-                   (same data, batches, dropout rates, schedule; evaluated by windowner)
+                   (same data, batches, dropout rates, schedule; evaluated by windowner);
+                   medians over three seeds (``--f1-seeds``)
     contention     one epoch with 0, 1 and 2 busy neighbours (``python -c "while True: pass"``
                    processes started here and ended by their pid), each engine against its
                    own idle epoch
@@ -16,6 +17,7 @@ neighbours, and default threading against one thread (training and predict).
 from __future__ import annotations
 
 import contextlib
+import statistics
 import subprocess
 import sys
 import time
@@ -139,25 +141,58 @@ def stopper(target_f1: float | None, max_seconds: float | None) -> Callable | No
     return stop
 
 
-def time_to_f1(run_child: RunChild, config: Path, sets: list[str], tmp: Path, target: float):
-    """Both engines trained until the target dev F1 (or the config's epochs). PyTorch stops
-    once it has trained 2× windowner's time without reaching it: the ≤ 0.5× target is decided
-    by then, and a thread-starved PyTorch on a busy machine could otherwise run for hours."""
-    rows: dict[str, dict] = {}
-    for engine in ("windowner", "torch"):
-        ours = rows.get("windowner", {}).get("seconds")
-        limit = None if engine == "windowner" or ours is None else 2.0 * ours
-        out = tmp / f"f1_{engine}"
-        run = run_child(config, sets, out, engine=engine, target_f1=target, max_seconds=limit)
-        seconds, epochs = seconds_to_f1(run, target)
-        rows[engine] = {
-            "seconds": seconds,
-            "epochs": epochs,
-            "best_f1": max(f for f in run["dev_f1s"] if f is not None),
-            "epoch_seconds": run["epoch_seconds"],
-            "trained_seconds": sum(run["epoch_seconds"]),
-        }
-    return rows
+def time_to_f1(
+    run_child: RunChild,
+    config: Path,
+    sets: list[str],
+    tmp: Path,
+    target: float,
+    seeds: list[int],
+) -> dict[str, dict]:
+    """Both engines trained until the target dev F1 (or the config's epochs), once per seed
+    (the config's ``seed``: initial weights, shuffling, dropout), windowner then PyTorch for
+    each. How many epochs a run needs moves with the seed (13 to 17 for windowner on
+    2026-12-08), so each engine's row is the median over the seeds, a run that never gets
+    there counting as the slowest. PyTorch stops once it has trained 2× windowner's time of
+    the same seed without reaching it: the ≤ 0.5× target is decided by then, and a
+    thread-starved PyTorch on a busy machine could otherwise run for hours."""
+    runs: dict[str, list[dict]] = {"windowner": [], "torch": []}
+    for seed in seeds:
+        ours = None
+        for engine, done in runs.items():
+            limit = None if engine == "windowner" or ours is None else 2.0 * ours
+            out = tmp / f"f1_{engine}_seed{seed}"
+            seeded = [*sets, f"seed={seed}"]
+            run = run_child(config, seeded, out, engine=engine, target_f1=target, max_seconds=limit)
+            seconds, epochs = seconds_to_f1(run, target)
+            ours = seconds if engine == "windowner" else ours
+            done.append(
+                {
+                    "seed": seed,
+                    "seconds": seconds,
+                    "epochs": epochs,
+                    "best_f1": max(f for f in run["dev_f1s"] if f is not None),
+                    "epoch_seconds": run["epoch_seconds"],
+                    "trained_seconds": sum(run["epoch_seconds"]),
+                }
+            )
+    return {engine: median_run(done) for engine, done in runs.items()}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The seeds' runs of one engine and their medians: seconds and epochs to the target
+    (None when the median run did not get there), the median epoch's seconds."""
+    never = float("inf")
+    seconds = statistics.median(never if r["seconds"] is None else r["seconds"] for r in runs)
+    epochs = statistics.median(never if r["epochs"] is None else r["epochs"] for r in runs)
+    epoch = statistics.median(min(r["epoch_seconds"]) for r in runs)
+    return {
+        "seconds": None if seconds == never else seconds,
+        "epochs": None if epochs == never else epochs,
+        "epoch_seconds": epoch,
+        "trained_seconds": statistics.median(r["trained_seconds"] for r in runs),
+        "runs": runs,
+    }
 
 
 def contention(run_child: RunChild, config: Path, sets: list[str], tmp: Path) -> dict:
@@ -206,16 +241,18 @@ def predict_threads(model: Path, dev: Path, measure: Callable[[Path, Path], dict
 def print_rows(result: dict, target_f1: float) -> None:
     f1 = result.get("time_to_f1")
     if f1:
-        print(f"\ntime to dev F1 ≥ {target_f1} (training seconds, epochs; same script and data):")
+        print(
+            f"\ntime to dev F1 ≥ {target_f1} (training seconds, epochs; same script and data; "
+            "median over the seeds):"
+        )
         for engine, r in f1.items():
-            reached = (
-                f"not reached in {r['trained_seconds']:.1f} s"
-                if r["seconds"] is None
-                else f"{r['seconds']:7.1f} s"
-            )
-            epochs = "" if r["epochs"] is None else f" in {r['epochs']} epochs"
-            per = min(r["epoch_seconds"])
-            print(f"  {engine:<10} {reached}{epochs} (best {r['best_f1']:.2f}; epoch {per:.2f} s)")
+            print(f"  {engine:<10} {reached(r)} (epoch {r['epoch_seconds']:.2f} s)")
+            for run in r["runs"]:
+                per = min(run["epoch_seconds"])
+                print(
+                    f"    seed {run['seed']}: {reached(run)} (best {run['best_f1']:.2f}; "
+                    f"epoch {per:.2f} s)"
+                )
     busy = result.get("contention")
     if busy:
         print("\nepoch seconds with busy neighbours (each against its own idle epoch):")
@@ -238,21 +275,41 @@ def print_rows(result: dict, target_f1: float) -> None:
         )
 
 
+def seed_ratios(f1: dict) -> str:
+    """Each seed's ratio of windowner's seconds to PyTorch's: "0.47×, 0.52×, 0.44×"."""
+    cells = []
+    for ours, theirs in zip(f1["windowner"]["runs"], f1["torch"]["runs"], strict=True):
+        if ours["seconds"] is None or theirs["seconds"] is None:
+            cells.append("–")
+        else:
+            cells.append(f"{ours['seconds'] / theirs['seconds']:.2f}×")
+    return ", ".join(cells)
+
+
+def reached(r: dict) -> str:
+    """ "55.1 s in 15 epochs", or "not reached in 120.3 s"."""
+    if r["seconds"] is None:
+        return f"not reached in {r['trained_seconds']:.1f} s"
+    return f"{r['seconds']:7.1f} s in {r['epochs']:g} epochs"
+
+
 def target_lines(result: dict, target_f1: float) -> list[tuple[bool, str]]:
     lines = []
     f1 = result.get("time_to_f1")
     if f1:
         ours, theirs = f1["windowner"]["seconds"], f1["torch"]["seconds"]
+        seeds = len(f1["torch"]["runs"])
+        what = f"time to dev F1 {target_f1} ≤ 0.5× PyTorch's (median of {seeds} seeds)"
         if ours is None:
-            lines.append((False, f"time to dev F1 {target_f1} ≤ 0.5× PyTorch's: not reached"))
+            lines.append((False, f"{what}: not reached"))
         elif theirs is None:
             spent = f1["torch"]["trained_seconds"]
-            text = f"time to dev F1 {target_f1} ≤ 0.5× PyTorch's: {ours:.0f} s, PyTorch not"
-            lines.append((ours <= 0.5 * spent, f"{text} there after {spent:.0f} s"))
+            text = f"{what}: {ours:.0f} s, PyTorch not there after {spent:.0f} s"
+            lines.append((ours <= 0.5 * spent, text))
         else:
-            ratio = ours / theirs
-            text = f"time to dev F1 {target_f1} ≤ 0.5× PyTorch's: {ours:.0f} s / {theirs:.0f} s"
-            lines.append((ratio <= 0.5, f"{text} = {ratio:.2f}×"))
+            ratio, each = ours / theirs, seed_ratios(f1)
+            text = f"{what}: {ours:.0f} s / {theirs:.0f} s = {ratio:.2f}× (seeds: {each})"
+            lines.append((ratio <= 0.5, text))
     busy = result.get("contention")
     if busy:
         r = busy["windowner"]
