@@ -276,11 +276,14 @@ def print_rows(result: dict, target_f1: float) -> None:
 
 
 def seed_ratios(f1: dict) -> str:
-    """Each seed's ratio of windowner's seconds to PyTorch's: "0.47×, 0.52×, 0.44×"."""
+    """Each seed's ratio of windowner's seconds to PyTorch's: "0.47×, < 0.49×, –" (<: PyTorch
+    stopped before it got there; –: windowner never got there)."""
     cells = []
     for ours, theirs in zip(f1["windowner"]["runs"], f1["torch"]["runs"], strict=True):
-        if ours["seconds"] is None or theirs["seconds"] is None:
+        if ours["seconds"] is None:
             cells.append("–")
+        elif theirs["seconds"] is None:
+            cells.append(f"< {ours['seconds'] / theirs['trained_seconds']:.2f}×")
         else:
             cells.append(f"{ours['seconds'] / theirs['seconds']:.2f}×")
     return ", ".join(cells)
@@ -305,7 +308,7 @@ def target_lines(result: dict, target_f1: float) -> list[tuple[bool, str]]:
         elif theirs is None:
             spent = f1["torch"]["trained_seconds"]
             text = f"{what}: {ours:.0f} s, PyTorch not there after {spent:.0f} s"
-            lines.append((ours <= 0.5 * spent, text))
+            lines.append((ours <= 0.5 * spent, f"{text} (seeds: {seed_ratios(f1)})"))
         else:
             ratio, each = ours / theirs, seed_ratios(f1)
             text = f"{what}: {ours:.0f} s / {theirs:.0f} s = {ratio:.2f}× (seeds: {each})"
