@@ -250,6 +250,8 @@ def reason_not_to(
         return None
     if choice.setting != AUTO or choice.threads != 1 or choice.cores < 2:
         return "not with more than one BLAS thread, one core or a set thread count"
+    if choice.adaptive:  # two BLAS threads beside a worker: steps 2× slower (0.52–0.69×)
+        return "the BLAS threads follow the machine's load and may become two"
     if values < MIN_VALUES:
         return f"W's {values:,} values update too fast to hand over"
     return None
