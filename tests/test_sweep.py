@@ -192,6 +192,26 @@ def test_one_trial_in_process_reports_every_epoch_and_writes_its_run_dir(tmp_pat
     assert not any(f.name.startswith("trial") for f in run_dir.iterdir())
 
 
+def test_a_signal_during_a_trials_imports_is_not_a_failed_trial(tmp_path, monkeypatch):
+    """Python 3.11 wraps a KeyboardInterrupt raised inside a ``__set_name__`` (a dataclass
+    field, while a module is imported) in a RuntimeError: still the signal, not a failure."""
+    sweep = sw.load_sweep(write_sweep(tmp_path, pruner="none"))
+    sweep_dir = sw.prepare_dir(sweep, tmp_path / "sweep")
+    url = sw.default_storage(sweep_dir)
+    study = sw.open_study(sweep, sw.make_storage(url, sweep.heartbeat))
+    trial, run_dir, overrides = sw.admit(study, sweep, sweep_dir)
+
+    def interrupted(*args):
+        raise RuntimeError("Error calling __set_name__") from KeyboardInterrupt()
+
+    monkeypatch.setattr(sw, "_train_trial", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sw.run_trial(sw.trial_job(sweep, url, trial, run_dir, overrides))
+    first, again = study.trials  # re-queued as an interrupted trial is, no error recorded
+    assert (first.state.name, again.state.name) == ("FAIL", "WAITING")
+    assert "error" not in first.user_attrs and again.params == first.params
+
+
 def test_stale_trial_is_requeued_and_resumes_its_run_dir(tmp_path):
     """A trial whose process vanished after epoch 1 (its last.npz on disk): failed, re-queued
     with the same parameters, and the re-run continues the same directory to the end."""

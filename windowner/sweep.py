@@ -37,7 +37,7 @@ from typing import Any
 
 from windowner import config as cfg
 from windowner import runs
-from windowner.errors import ConfigError, DataError, UsageError, WindownerError
+from windowner.errors import ConfigError, DataError, UsageError, WindownerError, signal_behind
 
 SWEEP_EXTRA = "pip install 'windowner[sweep]' (or make sweep)"
 SWEEP_KEYS = (
@@ -958,6 +958,10 @@ def run_trial(job: dict[str, Any]) -> int:
         fail_and_requeue(study, job["trial_id"])
         return exc.exit_code
     except Exception as exc:  # a failed trial is recorded, not retried (it would fail again)
+        if (signal_exc := signal_behind(exc)) is not None:  # a signal during an import
+            stop_beating()
+            fail_and_requeue(study, job["trial_id"])
+            raise signal_exc from None
         stop_beating()
         with contextlib.suppress(Exception):  # unless the trial was already failed as stale
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
