@@ -158,25 +158,37 @@ def time_to_f1(
     thread-starved PyTorch on a busy machine could otherwise run for hours."""
     runs: dict[str, list[dict]] = {"windowner": [], "torch": []}
     for seed in seeds:
-        ours = None
-        for engine, done in runs.items():
-            limit = None if engine == "windowner" or ours is None else 2.0 * ours
-            out = tmp / f"f1_{engine}_seed{seed}"
-            seeded = [*sets, f"seed={seed}"]
-            run = run_child(config, seeded, out, engine=engine, target_f1=target, max_seconds=limit)
-            seconds, epochs = seconds_to_f1(run, target)
-            ours = seconds if engine == "windowner" else ours
-            done.append(
-                {
-                    "seed": seed,
-                    "seconds": seconds,
-                    "epochs": epochs,
-                    "best_f1": max(f for f in run["dev_f1s"] if f is not None),
-                    "epoch_seconds": run["epoch_seconds"],
-                    "trained_seconds": sum(run["epoch_seconds"]),
-                }
-            )
+        seeded = [*sets, f"seed={seed}"]
+        ours = f1_run(run_child, config, seeded, tmp, target, "windowner", seed, None)
+        limit = None if ours["seconds"] is None else 2.0 * ours["seconds"]
+        runs["windowner"].append(ours)
+        runs["torch"].append(f1_run(run_child, config, seeded, tmp, target, "torch", seed, limit))
     return {engine: median_run(done) for engine, done in runs.items()}
+
+
+def f1_run(
+    run_child: RunChild,
+    config: Path,
+    sets: list[str],
+    tmp: Path,
+    target: float,
+    engine: str,
+    seed: int,
+    limit: float | None,
+) -> dict:
+    """One engine's run of ``time_to_f1`` (stopped at the target or after ``limit`` seconds
+    of training): seconds and epochs to the target, best F1, epoch seconds."""
+    out = tmp / f"f1_{engine}_seed{seed}"
+    run = run_child(config, sets, out, engine=engine, target_f1=target, max_seconds=limit)
+    seconds, epochs = seconds_to_f1(run, target)
+    return {
+        "seed": seed,
+        "seconds": seconds,
+        "epochs": epochs,
+        "best_f1": max(f for f in run["dev_f1s"] if f is not None),
+        "epoch_seconds": run["epoch_seconds"],
+        "trained_seconds": sum(run["epoch_seconds"]),
+    }
 
 
 def median_run(runs: list[dict]) -> dict:

@@ -112,17 +112,16 @@ class Optimizer:
             return lr / np.sqrt(param.shape[FAN_IN_AXIS[name]])
         return lr
 
-    def start_early(self, params: dict[str, np.ndarray], grads: dict, lr: float) -> bool:
+    def start_early(self, params: dict[str, np.ndarray], grads: dict, lr: float) -> None:
         """Begins the coming step's update of the worker's parameters, when there is a worker
         (the fast path calls this once their gradients in ``grads`` are final and they are
         not read again in the step); ``step`` then leaves them out. Call ``settle`` before
         they or their state are read again."""
         if self.worker is None:
-            return False
+            return
         rates = [self._rate(name, params[name], lr) for name in self.worker.names]
         self.worker.start(self.t + 1, rates, grads)
         self._started = self.t + 1
-        return True
 
     def gradient_out(self, name: str, default: np.ndarray) -> np.ndarray:
         """Where to write ``name``'s gradient: the worker's shared buffer when the worker
